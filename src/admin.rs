@@ -1,0 +1,96 @@
+//! The admin listener: `/health/live`, `/health/ready` and `/metrics`
+//! (Prometheus text format, counters summed over shards). It runs on shard
+//! 0, apart from the client listener, so scraping never competes with the
+//! client port's accept queue.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use tracing::debug;
+
+use crate::http::{self, Method};
+use crate::metrics::{self, ShardMetrics};
+
+/// Admin requests are tiny; a scraper that takes longer than this to send
+/// one is dropped.
+const ADMIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub async fn serve(listener: TcpListener, shards: Arc<[Arc<ShardMetrics>]>) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let shards = Arc::clone(&shards);
+                glommio::spawn_local(async move {
+                    if let Err(e) = answer(stream, &shards).await {
+                        debug!(error = %e, "admin request failed");
+                    }
+                })
+                .detach();
+            }
+            Err(e) => {
+                debug!(error = %e, "admin accept failed");
+                glommio::timer::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+async fn answer(mut stream: TcpStream, shards: &[Arc<ShardMetrics>]) -> io::Result<()> {
+    stream.set_read_timeout(Some(ADMIN_REQUEST_TIMEOUT))?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    let out = loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        match http::parse_request(&buf) {
+            Ok(None) => continue,
+            Ok(Some(head)) => break respond(&head, shards),
+            Err(e) => {
+                let mut out = Vec::new();
+                http::write_error(&mut out, e.status(), &e.to_string(), None);
+                break out;
+            }
+        }
+    };
+    stream.write_all(&out).await?;
+    stream.close().await
+}
+
+fn respond(head: &http::RequestHead<'_>, shards: &[Arc<ShardMetrics>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if head.method != Method::Get {
+        http::write_error(&mut out, 405, "only GET", None);
+        return out;
+    }
+    match head.path {
+        "/health/live" => ok(&mut out, "text/plain; charset=utf-8", "live\n"),
+        "/health/ready" if metrics::all_ready(shards) => {
+            ok(&mut out, "text/plain; charset=utf-8", "ready\n")
+        }
+        "/health/ready" => {
+            http::write_error(&mut out, 503, "kafka metadata not loaded yet", Some(1))
+        }
+        "/metrics" => ok(
+            &mut out,
+            "text/plain; version=0.0.4; charset=utf-8",
+            &metrics::render(shards),
+        ),
+        _ => http::write_error(&mut out, 404, "not found", None),
+    }
+    out
+}
+
+fn ok(out: &mut Vec<u8>, content_type: &str, body: &str) {
+    out.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-type: ");
+    out.extend_from_slice(content_type.as_bytes());
+    out.extend_from_slice(b"\r\ncontent-length: ");
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\nconnection: close\r\n\r\n");
+    out.extend_from_slice(body.as_bytes());
+}

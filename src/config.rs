@@ -1,0 +1,1508 @@
+//! The YAML configuration of sse-kafka: where to listen, which Kafka cluster to
+//! read, and which HTTP path streams which topic. [`parse`] and [`load`] turn a
+//! file into a validated [`Config`] or into a [`ConfigError`] that names the
+//! file, the line, the column and the dotted field (`routes[1].topic`), because
+//! an operator fixing a broken deployment should never have to guess where the
+//! mistake is. Most checks run *during* deserialization, inside small newtypes
+//! (durations, sizes, topic names, route paths, keywords), so that serde_yaml_ng
+//! attaches the exact position of the offending value; the few checks that span
+//! several fields run afterwards and find their position again with a small
+//! scanner over the text (`KeyIndex`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+// ---------------------------------------------------------------------------
+// Defaults. Each says why it has its value.
+
+/// All interfaces, port 8080: the proxy usually runs in a container or behind a
+/// load balancer and must be reachable from outside its host; 8080 is the
+/// customary unprivileged HTTP port, so no extra capability is needed.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8080));
+
+/// 100ms: a record produced on a quiet topic reaches clients with at most this
+/// much added latency, while an idle proxy still makes only ten fetch requests a
+/// second per broker instead of spinning.
+pub const DEFAULT_FETCH_MAX_WAIT: Duration = Duration::from_millis(100);
+
+/// Smallest accepted `kafka.fetch_max_wait`: brokers answer a fetch with a max
+/// wait of 0 immediately even when empty, which turns the fetch loop into a busy
+/// loop against the cluster, so 0 is refused and 1ms is the floor.
+pub const MIN_FETCH_MAX_WAIT: Duration = Duration::from_millis(1);
+
+/// 1 MiB: the broker's default `message.max.bytes` is about 1 MB, so one fetch
+/// can always carry at least one record of the largest default size.
+pub const DEFAULT_FETCH_MAX_BYTES: usize = 1 << 20;
+
+/// Names the proxy in broker logs, metrics and quotas.
+pub const DEFAULT_CLIENT_ID: &str = "sse-kafka";
+
+/// 15s: well below the 60s idle timeouts of common reverse proxies and load
+/// balancers (nginx `proxy_read_timeout`, AWS ALB), so an SSE stream on a quiet
+/// topic is not cut for idleness, yet the comment frames cost almost nothing.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// 2s: the HTML spec leaves EventSource's reconnection delay to the browser
+/// ("a few seconds"); 2s brings clients back quickly after a proxy restart
+/// without hammering a proxy that is still starting.
+pub const DEFAULT_RETRY: Duration = Duration::from_secs(2);
+
+/// 1s: spreads the reconnections of every client of a restarted proxy over a
+/// second instead of letting them all arrive in the same instant.
+pub const DEFAULT_RETRY_JITTER: Duration = Duration::from_secs(1);
+
+/// `*`: the streams are read-only and the proxy uses no cookies or credentials,
+/// so any web page may read them unless the operator narrows it down.
+pub const DEFAULT_ALLOW_ORIGIN: &str = "*";
+
+/// 1 MiB: the same as one full fetch ([`DEFAULT_FETCH_MAX_BYTES`]), so a client
+/// that is briefly slow can absorb a whole fetch; a client that falls further
+/// behind than that is disconnected rather than growing the proxy's memory.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 1 << 20;
+
+/// 100000 connections per process: more than one well-provisioned host serves
+/// in practice, and below the 1048576 open-file limit that servers commonly
+/// raise to, so the proxy refuses clients cleanly instead of failing on EMFILE.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+
+/// 10s: a real client sends its tiny GET request head in well under a second,
+/// even on a poor mobile link; sockets that send nothing (or drip bytes, as in
+/// slowloris) are freed after this.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Kafka refuses topic names longer than 249 characters.
+pub const MAX_TOPIC_NAME_LEN: usize = 249;
+
+// ---------------------------------------------------------------------------
+// The error.
+
+/// A configuration error: `file:line:column: field: message`.
+///
+/// `line` and `column` are 1-based; 0 means the position is unknown (a file that
+/// cannot be read, an empty document). `field` is a dotted path such as
+/// `routes[1].topic` or `kafka.bootstrap`; `-` means no single field (the file
+/// itself, or the whole document). For YAML syntax errors, which the parser
+/// reports without a path, `field` is the key nearest before the error position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {field}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(file: &str, (line, column): (usize, usize), field: &str, message: String) -> Self {
+        ConfigError {
+            file: file.to_string(),
+            line,
+            column,
+            field: field.to_string(),
+            message,
+        }
+    }
+
+    /// Turns a serde_yaml_ng error into ours. Its text is
+    /// `<path>: <message> at line L column C` for type and value errors (the
+    /// path is absent at the document root) and `<problem> at line L column C,
+    /// <context>` for syntax errors; we move the path into `field` and drop the
+    /// position, which is already in `line` and `column`.
+    fn from_yaml(err: &serde_yaml_ng::Error, text: &str, file: &str) -> Self {
+        let (line, column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
+        let mut full = err.to_string();
+        if line > 0 {
+            let mark = format!(" at line {line} column {column}");
+            if let Some(at) = full.find(&mark) {
+                full.replace_range(at..at + mark.len(), "");
+            }
+        }
+        let (path, message) = match full.split_once(": ") {
+            Some((path, rest)) if looks_like_path(path) => (path.to_string(), rest.to_string()),
+            _ => (String::new(), full),
+        };
+        // serde names the offending key only inside the message; the field is
+        // more useful as the full path to that key.
+        let named = ["unknown field `", "missing field `", "duplicate field `"]
+            .iter()
+            .find_map(|prefix| message.strip_prefix(prefix))
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(key, _)| join_key(&path, key));
+        let mut message = message;
+        // libyaml's complaint about a tab is cryptic ("found character that
+        // cannot start any token"); tabs in indentation are the usual cause.
+        let indent_has_tab = line > 0
+            && text.lines().nth(line - 1).is_some_and(|l| {
+                l.chars()
+                    .take_while(|c| c.is_whitespace())
+                    .any(|c| c == '\t')
+            });
+        if indent_has_tab {
+            message.push_str(" (YAML does not allow tabs for indentation; use spaces)");
+        }
+        let field = match named {
+            Some(field) => field,
+            None if !path.is_empty() => path,
+            // No path: a syntax error, or a problem with the document as a
+            // whole. The nearest key before the position is the best hint.
+            None => KeyIndex::new(text)
+                .path_at_line(line)
+                .unwrap_or_else(|| "-".to_string()),
+        };
+        ConfigError::new(file, (line, column), &field, message)
+    }
+}
+
+/// Whether `s` can be a serde_yaml_ng path (`routes[0].topic`) rather than the
+/// first words of a message such as `invalid type: ...`. Our keys are plain
+/// identifiers, so any space rules a path out.
+fn looks_like_path(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-[]?".contains(c))
+}
+
+fn join_key(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The validated model.
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Absent: no admin listener.
+    pub admin_listen: Option<SocketAddr>,
+    pub kafka: KafkaConfig,
+    /// Interval between keepalive comments on an idle stream; never zero.
+    pub keepalive: Duration,
+    /// Base of the SSE `retry:` field.
+    pub retry: Duration,
+    /// Random extra added to `retry` per connection.
+    pub retry_jitter: Duration,
+    pub cors: Cors,
+    pub connections: Connections,
+    /// Never empty; paths are distinct.
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// Never empty; each entry is `host:port`.
+    pub bootstrap: Vec<String>,
+    /// At least [`MIN_FETCH_MAX_WAIT`].
+    pub fetch_max_wait: Duration,
+    /// Never zero.
+    pub fetch_max_bytes: usize,
+    pub client_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cors {
+    pub allow_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Connections {
+    /// Per-connection budget of queued frame bytes; never zero.
+    pub max_queued_bytes: usize,
+    /// Per process; never zero.
+    pub max: usize,
+    /// A client that sends no complete request head within this is closed;
+    /// never zero.
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Starts with '/'.
+    pub path: String,
+    /// A valid Kafka topic name.
+    pub topic: String,
+    pub start: Start,
+    pub value: ValueEncoding,
+    pub event_id: EventIdForm,
+    /// Overrides [`Config::keepalive`] for this route; never zero.
+    pub keepalive: Option<Duration>,
+}
+
+/// Where a new client without `Last-Event-ID` starts reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Only records produced after the client connected.
+    Live,
+    /// The oldest record the topic still holds.
+    Earliest,
+}
+
+/// How a route writes record values; defined with the frame encoder.
+pub use crate::sse::ValueEncoding;
+
+/// What goes into the SSE `id:` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventIdForm {
+    /// The partition offsets only: enough to resume.
+    Progress,
+    /// The record key, then the offsets.
+    KeyAndProgress,
+}
+
+impl Config {
+    /// The distinct topics of all routes, in order of first appearance, so that
+    /// start-up subscribes to each topic once and in a predictable order.
+    pub fn topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = Vec::new();
+        for route in &self.routes {
+            if !topics.contains(&route.topic) {
+                topics.push(route.topic.clone());
+            }
+        }
+        topics
+    }
+
+    /// The keepalive interval of route number `route`: its own override, or the
+    /// global one. Panics if `route` is out of range, like slice indexing.
+    pub fn route_keepalive(&self, route: usize) -> Duration {
+        self.routes[route].keepalive.unwrap_or(self.keepalive)
+    }
+
+    /// The route table as `sse-kafka check` prints it, one line per route, each
+    /// ending in a newline:
+    /// `GET /items -> topic items (start live, value text, id progress)`.
+    pub fn describe_routes(&self) -> String {
+        let mut out = String::new();
+        for r in &self.routes {
+            out.push_str(&format!(
+                "GET {} -> topic {} (start {}, value {}, id {})\n",
+                r.path,
+                r.topic,
+                r.start.keyword(),
+                r.value.keyword(),
+                r.event_id.keyword()
+            ));
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Entry points.
+
+/// Reads and parses the file at `path`. A file that cannot be read gives an
+/// error with line and column 0 and field `-`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(&file, (0, 0), "-", format!("cannot read the file: {e}")))?;
+    parse(&text, &file)
+}
+
+/// Parses and validates configuration `text`; `file` is only used to name the
+/// source in errors.
+pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    // An empty document deserializes as null, which serde reports as "invalid
+    // type: unit value"; say what is actually wrong.
+    if text.lines().all(|l| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with('#') || l == "---"
+    }) {
+        return Err(ConfigError::new(
+            file,
+            (0, 0),
+            "-",
+            "the file is empty; it needs at least `kafka.bootstrap` and `routes`".to_string(),
+        ));
+    }
+    let raw: RawConfig =
+        serde_yaml_ng::from_str(text).map_err(|e| ConfigError::from_yaml(&e, text, file))?;
+    validate(raw, text, file)
+}
+
+// ---------------------------------------------------------------------------
+// Raw serde structs: what the file says, with per-value checks done by the
+// newtypes below. `expecting` replaces serde's default "struct RawX", which
+// would show our private type names in error messages. Private: the public
+// model is only ever validated.
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of settings (kafka, routes, listen, ...)"
+)]
+struct RawConfig {
+    #[serde(default = "default_listen")]
+    listen: SocketAddr,
+    #[serde(default)]
+    admin_listen: Option<SocketAddr>,
+    kafka: RawKafka,
+    #[serde(default = "default_keepalive")]
+    keepalive: PositiveDuration,
+    #[serde(default = "default_retry")]
+    retry: AnyDuration,
+    #[serde(default = "default_retry_jitter")]
+    retry_jitter: AnyDuration,
+    #[serde(default)]
+    cors: RawCors,
+    #[serde(default)]
+    connections: RawConnections,
+    routes: NonEmpty<RawRoute>,
+    /// Later feature; parsed so the model exists, rejected by `validate`.
+    #[serde(default)]
+    guards: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of Kafka settings (bootstrap, ...)"
+)]
+struct RawKafka {
+    bootstrap: NonEmpty<BrokerAddr>,
+    #[serde(default = "default_fetch_max_wait")]
+    fetch_max_wait: FetchWait,
+    #[serde(default = "default_fetch_max_bytes")]
+    fetch_max_bytes: Size,
+    #[serde(default = "default_client_id")]
+    client_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of CORS settings (allow_origins)"
+)]
+struct RawCors {
+    #[serde(default = "default_allow_origins")]
+    allow_origins: Vec<String>,
+}
+
+impl Default for RawCors {
+    fn default() -> Self {
+        RawCors {
+            allow_origins: default_allow_origins(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of connection settings (max, max_queued_bytes, request_timeout)"
+)]
+struct RawConnections {
+    #[serde(default = "default_max_queued_bytes")]
+    max_queued_bytes: Size,
+    #[serde(default = "default_max_connections")]
+    max: NonZeroUsize,
+    #[serde(default = "default_request_timeout")]
+    request_timeout: PositiveDuration,
+}
+
+impl Default for RawConnections {
+    fn default() -> Self {
+        RawConnections {
+            max_queued_bytes: default_max_queued_bytes(),
+            max: default_max_connections(),
+            request_timeout: default_request_timeout(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a route: a mapping with path, topic, ..."
+)]
+struct RawRoute {
+    path: RoutePath,
+    topic: TopicName,
+    #[serde(default = "default_start")]
+    start: Keyword<Start>,
+    #[serde(default = "default_value")]
+    value: Keyword<ValueEncoding>,
+    #[serde(default = "default_event_id")]
+    event_id: Keyword<EventIdForm>,
+    #[serde(default)]
+    keepalive: Option<PositiveDuration>,
+    // Later features; parsed so the model exists, rejected by `validate`.
+    #[serde(default)]
+    filters: Option<Value>,
+    #[serde(default)]
+    guard: Option<Value>,
+    #[serde(default)]
+    partitioner: Option<Value>,
+    #[serde(default)]
+    topics: Option<Value>,
+}
+
+// serde's `default = "..."` wants functions; they only wrap the constants.
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN
+}
+fn default_keepalive() -> PositiveDuration {
+    DurationAtLeast(DEFAULT_KEEPALIVE)
+}
+fn default_retry() -> AnyDuration {
+    DurationAtLeast(DEFAULT_RETRY)
+}
+fn default_retry_jitter() -> AnyDuration {
+    DurationAtLeast(DEFAULT_RETRY_JITTER)
+}
+fn default_fetch_max_wait() -> FetchWait {
+    DurationAtLeast(DEFAULT_FETCH_MAX_WAIT)
+}
+fn default_fetch_max_bytes() -> Size {
+    Size(DEFAULT_FETCH_MAX_BYTES)
+}
+fn default_client_id() -> String {
+    DEFAULT_CLIENT_ID.to_string()
+}
+fn default_allow_origins() -> Vec<String> {
+    vec![DEFAULT_ALLOW_ORIGIN.to_string()]
+}
+fn default_max_queued_bytes() -> Size {
+    Size(DEFAULT_MAX_QUEUED_BYTES)
+}
+fn default_max_connections() -> NonZeroUsize {
+    NonZeroUsize::new(DEFAULT_MAX_CONNECTIONS).expect("DEFAULT_MAX_CONNECTIONS is not zero")
+}
+fn default_request_timeout() -> PositiveDuration {
+    DurationAtLeast(DEFAULT_REQUEST_TIMEOUT)
+}
+fn default_start() -> Keyword<Start> {
+    Keyword(Start::Live)
+}
+fn default_value() -> Keyword<ValueEncoding> {
+    Keyword(ValueEncoding::Text)
+}
+fn default_event_id() -> Keyword<EventIdForm> {
+    Keyword(EventIdForm::Progress)
+}
+
+// ---------------------------------------------------------------------------
+// Validating newtypes. Each check runs inside a `Visitor` method: serde_yaml_ng
+// attaches the value's own position only to errors returned from there (an
+// error raised after `String::deserialize` returns would be reported at the
+// enclosing mapping instead).
+
+/// Deserializes a string and converts it with `parse`, reporting its error at
+/// the string's position.
+fn deserialize_str_with<'de, D, T>(
+    deserializer: D,
+    expecting: &'static str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct StrVisitor<F> {
+        expecting: &'static str,
+        parse: F,
+    }
+    impl<'de, T, F: FnOnce(&str) -> Result<T, String>> Visitor<'de> for StrVisitor<F> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            (self.parse)(v).map_err(E::custom)
+        }
+    }
+    deserializer.deserialize_str(StrVisitor { expecting, parse })
+}
+
+/// A humantime duration ("15s", "2m", "100ms") of at least `MIN_NANOS`.
+#[derive(Clone, Copy, Debug)]
+struct DurationAtLeast<const MIN_NANOS: u64>(Duration);
+/// Any duration, zero included (a zero jitter or retry is meaningful).
+type AnyDuration = DurationAtLeast<0>;
+/// A duration greater than zero (a zero interval or timeout makes no sense).
+type PositiveDuration = DurationAtLeast<1>;
+/// `kafka.fetch_max_wait`: at least [`MIN_FETCH_MAX_WAIT`].
+type FetchWait = DurationAtLeast<{ MIN_FETCH_MAX_WAIT.as_nanos() as u64 }>;
+
+impl<'de, const MIN_NANOS: u64> Deserialize<'de> for DurationAtLeast<MIN_NANOS> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_str_with(d, "a duration such as \"15s\", \"2m\" or \"100ms\"", |s| {
+            let value = humantime::parse_duration(s).map_err(|e| {
+                format!("invalid duration '{s}': {e}; expected e.g. \"15s\", \"2m\" or \"100ms\"")
+            })?;
+            let min = Duration::from_nanos(MIN_NANOS);
+            if value < min {
+                return Err(if MIN_NANOS == 1 {
+                    format!("duration '{s}' must be greater than 0")
+                } else {
+                    format!(
+                        "duration '{s}' must be at least {}",
+                        humantime::format_duration(min)
+                    )
+                });
+            }
+            Ok(DurationAtLeast(value))
+        })
+    }
+}
+
+/// A byte size: a plain integer, or an integer with suffix B, KiB, MiB or GiB.
+/// Never zero: every size in the file is a budget, and a zero budget could
+/// never hold anything. The 1000-based KB/MB/GB are refused on purpose, so that
+/// nobody has to wonder which one was meant.
+#[derive(Clone, Copy, Debug)]
+struct Size(usize);
+
+const SIZE_FORMS: &str =
+    "a plain integer of bytes or an integer with suffix B, KiB, MiB or GiB (e.g. 1MiB)";
+
+impl Size {
+    fn parse(s: &str) -> Result<Size, String> {
+        let bad = || format!("invalid size '{s}': expected {SIZE_FORMS}");
+        let t = s.trim();
+        let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (number, suffix) = t.split_at(digits);
+        let multiplier: u64 = match suffix.trim_start() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            _ => return Err(bad()),
+        };
+        let number: u64 = number.parse().map_err(|_| bad())?;
+        let bytes = number
+            .checked_mul(multiplier)
+            .ok_or_else(|| format!("size '{s}' is too large"))?;
+        Size::from_u64(bytes)
+    }
+
+    fn from_u64(bytes: u64) -> Result<Size, String> {
+        if bytes == 0 {
+            return Err("size must be greater than 0".to_string());
+        }
+        usize::try_from(bytes)
+            .map(Size)
+            .map_err(|_| format!("size {bytes} is too large for this machine"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct SizeVisitor;
+        impl<'de> Visitor<'de> for SizeVisitor {
+            type Value = Size;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(SIZE_FORMS)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Size, E> {
+                Size::from_u64(v).map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Size, E> {
+                let v = u64::try_from(v)
+                    .map_err(|_| E::custom(format!("size {v} must be greater than 0")))?;
+                self.visit_u64(v)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Size, E> {
+                Size::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(SizeVisitor)
+    }
+}
+
+/// A Kafka topic name: 1 to 249 characters from `[a-zA-Z0-9._-]`, and not `.`
+/// or `..` — exactly what the broker accepts, so a typo fails here rather than
+/// at the first fetch.
+#[derive(Debug)]
+struct TopicName(String);
+
+impl<'de> Deserialize<'de> for TopicName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_str_with(d, "a Kafka topic name", |s| {
+            if s.is_empty() {
+                return Err("topic name must not be empty".to_string());
+            }
+            if s.len() > MAX_TOPIC_NAME_LEN {
+                return Err(format!(
+                    "topic name is {} characters long; Kafka allows at most {MAX_TOPIC_NAME_LEN}",
+                    s.len()
+                ));
+            }
+            if s == "." || s == ".." {
+                return Err(format!("'{s}' is not a valid Kafka topic name"));
+            }
+            if let Some(c) = s
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+            {
+                return Err(format!(
+                    "invalid topic name '{s}': {c:?} is not allowed; \
+                     Kafka topic names use only a-z, A-Z, 0-9, '.', '_' and '-'"
+                ));
+            }
+            Ok(TopicName(s.to_string()))
+        })
+    }
+}
+
+/// An HTTP route path: starts with '/', and holds no whitespace, '?' or '#',
+/// which can never appear in the path part of a request and so would make a
+/// route that nothing matches.
+#[derive(Debug)]
+struct RoutePath(String);
+
+impl<'de> Deserialize<'de> for RoutePath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_str_with(d, "an HTTP path starting with '/'", |s| {
+            if !s.starts_with('/') {
+                return Err(format!("route path '{s}' must start with '/'"));
+            }
+            if let Some(c) = s
+                .chars()
+                .find(|c| c.is_whitespace() || matches!(c, '?' | '#'))
+            {
+                return Err(format!(
+                    "route path '{s}' must not contain {c:?}: requests never carry it in their path"
+                ));
+            }
+            Ok(RoutePath(s.to_string()))
+        })
+    }
+}
+
+/// A Kafka bootstrap address `host:port` (`[v6]:port` for IPv6 literals). Only
+/// the shape is checked: names are resolved by the Kafka client later.
+#[derive(Debug)]
+struct BrokerAddr(String);
+
+impl<'de> Deserialize<'de> for BrokerAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_str_with(d, "a broker address host:port", |s| {
+            let bad =
+                |why: &str| format!("invalid broker address '{s}': {why}; expected host:port");
+            let (host, port) = s.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+            if host.is_empty() || host.chars().any(char::is_whitespace) {
+                return Err(bad("bad host"));
+            }
+            match port.parse::<u16>() {
+                Ok(p) if p != 0 => Ok(BrokerAddr(s.to_string())),
+                _ => Err(bad("port must be a number from 1 to 65535")),
+            }
+        })
+    }
+}
+
+/// A list that must hold at least one entry, checked inside the visitor so the
+/// error points at the list itself.
+struct NonEmpty<T>(Vec<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for NonEmpty<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct SeqVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for SeqVisitor<T> {
+            type Value = NonEmpty<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a non-empty list")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<NonEmpty<T>, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                if items.is_empty() {
+                    return Err(de::Error::custom("must list at least one entry"));
+                }
+                Ok(NonEmpty(items))
+            }
+        }
+        d.deserialize_seq(SeqVisitor(PhantomData))
+    }
+}
+
+/// A closed set of words in the file (`live`, `key-and-progress`, ...). Kept
+/// out of the public enums so that they need not know about serde or YAML.
+trait ConfigKeyword: Copy + PartialEq + 'static {
+    /// What the word chooses, for error messages.
+    const WHAT: &'static str;
+    /// Every accepted word and its meaning.
+    const WORDS: &'static [(&'static str, Self)];
+
+    fn keyword(self) -> &'static str {
+        Self::WORDS
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map(|(word, _)| *word)
+            .expect("every variant is listed in WORDS")
+    }
+}
+
+impl ConfigKeyword for Start {
+    const WHAT: &'static str = "start";
+    const WORDS: &'static [(&'static str, Self)] =
+        &[("live", Start::Live), ("earliest", Start::Earliest)];
+}
+
+impl ConfigKeyword for ValueEncoding {
+    const WHAT: &'static str = "value encoding";
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("text", ValueEncoding::Text),
+        ("base64", ValueEncoding::Base64),
+    ];
+}
+
+impl ConfigKeyword for EventIdForm {
+    const WHAT: &'static str = "event id form";
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("progress", EventIdForm::Progress),
+        ("key-and-progress", EventIdForm::KeyAndProgress),
+    ];
+}
+
+#[derive(Clone, Copy)]
+struct Keyword<T>(T);
+
+impl<'de, T: ConfigKeyword> Deserialize<'de> for Keyword<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_str_with(d, T::WHAT, |s| {
+            T::WORDS
+                .iter()
+                .find(|(word, _)| *word == s)
+                .map(|(_, v)| Keyword(*v))
+                .ok_or_else(|| {
+                    let words: Vec<&str> = T::WORDS.iter().map(|(w, _)| *w).collect();
+                    format!(
+                        "unknown {} '{s}'; expected one of: {}",
+                        T::WHAT,
+                        words.join(", ")
+                    )
+                })
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Cross-field validation, after deserialization.
+
+/// Checks what no single value can check alone and builds the public model.
+/// Positions come from [`KeyIndex`], since serde's are gone by now.
+fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, ConfigError> {
+    let index = KeyIndex::new(text);
+    let fail = |field: String, message: String| {
+        Err(ConfigError::new(
+            file,
+            index.locate(&field),
+            &field,
+            message,
+        ))
+    };
+
+    // Later features: the keys are known (so they are not "unknown field"
+    // typos) but nothing implements them yet; silently ignoring a guard would
+    // expose a stream its author meant to protect.
+    if raw.guards.is_some() {
+        return fail("guards".into(), "not supported yet".into());
+    }
+    for (i, r) in raw.routes.0.iter().enumerate() {
+        let later = [
+            ("filters", r.filters.is_some()),
+            ("guard", r.guard.is_some()),
+            ("partitioner", r.partitioner.is_some()),
+            ("topics", r.topics.is_some()),
+        ];
+        if let Some((name, _)) = later.iter().find(|(_, present)| *present) {
+            return fail(format!("routes[{i}].{name}"), "not supported yet".into());
+        }
+    }
+
+    // Two routes with one path: the second could never be reached.
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, r) in raw.routes.0.iter().enumerate() {
+        if let Some(first) = seen.insert(&r.path.0, i) {
+            return fail(
+                format!("routes[{i}].path"),
+                format!(
+                    "duplicate route path '{}' (already used by routes[{first}])",
+                    r.path.0
+                ),
+            );
+        }
+    }
+
+    // Both listeners on one port: the second bind would fail at start-up with a
+    // less helpful message.
+    if let Some(admin) = raw.admin_listen {
+        let overlap = admin.port() == raw.listen.port()
+            && (admin.ip() == raw.listen.ip()
+                || admin.ip().is_unspecified()
+                || raw.listen.ip().is_unspecified());
+        if overlap {
+            return fail(
+                "admin_listen".into(),
+                format!("{admin} overlaps listen {}; use another port", raw.listen),
+            );
+        }
+    }
+
+    Ok(Config {
+        listen: raw.listen,
+        admin_listen: raw.admin_listen,
+        kafka: KafkaConfig {
+            bootstrap: raw.kafka.bootstrap.0.into_iter().map(|b| b.0).collect(),
+            fetch_max_wait: raw.kafka.fetch_max_wait.0,
+            fetch_max_bytes: raw.kafka.fetch_max_bytes.0,
+            client_id: raw.kafka.client_id,
+        },
+        keepalive: raw.keepalive.0,
+        retry: raw.retry.0,
+        retry_jitter: raw.retry_jitter.0,
+        cors: Cors {
+            allow_origins: raw.cors.allow_origins,
+        },
+        connections: Connections {
+            max_queued_bytes: raw.connections.max_queued_bytes.0,
+            max: raw.connections.max.get(),
+            request_timeout: raw.connections.request_timeout.0,
+        },
+        routes: raw
+            .routes
+            .0
+            .into_iter()
+            .map(|r| Route {
+                path: r.path.0,
+                topic: r.topic.0,
+                start: r.start.0,
+                value: r.value.0,
+                event_id: r.event_id.0,
+                keepalive: r.keepalive.map(|k| k.0),
+            })
+            .collect(),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The key scanner.
+
+/// Where each key and list item of a block-style YAML text sits, by dotted path
+/// (`routes[1].topic`), 1-based line and column.
+///
+/// It follows indentation only, which is all our config files use: keys
+/// (`key:` plain or quoted), list items (`- `, also `- key:` on one line) and
+/// comments. It does not look inside flow collections (`{ a: 1 }`, `[x, y]`):
+/// their key is indexed, their contents are not, and lookups of paths inside
+/// fall back to the nearest indexed parent. Block scalars (`|`, `>`) are
+/// skipped. It never fails; at worst an error points at a parent's line.
+struct KeyIndex {
+    entries: Vec<KeyEntry>,
+}
+
+#[derive(Debug, PartialEq)]
+struct KeyEntry {
+    path: String,
+    line: usize,
+    column: usize,
+}
+
+/// One level of the path being built while scanning.
+enum Segment {
+    Key(String),
+    Item(usize),
+}
+
+impl KeyIndex {
+    fn new(text: &str) -> Self {
+        let mut entries = Vec::new();
+        // (indent column, segment); the path is the segments joined.
+        let mut stack: Vec<(usize, Segment)> = Vec::new();
+        // Lines more indented than this belong to a block scalar.
+        let mut block_scalar_indent: Option<usize> = None;
+
+        for (line_no, raw_line) in text.lines().enumerate() {
+            let line = strip_comment(raw_line);
+            let indent = line.len() - line.trim_start_matches(' ').len();
+            let mut rest = line[indent..].trim_end();
+            // Blank lines say nothing; tab-indented ones are not valid YAML and
+            // their depth cannot be known, so they are left out.
+            if rest.is_empty() || rest.starts_with('\t') {
+                continue;
+            }
+            if let Some(floor) = block_scalar_indent {
+                if indent > floor {
+                    continue;
+                }
+                block_scalar_indent = None;
+            }
+            if indent == 0 && (rest.starts_with("---") || rest.starts_with("...")) {
+                stack.clear();
+                continue;
+            }
+            if rest.starts_with('%') {
+                continue; // a directive
+            }
+
+            let mut col = indent; // 0-based, in bytes (== chars for the ASCII indentation)
+            loop {
+                if rest == "-" || rest.starts_with("- ") {
+                    // A list item at `col`: the next item of an open list at the
+                    // same column, or the first item of a new one.
+                    while stack.last().is_some_and(|(c, _)| *c > col) {
+                        stack.pop();
+                    }
+                    match stack.last_mut() {
+                        Some((c, Segment::Item(i))) if *c == col => *i += 1,
+                        _ => stack.push((col, Segment::Item(0))),
+                    }
+                    entries.push(KeyEntry {
+                        path: render_path(&stack),
+                        line: line_no + 1,
+                        column: raw_line[..col].chars().count() + 1,
+                    });
+                    let after = &rest[1..];
+                    let trimmed = after.trim_start();
+                    col += 1 + after.len() - trimmed.len();
+                    rest = trimmed;
+                    if rest.is_empty() {
+                        break;
+                    }
+                    continue;
+                }
+                if let Some((key, value)) = split_key(rest) {
+                    // A key closes every deeper or sibling level.
+                    while stack.last().is_some_and(|(c, _)| *c >= col) {
+                        stack.pop();
+                    }
+                    stack.push((col, Segment::Key(key)));
+                    entries.push(KeyEntry {
+                        path: render_path(&stack),
+                        line: line_no + 1,
+                        column: raw_line[..col].chars().count() + 1,
+                    });
+                    if value.starts_with('|') || value.starts_with('>') {
+                        block_scalar_indent = Some(col);
+                    }
+                }
+                break;
+            }
+        }
+        KeyIndex { entries }
+    }
+
+    /// Line and column of `path`, or of its nearest indexed parent; (0, 0) when
+    /// not even the top-level key is there.
+    fn locate(&self, path: &str) -> (usize, usize) {
+        let mut path = path;
+        loop {
+            if let Some(e) = self.entries.iter().find(|e| e.path == path) {
+                return (e.line, e.column);
+            }
+            // Drop the last segment: `.key` or `[i]`.
+            match path.rfind(['.', '[']) {
+                Some(cut) if cut > 0 => path = &path[..cut],
+                _ => return (0, 0),
+            }
+        }
+    }
+
+    /// The path of the last key or item that starts on or before `line`.
+    fn path_at_line(&self, line: usize) -> Option<String> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.line <= line)
+            .map(|e| e.path.clone())
+    }
+}
+
+fn render_path(stack: &[(usize, Segment)]) -> String {
+    let mut path = String::new();
+    for (_, segment) in stack {
+        match segment {
+            Segment::Key(k) => path = join_key(&path, k),
+            Segment::Item(i) => path.push_str(&format!("[{i}]")),
+        }
+    }
+    path
+}
+
+/// The line without its comment. A `#` starts a comment only at the start or
+/// after whitespace, and not inside quotes (`path: "/a#b"`).
+fn strip_comment(line: &str) -> &str {
+    let mut quote: Option<char> = None;
+    let mut prev_space = true;
+    for (i, c) in line.char_indices() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c == '#' && prev_space => return &line[..i],
+            None => {}
+        }
+        prev_space = c.is_whitespace();
+    }
+    line
+}
+
+/// Splits `key: value` (or `key:` at the end of the line) into the key, without
+/// quotes, and the value. `host:9092` or `http://x` are scalars, not keys: a
+/// key's colon is followed by whitespace or the end of the line.
+fn split_key(s: &str) -> Option<(String, &str)> {
+    if let Some(q) = s.chars().next().filter(|c| *c == '"' || *c == '\'') {
+        let close = s[1..].find(q)? + 1;
+        let after = s[close + 1..].trim_start();
+        let value = after.strip_prefix(':')?;
+        if !(value.is_empty() || value.starts_with([' ', '\t'])) {
+            return None;
+        }
+        return Some((s[1..close].to_string(), value.trim_start()));
+    }
+    if s.starts_with(['{', '[', '&', '*', '!', '|', '>']) {
+        return None;
+    }
+    let bytes = s.as_bytes();
+    (0..bytes.len()).find_map(|i| {
+        let ends_key = bytes[i] == b':'
+            && (i + 1 == bytes.len() || bytes[i + 1] == b' ' || bytes[i + 1] == b'\t');
+        ends_key.then(|| (s[..i].trim_end().to_string(), s[i + 1..].trim_start()))
+    })
+}
+
+// ---------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "sse-kafka.yaml";
+
+    fn parse_ok(text: &str) -> Config {
+        parse(text, FILE).unwrap_or_else(|e| panic!("unexpected error: {e}"))
+    }
+
+    /// The example of the design notes, every field set.
+    const FULL: &str = r#"
+listen: 0.0.0.0:8081
+admin_listen: 127.0.0.1:9464
+kafka:
+  bootstrap: ["127.0.0.1:9092", "kafka-2.internal:9093"]
+  fetch_max_wait: 250ms
+  fetch_max_bytes: 2MiB
+  client_id: edge-proxy
+keepalive: 20s
+retry: 3s
+retry_jitter: 500ms
+cors: { allow_origins: ["https://a.example", "https://b.example"] }
+connections:
+  max_queued_bytes: 65536
+  max: 5000
+  request_timeout: 5s
+routes:
+  - path: /items
+    topic: items
+    start: earliest
+    value: base64
+    event_id: key-and-progress
+    keepalive: 5s
+  - path: /items/live      # same topic, other options
+    topic: items
+  - path: /orders
+    topic: orders.v2_eu-1
+    start: live
+    value: text
+    event_id: progress
+"#;
+
+    const MINIMAL: &str =
+        "kafka:\n  bootstrap: [\"127.0.0.1:9092\"]\nroutes:\n  - path: /items\n    topic: items\n";
+
+    #[test]
+    fn full_config() {
+        let c = parse_ok(FULL);
+        assert_eq!(c.listen, "0.0.0.0:8081".parse().unwrap());
+        assert_eq!(c.admin_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(
+            c.kafka.bootstrap,
+            ["127.0.0.1:9092", "kafka-2.internal:9093"]
+        );
+        assert_eq!(c.kafka.fetch_max_wait, Duration::from_millis(250));
+        assert_eq!(c.kafka.fetch_max_bytes, 2 << 20);
+        assert_eq!(c.kafka.client_id, "edge-proxy");
+        assert_eq!(c.keepalive, Duration::from_secs(20));
+        assert_eq!(c.retry, Duration::from_secs(3));
+        assert_eq!(c.retry_jitter, Duration::from_millis(500));
+        assert_eq!(
+            c.cors.allow_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        assert_eq!(c.connections.max_queued_bytes, 65536);
+        assert_eq!(c.connections.max, 5000);
+        assert_eq!(c.connections.request_timeout, Duration::from_secs(5));
+        assert_eq!(c.routes.len(), 3);
+        let r = &c.routes[0];
+        assert_eq!((r.path.as_str(), r.topic.as_str()), ("/items", "items"));
+        assert_eq!(r.start, Start::Earliest);
+        assert_eq!(r.value, ValueEncoding::Base64);
+        assert_eq!(r.event_id, EventIdForm::KeyAndProgress);
+        assert_eq!(r.keepalive, Some(Duration::from_secs(5)));
+        let r = &c.routes[2];
+        assert_eq!(
+            (r.path.as_str(), r.topic.as_str()),
+            ("/orders", "orders.v2_eu-1")
+        );
+        assert_eq!(
+            (r.start, r.value, r.event_id),
+            (Start::Live, ValueEncoding::Text, EventIdForm::Progress)
+        );
+        assert_eq!(r.keepalive, None);
+
+        assert_eq!(c.topics(), ["items", "orders.v2_eu-1"]);
+        assert_eq!(c.route_keepalive(0), Duration::from_secs(5));
+        assert_eq!(c.route_keepalive(1), Duration::from_secs(20));
+        assert_eq!(
+            c.describe_routes(),
+            "GET /items -> topic items (start earliest, value base64, id key-and-progress)\n\
+             GET /items/live -> topic items (start live, value text, id progress)\n\
+             GET /orders -> topic orders.v2_eu-1 (start live, value text, id progress)\n"
+        );
+    }
+
+    #[test]
+    fn defaults_from_minimal_config() {
+        let c = parse_ok(MINIMAL);
+        assert_eq!(c.listen, DEFAULT_LISTEN);
+        assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.admin_listen, None);
+        assert_eq!(c.kafka.bootstrap, ["127.0.0.1:9092"]);
+        assert_eq!(c.kafka.fetch_max_wait, Duration::from_millis(100));
+        assert_eq!(c.kafka.fetch_max_bytes, 1 << 20);
+        assert_eq!(c.kafka.client_id, "sse-kafka");
+        assert_eq!(c.keepalive, Duration::from_secs(15));
+        assert_eq!(c.retry, Duration::from_secs(2));
+        assert_eq!(c.retry_jitter, Duration::from_secs(1));
+        assert_eq!(c.cors.allow_origins, ["*"]);
+        assert_eq!(c.connections.max_queued_bytes, 1 << 20);
+        assert_eq!(c.connections.max, 100_000);
+        assert_eq!(c.connections.request_timeout, Duration::from_secs(10));
+        let r = &c.routes[0];
+        assert_eq!(
+            (r.start, r.value, r.event_id),
+            (Start::Live, ValueEncoding::Text, EventIdForm::Progress)
+        );
+        assert_eq!(r.keepalive, None);
+        assert_eq!(c.route_keepalive(0), DEFAULT_KEEPALIVE);
+        assert_eq!(
+            c.describe_routes(),
+            "GET /items -> topic items (start live, value text, id progress)\n"
+        );
+        // Empty sections mean "all defaults" too.
+        let c = parse_ok(&format!("{MINIMAL}cors: {{}}\nconnections: {{}}\n"));
+        assert_eq!(c.cors.allow_origins, ["*"]);
+        assert_eq!(c.connections.max, DEFAULT_MAX_CONNECTIONS);
+    }
+
+    /// `MINIMAL` with `extra` appended to the first route (4-space indent).
+    fn route_with(extra: &str) -> String {
+        format!("{MINIMAL}{extra}")
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        // (what, text, line, column, field, start of the message)
+        let two_routes = format!("{MINIMAL}  - path: /other\n    topic: other\n");
+        const HEAD: &str = "kafka:\n  bootstrap: [\"a:1\"]\n";
+        let cases: Vec<(&str, String, usize, usize, &str, &str)> = Vec::from([
+            ("unknown field in a route", route_with("    tpoic: x\n"),
+                6, 5, "routes[0].tpoic", "unknown field `tpoic`, expected one of `path`, `topic`"),
+            ("unknown top-level field", format!("{MINIMAL}keep_alive: 1s\n"),
+                6, 1, "keep_alive", "unknown field `keep_alive`"),
+            ("unknown kafka field", format!("{HEAD}  group: g\nroutes: [{{path: /a, topic: a}}]\n"),
+                3, 3, "kafka.group", "unknown field `group`"),
+            ("bad duration", route_with("    keepalive: 5 parsecs\n"),
+                6, 16, "routes[0].keepalive", "invalid duration '5 parsecs': unknown time unit"),
+            ("duration without unit", format!("{MINIMAL}retry: 15\n"),
+                6, 8, "retry", "invalid duration '15': time unit needed"),
+            ("zero keepalive", format!("{MINIMAL}keepalive: 0s\n"),
+                6, 12, "keepalive", "duration '0s' must be greater than 0"),
+            ("fetch wait under 1ms", format!("{HEAD}  fetch_max_wait: 0ms\nroutes: [{{path: /a, topic: a}}]\n"),
+                3, 19, "kafka.fetch_max_wait", "duration '0ms' must be at least 1ms"),
+            ("bad size", format!("{MINIMAL}connections:\n  max_queued_bytes: 1MB\n"),
+                7, 21, "connections.max_queued_bytes",
+                "invalid size '1MB': expected a plain integer of bytes or an integer with suffix"),
+            ("zero size", format!("{HEAD}  fetch_max_bytes: 0\nroutes: [{{path: /a, topic: a}}]\n"),
+                3, 20, "kafka.fetch_max_bytes", "size must be greater than 0"),
+            ("topic with a space", format!("{HEAD}routes:\n  - path: /a\n    topic: my items\n"),
+                5, 12, "routes[0].topic", "invalid topic name 'my items': ' ' is not allowed"),
+            ("topic too long", format!("{HEAD}routes:\n  - path: /a\n    topic: {}\n", "t".repeat(250)),
+                5, 12, "routes[0].topic", "topic name is 250 characters long; Kafka allows at most 249"),
+            ("empty topic", format!("{HEAD}routes:\n  - path: /a\n    topic: \"\"\n"),
+                5, 12, "routes[0].topic", "topic name must not be empty"),
+            ("path without '/'", format!("{HEAD}routes:\n  - path: items\n    topic: items\n"),
+                4, 11, "routes[0].path", "route path 'items' must start with '/'"),
+            ("path with a query", format!("{HEAD}routes:\n  - path: /a?b\n    topic: items\n"),
+                4, 11, "routes[0].path", "route path '/a?b' must not contain '?'"),
+            ("bad keyword", route_with("    start: latest\n"),
+                6, 12, "routes[0].start", "unknown start 'latest'; expected one of: live, earliest"),
+            ("bad event id", route_with("    event_id: key\n"),
+                6, 15, "routes[0].event_id", "unknown event id form 'key'; expected one of: progress, key-and-progress"),
+            ("bad broker", "kafka:\n  bootstrap:\n    - 127.0.0.1:9092\n    - kafka-2\nroutes: [{path: /a, topic: a}]\n".into(),
+                4, 7, "kafka.bootstrap[1]", "invalid broker address 'kafka-2': no port"),
+            ("bad listen", format!("listen: 8080\n{MINIMAL}"),
+                1, 9, "listen", "invalid socket address syntax"),
+            ("empty routes", format!("{HEAD}routes: []\n"),
+                3, 9, "routes", "must list at least one entry"),
+            ("empty bootstrap", "kafka:\n  bootstrap: []\nroutes: [{path: /a, topic: a}]\n".into(),
+                2, 14, "kafka.bootstrap", "must list at least one entry"),
+            ("routes left null", format!("{HEAD}routes:\n"),
+                3, 8, "routes", "must list at least one entry"),
+            ("missing topic", format!("{HEAD}routes:\n  - path: /a\n    topic: a\n  - path: /b\n"),
+                6, 5, "routes[1].topic", "missing field `topic`"),
+            ("missing routes", HEAD.to_string(),
+                1, 1, "routes", "missing field `routes`"),
+            ("duplicate path", format!("{MINIMAL}  - path: /items\n    topic: other\n"),
+                6, 5, "routes[1].path", "duplicate route path '/items' (already used by routes[0])"),
+            ("unsupported filters", format!("{two_routes}    filters:\n      - key: abc\n"),
+                8, 5, "routes[1].filters", "not supported yet"),
+            ("unsupported guard", route_with("    guard: {token: x}\n"),
+                6, 5, "routes[0].guard", "not supported yet"),
+            ("unsupported topics", route_with("    topics: [a, b]\n"),
+                6, 5, "routes[0].topics", "not supported yet"),
+            ("unsupported partitioner", route_with("    partitioner: murmur2\n"),
+                6, 5, "routes[0].partitioner", "not supported yet"),
+            ("unsupported guards", format!("guards:\n  jwt: {{}}\n{MINIMAL}"),
+                1, 1, "guards", "not supported yet"),
+            ("admin on the listen port", format!("listen: 0.0.0.0:8080\nadmin_listen: 127.0.0.1:8080\n{MINIMAL}"),
+                2, 1, "admin_listen", "127.0.0.1:8080 overlaps listen 0.0.0.0:8080"),
+            ("YAML syntax error",
+                format!("{HEAD}routes:\n  - path: /a\n    topic: a\n   keepalive: 1s\n"),
+                6,
+                4,
+                "routes[0].keepalive",
+                "did not find expected '-' indicator, while parsing a block collection at line 4",
+            ),
+            ("tab indentation", format!("{HEAD}routes:\n\t- path: /a\n"),
+                4, 1, "routes", "found character that cannot start any token"),
+            ("not a mapping", "just words\n".into(),
+                1, 1, "-", "invalid type: string \"just words\", expected a mapping of settings"),
+            ("empty file", "# nothing yet\n\n".into(),
+                0, 0, "-", "the file is empty"),
+        ]);
+        for (what, text, line, column, field, message) in cases {
+            let err = match parse(&text, FILE) {
+                Ok(_) => panic!("{what}: parsed, but should fail:\n{text}"),
+                Err(e) => e,
+            };
+            let got = (err.file.as_str(), err.line, err.column, err.field.as_str());
+            assert_eq!(got, (FILE, line, column, field), "{what}: {err}");
+            assert!(
+                err.message.starts_with(message),
+                "{what}: message is: {}",
+                err.message
+            );
+            // The position lives in line and column only, never repeated.
+            assert!(
+                !err.message.contains(&format!("line {line} column")),
+                "{what}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn tab_error_explains_itself() {
+        let err = parse("kafka:\n\tbootstrap: []\n", FILE).unwrap_err();
+        assert!(err.message.contains("YAML does not allow tabs"), "{err}");
+    }
+
+    #[test]
+    fn error_display() {
+        let err = parse(
+            "kafka:\n  bootstrap: [\"a:1\"]\nroutes: []\n",
+            "/etc/sse-kafka.yaml",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/etc/sse-kafka.yaml:3:9: routes: must list at least one entry"
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        let ok = [
+            ("0B", None),
+            ("1", Some(1)),
+            ("512B", Some(512)),
+            ("4 KiB", Some(4096)),
+            ("1MiB", Some(1 << 20)),
+            ("2GiB", Some(2usize << 30)),
+            ("1048576", Some(1 << 20)),
+            ("1MB", None),
+            ("1kib", None),
+            ("1.5MiB", None),
+            ("MiB", None),
+            ("-1", None),
+            ("", None),
+            ("99999999999999999999GiB", None),
+            ("18446744073709551615GiB", None),
+        ];
+        for (text, want) in ok {
+            assert_eq!(Size::parse(text).ok().map(|s| s.0), want, "{text}");
+        }
+        // Integers (not strings) in the YAML take the other path.
+        let c = parse_ok(&format!(
+            "{MINIMAL}connections: {{max_queued_bytes: 4096}}\n"
+        ));
+        assert_eq!(c.connections.max_queued_bytes, 4096);
+        let err = parse(
+            &format!("{MINIMAL}connections: {{max_queued_bytes: -5}}\n"),
+            FILE,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (err.line, err.field.as_str()),
+            (6, "connections.max_queued_bytes")
+        );
+    }
+
+    #[test]
+    fn load_reads_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sse-kafka.yaml");
+        std::fs::write(&path, MINIMAL).unwrap();
+        assert_eq!(load(&path).unwrap().routes[0].topic, "items");
+
+        std::fs::write(&path, "kafka: {bootstrap: []}\nroutes: []\n").unwrap();
+        let err = load(&path).unwrap_err();
+        assert_eq!(
+            (err.file.as_str(), err.line, err.field.as_str()),
+            (path.to_str().unwrap(), 1, "kafka.bootstrap")
+        );
+    }
+
+    #[test]
+    fn load_of_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent.yaml");
+        let err = load(&path).unwrap_err();
+        assert_eq!(err.file, path.display().to_string());
+        assert_eq!((err.line, err.column, err.field.as_str()), (0, 0, "-"));
+        assert!(err.message.starts_with("cannot read the file: "), "{err}");
+    }
+
+    #[test]
+    fn key_index_records_paths_and_positions() {
+        let text = "\
+# comment: not a key
+listen: 0.0.0.0:8080   # trailing: comment
+kafka:
+  bootstrap:
+  - a:9092
+  - 'b:9092'
+routes:
+  - path: \"/a#b\"
+    topic: a
+    filters:
+      - key: x
+        nested:
+          deep: 1
+  -   path: /b
+    note: |
+      looks: like a key
+      - and an item
+    'quoted key': 1
+  - {path: /c, topic: c}
+  -
+    path: /d
+connections: {max: 1}
+";
+        let got: Vec<(String, usize, usize)> = KeyIndex::new(text)
+            .entries
+            .into_iter()
+            .map(|e| (e.path, e.line, e.column))
+            .collect();
+        let want = [
+            ("listen", 2, 1),
+            ("kafka", 3, 1),
+            ("kafka.bootstrap", 4, 3),
+            ("kafka.bootstrap[0]", 5, 3),
+            ("kafka.bootstrap[1]", 6, 3),
+            ("routes", 7, 1),
+            ("routes[0]", 8, 3),
+            ("routes[0].path", 8, 5),
+            ("routes[0].topic", 9, 5),
+            ("routes[0].filters", 10, 5),
+            ("routes[0].filters[0]", 11, 7),
+            ("routes[0].filters[0].key", 11, 9),
+            ("routes[0].filters[0].nested", 12, 9),
+            ("routes[0].filters[0].nested.deep", 13, 11),
+            ("routes[1]", 14, 3),
+            ("routes[1].path", 14, 7),
+            ("routes[1].note", 15, 5),
+            ("routes[1].quoted key", 18, 5),
+            ("routes[2]", 19, 3),
+            ("routes[3]", 20, 3),
+            ("routes[3].path", 21, 5),
+            ("connections", 22, 1),
+        ];
+        let want: Vec<(String, usize, usize)> = want
+            .iter()
+            .map(|(p, l, c)| (p.to_string(), *l, *c))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn key_index_lookups() {
+        let text = "kafka:\n  bootstrap: [a]\nroutes:\n- path: /a\n  topic: a\n- path: /b\n  topic: b\nlisten: x\n";
+        let index = KeyIndex::new(text);
+        let cases = [
+            ("routes[1].topic", (7, 3)),
+            ("routes[1].path", (6, 3)),
+            ("routes[0].filters", (4, 1)),  // absent key: its route
+            ("routes[9].path", (3, 1)),     // absent route: the list
+            ("kafka.bootstrap[0]", (2, 3)), // inside a flow list: the list
+            ("listen", (8, 1)),
+            ("guards", (0, 0)),
+        ];
+        for (path, want) in cases {
+            assert_eq!(index.locate(path), want, "{path}");
+        }
+        assert_eq!(index.path_at_line(0), None);
+        assert_eq!(index.path_at_line(5).as_deref(), Some("routes[0].topic"));
+        assert_eq!(index.path_at_line(100).as_deref(), Some("listen"));
+    }
+
+    #[test]
+    fn split_key_cases() {
+        let cases = [
+            ("key: v", Some(("key", "v"))),
+            ("key:", Some(("key", ""))),
+            ("key :  v", Some(("key", "v"))),
+            ("\"a b\": v", Some(("a b", "v"))),
+            ("'k':", Some(("k", ""))),
+            ("host:9092", None),
+            ("http://x", None),
+            ("{a: 1}", None),
+            ("[a, b]", None),
+            ("plain", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                split_key(text).as_ref().map(|(k, v)| (k.as_str(), *v)),
+                want,
+                "{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,722 @@
+//! One client connection: request head, then an event stream that is either
+//! live (fed shared frames by the topic hub) or a catch-up cursor (reading
+//! Kafka at its own position until it reaches the hub's heads).
+//!
+//! Frames wait in the connection's outbox as reference-counted slices; the
+//! writer sends as many as fit with one `sendmsg` (`MSG_DONTWAIT`), and only
+//! when the socket is full does it fall back to glommio's io_uring write to
+//! wait for room. The outbox has a byte budget: a live connection over it is
+//! taken out of the broadcast by the hub and continues as a cursor, so a slow
+//! client costs bounded memory and never delays the others.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use futures::channel::oneshot;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use smallvec::SmallVec;
+use tracing::debug;
+
+use crate::config::{EventIdForm, Start};
+use crate::event_id;
+use crate::http::{self, Method};
+use crate::kafka::{Fetched, KafkaError, OffsetQuery, Request, TopicId};
+use crate::metrics::ShardMetrics;
+use crate::shard::{RouteInfo, ShardCtx};
+use crate::sse;
+
+/// iovecs per `sendmsg`: enough to drain a typical backlog in one call,
+/// small enough to live on the stack.
+const MAX_IOVECS: usize = 64;
+
+/// A frame in the outbox and the number of events it carries (0 for the
+/// stream head and keep-alives), counted when the frame is fully written.
+type Queued = (Rc<[u8]>, u32);
+
+#[derive(Default)]
+struct Outbox {
+    frames: VecDeque<Queued>,
+    /// Bytes of the front frame already written.
+    front_sent: usize,
+    /// Bytes queued and not yet written.
+    bytes: usize,
+}
+
+impl Outbox {
+    /// Drops `n` written bytes from the front. Returns the number of events
+    /// whose frames are now fully written.
+    fn advance(&mut self, mut n: usize) -> u64 {
+        self.bytes -= n;
+        let mut events = 0;
+        while n > 0 {
+            let (front, ev) = self.frames.front().expect("advance past the outbox");
+            let left = front.len() - self.front_sent;
+            if n >= left {
+                n -= left;
+                events += u64::from(*ev);
+                self.frames.pop_front();
+                self.front_sent = 0;
+            } else {
+                self.front_sent += n;
+                n = 0;
+            }
+        }
+        events
+    }
+}
+
+/// The shard-local state of one stream, shared with the hub.
+pub struct Conn {
+    fd: RawFd,
+    outbox: RefCell<Outbox>,
+    notified: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+    /// Set by the hub when it takes the connection out of the live stream:
+    /// the position the connection had reached.
+    demoted: RefCell<Option<Vec<i64>>>,
+    closed: Cell<bool>,
+    /// Keep-alive ticks since the last frame was queued.
+    idle_ticks: Cell<u32>,
+    keepalive_ticks: u32,
+}
+
+impl Conn {
+    fn new(fd: RawFd, keepalive_ticks: u32) -> Self {
+        Self {
+            fd,
+            outbox: RefCell::default(),
+            notified: Cell::new(false),
+            waker: Cell::new(None),
+            demoted: RefCell::new(None),
+            closed: Cell::new(false),
+            idle_ticks: Cell::new(0),
+            keepalive_ticks,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.outbox.borrow().bytes
+    }
+
+    /// Queues a frame and wakes the writer.
+    pub fn push(&self, frame: Rc<[u8]>, events: u32) {
+        let mut ob = self.outbox.borrow_mut();
+        ob.bytes += frame.len();
+        ob.frames.push_back((frame, events));
+        drop(ob);
+        self.idle_ticks.set(0);
+        self.notify();
+    }
+
+    pub fn notify(&self) {
+        self.notified.set(true);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Called by the hub when it removes the connection from the broadcast.
+    pub fn demote(&self, position: Vec<i64>) {
+        *self.demoted.borrow_mut() = Some(position);
+        self.notify();
+    }
+
+    /// Keep-alive tick from the shard's ticker: after `keepalive` of silence
+    /// queue a comment. Returns true if one was queued.
+    pub fn tick(&self, keepalive_frame: &Rc<[u8]>) -> bool {
+        let idle = self.idle_ticks.get() + 1;
+        self.idle_ticks.set(idle);
+        if idle >= self.keepalive_ticks {
+            self.push(Rc::clone(keepalive_frame), 0);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Waits until something was pushed or the connection was poked.
+    async fn notified(&self) {
+        poll_fn(|cx| {
+            if self.notified.replace(false) {
+                Poll::Ready(())
+            } else {
+                self.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Writes as much of the outbox as the socket takes without blocking.
+    /// Returns true when the outbox is empty.
+    fn try_send(&self, metrics: &ShardMetrics) -> io::Result<bool> {
+        loop {
+            let mut ob = self.outbox.borrow_mut();
+            if ob.frames.is_empty() {
+                return Ok(true);
+            }
+            let mut iov: SmallVec<[libc::iovec; MAX_IOVECS]> = SmallVec::new();
+            let mut total = 0;
+            for (i, (frame, _)) in ob.frames.iter().take(MAX_IOVECS).enumerate() {
+                let part = if i == 0 {
+                    &frame[ob.front_sent..]
+                } else {
+                    &frame[..]
+                };
+                total += part.len();
+                iov.push(libc::iovec {
+                    iov_base: part.as_ptr() as *mut libc::c_void,
+                    iov_len: part.len(),
+                });
+            }
+            // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = iov.len() as _;
+            // SAFETY: every iovec points into a frame owned by the outbox,
+            // which stays borrowed (so unchanged) for the duration of the
+            // call; `fd` is this connection's open socket.
+            let n =
+                unsafe { libc::sendmsg(self.fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+            if n < 0 {
+                let err = io::Error::last_os_error();
+                match err.kind() {
+                    io::ErrorKind::WouldBlock => return Ok(false),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => return Err(err),
+                }
+            }
+            let n = n as usize;
+            metrics.bytes_sent.add(n as u64);
+            let events = ob.advance(n);
+            metrics.events_sent.add(events);
+            if n < total {
+                // The socket buffer is full.
+                return Ok(ob.frames.is_empty());
+            }
+        }
+    }
+
+    /// Writes the whole outbox, waiting for socket room as needed.
+    async fn flush(&self, stream: &mut TcpStream, metrics: &ShardMetrics) -> io::Result<()> {
+        while !self.try_send(metrics)? {
+            // Socket full: let glommio wait for room and write part of the
+            // front frame (its writer sends straight from our slice).
+            let (front, offset) = {
+                let ob = self.outbox.borrow();
+                let (f, _) = ob.frames.front().expect("outbox not empty");
+                (Rc::clone(f), ob.front_sent)
+            };
+            let n = stream.write(&front[offset..]).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            metrics.bytes_sent.add(n as u64);
+            let events = self.outbox.borrow_mut().advance(n);
+            metrics.events_sent.add(events);
+        }
+        Ok(())
+    }
+}
+
+/// Where a new stream starts.
+enum StartAt {
+    Live,
+    Position(Vec<i64>),
+}
+
+/// What the request head asked for, owned so the read buffer can go.
+enum Plan {
+    Respond(Vec<u8>),
+    Stream {
+        route: usize,
+        last_event_id: Option<Vec<u8>>,
+        allow_origin: Option<Vec<u8>>,
+    },
+}
+
+/// Serves one accepted connection to the end.
+pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let plan = match read_plan(&ctx, &mut stream).await {
+        Ok(plan) => plan,
+        Err(e) => {
+            debug!(error = %e, "connection closed before a request");
+            return;
+        }
+    };
+    let (route_idx, last_event_id, allow_origin) = match plan {
+        Plan::Respond(bytes) => {
+            ctx.metrics.http_errors.inc();
+            let _ = stream.write_all(&bytes).await;
+            let _ = stream.close().await;
+            return;
+        }
+        Plan::Stream {
+            route,
+            last_event_id,
+            allow_origin,
+        } => (route, last_event_id, allow_origin),
+    };
+    let route = &ctx.routes[route_idx];
+    let conn = Rc::new(Conn::new(
+        stream.as_raw_fd(),
+        ctx.keepalive_ticks(route.keepalive),
+    ));
+    ctx.metrics.connections_open.inc();
+    ctx.metrics.connections_total.inc();
+    ctx.conns.borrow_mut().push(Rc::clone(&conn));
+    let result = stream_events(&ctx, &conn, &mut stream, route, last_event_id, allow_origin).await;
+    if let Err(e) = result {
+        debug!(error = %e, route = %ctx.config.routes[route_idx].path, "stream ended");
+    }
+    conn.closed.set(true);
+    ctx.metrics.connections_open.sub(1);
+    let _ = stream.close().await;
+}
+
+/// Reads the request head within the request timeout and decides what to
+/// do with it.
+async fn read_plan(ctx: &ShardCtx, stream: &mut TcpStream) -> io::Result<Plan> {
+    let deadline = Instant::now() + ctx.config.connections.request_timeout;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        match http::parse_request(&buf) {
+            Ok(None) => continue,
+            Ok(Some(head)) => return Ok(plan_for(ctx, &head)),
+            Err(e) => {
+                let mut out = Vec::new();
+                http::write_error(&mut out, e.status(), &e.to_string(), None);
+                return Ok(Plan::Respond(out));
+            }
+        }
+    }
+}
+
+fn plan_for(ctx: &ShardCtx, head: &http::RequestHead<'_>) -> Plan {
+    let mut out = Vec::new();
+    let Some((route, _params)) = ctx.router.route(head.path) else {
+        http::write_error(&mut out, 404, "no route for this path", None);
+        return Plan::Respond(out);
+    };
+    let allow_origin = http::cors_allow_origin(&ctx.config.cors.allow_origins, head.origin);
+    match head.method {
+        Method::Get => {}
+        Method::Options => {
+            match allow_origin {
+                Some(origin) => {
+                    http::write_preflight(&mut out, origin, head.access_control_request_headers)
+                }
+                None => http::write_error(&mut out, 403, "origin not allowed", None),
+            }
+            return Plan::Respond(out);
+        }
+        _ => {
+            http::write_error(&mut out, 405, "only GET streams events", None);
+            return Plan::Respond(out);
+        }
+    }
+    let info = &ctx.routes[route];
+    if !ctx.hub.borrow().topic(info.topic).ready() {
+        http::write_error(
+            &mut out,
+            503,
+            "kafka metadata for this topic is not loaded yet",
+            Some(1),
+        );
+        return Plan::Respond(out);
+    }
+    if ctx.metrics.connections_open.get() as usize >= ctx.max_connections {
+        http::write_error(&mut out, 503, "connection limit reached", Some(1));
+        return Plan::Respond(out);
+    }
+    let last_event_id = head
+        .last_event_id
+        .map(<[u8]>::to_vec)
+        .or_else(|| http::query_param(head.query, "lastEventId").map(|v| v.as_bytes().to_vec()));
+    Plan::Stream {
+        route,
+        last_event_id,
+        allow_origin: allow_origin.map(<[u8]>::to_vec),
+    }
+}
+
+async fn stream_events(
+    ctx: &Rc<ShardCtx>,
+    conn: &Rc<Conn>,
+    stream: &mut TcpStream,
+    route: &RouteInfo,
+    last_event_id: Option<Vec<u8>>,
+    allow_origin: Option<Vec<u8>>,
+) -> io::Result<()> {
+    let mut head = Vec::with_capacity(256);
+    http::write_stream_head(&mut head, allow_origin.as_deref());
+    sse::encode_retry(&mut head, ctx.retry_millis());
+    let hash = ctx.hub.borrow().topic(route.topic).hash;
+    let start = match last_event_id {
+        Some(id) => match event_id::decode_progress(hash, &id) {
+            Ok(position) => {
+                let partitions = ctx.hub.borrow().topic(route.topic).partitions();
+                if position.len() > partitions {
+                    reset_event(&mut head, "id names more partitions than the topic has");
+                    configured_start(ctx, route).await
+                } else {
+                    Ok(StartAt::Position(position))
+                }
+            }
+            Err(e) => {
+                reset_event(&mut head, &e.to_string());
+                configured_start(ctx, route).await
+            }
+        },
+        None => configured_start(ctx, route).await,
+    };
+    let start = match start {
+        Ok(start) => start,
+        Err(e) => {
+            // Kafka did not answer an offset look-up: say so on the stream.
+            error_event(&mut head, &e.to_string());
+            conn.push(Rc::from(head), 0);
+            return conn.flush(stream, &ctx.metrics).await;
+        }
+    };
+    conn.push(Rc::from(head), 0);
+    match start {
+        StartAt::Live => ctx
+            .hub
+            .borrow_mut()
+            .topic_mut(route.topic)
+            .join(Rc::clone(conn), route.render),
+        StartAt::Position(position) => catch_up(ctx, conn, stream, route, position).await?,
+    }
+    loop {
+        conn.notified().await;
+        conn.flush(stream, &ctx.metrics).await?;
+        if ctx.shutting_down.get() {
+            return Ok(());
+        }
+        let demoted = conn.demoted.borrow_mut().take();
+        if let Some(position) = demoted {
+            catch_up(ctx, conn, stream, route, position).await?;
+        }
+    }
+}
+
+async fn configured_start(ctx: &ShardCtx, route: &RouteInfo) -> Result<StartAt, KafkaError> {
+    match route.start {
+        Start::Live => Ok(StartAt::Live),
+        Start::Earliest => {
+            let partitions = ctx.hub.borrow().topic(route.topic).partitions();
+            let mut position = Vec::with_capacity(partitions);
+            for p in 0..partitions {
+                position.push(offset(ctx, route.topic, p as u32, OffsetQuery::Earliest).await?);
+            }
+            Ok(StartAt::Position(position))
+        }
+    }
+}
+
+fn reset_event(out: &mut Vec<u8>, reason: &str) {
+    sse::encode_event(out, None, "reset", json_reason(reason).as_bytes());
+}
+
+fn error_event(out: &mut Vec<u8>, reason: &str) {
+    sse::encode_event(out, None, "error", json_reason(reason).as_bytes());
+}
+
+/// `{"reason":"..."}` with the reason escaped as a JSON string.
+fn json_reason(reason: &str) -> String {
+    let mut s = String::with_capacity(reason.len() + 16);
+    s.push_str("{\"reason\":\"");
+    for c in reason.chars() {
+        match c {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            c if (c as u32) < 0x20 => s.push_str(&format!("\\u{:04x}", c as u32)),
+            c => s.push(c),
+        }
+    }
+    s.push_str("\"}");
+    s
+}
+
+/// Backoff after a failed catch-up fetch; the stream stays open meanwhile
+/// (keep-alives continue).
+const CATCHUP_RETRY: Duration = Duration::from_millis(200);
+
+/// Reads Kafka from `position` until it equals the hub's heads, then joins
+/// the live stream. Exact: every record at or after `position` is delivered
+/// once, in partition order.
+async fn catch_up(
+    ctx: &Rc<ShardCtx>,
+    conn: &Rc<Conn>,
+    stream: &mut TcpStream,
+    route: &RouteInfo,
+    mut position: Vec<i64>,
+) -> io::Result<()> {
+    let topic = route.topic;
+    let mut scratch = Vec::new();
+    let mut id = Vec::new();
+    loop {
+        conn.flush(stream, &ctx.metrics).await?;
+        if ctx.shutting_down.get() {
+            return Ok(());
+        }
+        // Partitions that appeared since the id was made start at earliest.
+        let partitions = ctx.hub.borrow().topic(topic).partitions();
+        while position.len() < partitions {
+            let p = position.len() as u32;
+            match offset(ctx, topic, p, OffsetQuery::Earliest).await {
+                Ok(earliest) => position.push(earliest),
+                Err(e) => {
+                    debug!(error = %e, "offset look-up failed; retrying");
+                    glommio::timer::sleep(CATCHUP_RETRY).await;
+                }
+            }
+        }
+        // The decision and the join happen with no await in between: this
+        // is what makes the switch to live exact (see hub.rs).
+        let behind: SmallVec<[(u32, i64); 8]> = {
+            let mut hub = ctx.hub.borrow_mut();
+            let ts = hub.topic_mut(topic);
+            if ts.heads() == &position[..] {
+                ts.join(Rc::clone(conn), route.render);
+                return Ok(());
+            }
+            position
+                .iter()
+                .zip(ts.heads())
+                .enumerate()
+                .filter(|(_, (at, head))| at < head)
+                .map(|(p, (at, _))| (p as u32, *at))
+                .collect()
+        };
+        if behind.is_empty() {
+            // Ahead of this shard on some partition (the id came from a
+            // faster shard or instance): wait for the heads to move.
+            wait_for_heads(ctx, conn, topic).await;
+            continue;
+        }
+        let results =
+            futures::future::join_all(behind.iter().map(|&(p, at)| fetch(ctx, topic, p, at))).await;
+        let mut frames = Vec::new();
+        let mut events = 0u32;
+        let mut gaps: SmallVec<[u32; 4]> = SmallVec::new();
+        let mut failed = false;
+        {
+            let hub = ctx.hub.borrow();
+            let ts = hub.topic(topic);
+            for (&(p, _), result) in behind.iter().zip(results) {
+                let pi = p as usize;
+                let head = ts.heads()[pi];
+                match result {
+                    Ok(fetched) => {
+                        let mut reached_head = false;
+                        for rec in &fetched.records {
+                            if rec.offset < position[pi] {
+                                continue;
+                            }
+                            if rec.offset >= head {
+                                reached_head = true;
+                                break;
+                            }
+                            position[pi] = rec.offset + 1;
+                            id.clear();
+                            match route.render.id {
+                                EventIdForm::Progress => event_id::encode_progress(
+                                    ts.hash,
+                                    &position,
+                                    &mut scratch,
+                                    &mut id,
+                                ),
+                                EventIdForm::KeyAndProgress => event_id::encode_key_and_progress(
+                                    rec.record.key.as_deref(),
+                                    ts.hash,
+                                    &position,
+                                    &mut scratch,
+                                    &mut id,
+                                ),
+                            }
+                            sse::encode_record(
+                                &mut frames,
+                                &id,
+                                rec.record.key.as_deref(),
+                                rec.record.value.as_deref(),
+                                route.render.value,
+                            );
+                            events += 1;
+                        }
+                        // Everything in [position, head) was delivered when a
+                        // record at or past the head came back, or when the
+                        // broker reports nothing visible below its high
+                        // watermark (transaction markers, compaction).
+                        let nothing_visible =
+                            fetched.records.is_empty() && fetched.high_watermark > position[pi];
+                        if reached_head {
+                            position[pi] = head;
+                        } else if nothing_visible {
+                            position[pi] = head.min(fetched.high_watermark);
+                        }
+                    }
+                    Err(KafkaError::OffsetOutOfRange { .. }) => gaps.push(p),
+                    Err(e) => {
+                        debug!(error = %e, "catch-up fetch failed; retrying");
+                        failed = true;
+                    }
+                }
+            }
+        }
+        if events > 0 {
+            conn.push(Rc::from(frames), events);
+        }
+        for p in gaps {
+            resume_after_gap(ctx, conn, topic, p, &mut position).await;
+        }
+        if failed {
+            glommio::timer::sleep(CATCHUP_RETRY).await;
+        }
+    }
+}
+
+/// The requested offset is no longer (or not yet) in Kafka: continue from
+/// what Kafka holds and tell the client with `event:gap`.
+async fn resume_after_gap(
+    ctx: &ShardCtx,
+    conn: &Conn,
+    topic: TopicId,
+    p: u32,
+    position: &mut [i64],
+) {
+    let pi = p as usize;
+    let earliest = offset(ctx, topic, p, OffsetQuery::Earliest).await;
+    let latest = offset(ctx, topic, p, OffsetQuery::Latest).await;
+    let (Ok(earliest), Ok(latest)) = (earliest, latest) else {
+        glommio::timer::sleep(CATCHUP_RETRY).await;
+        return;
+    };
+    let requested = position[pi];
+    let resumed_at = if requested < earliest {
+        earliest
+    } else {
+        latest.min(requested)
+    };
+    if resumed_at == requested {
+        return;
+    }
+    position[pi] = resumed_at;
+    let data =
+        format!("{{\"partition\":{p},\"requested\":{requested},\"resumed_at\":{resumed_at}}}");
+    let mut frame = Vec::with_capacity(data.len() + 24);
+    sse::encode_event(&mut frame, None, "gap", data.as_bytes());
+    conn.push(Rc::from(frame), 0);
+}
+
+/// Resolves on the next movement of the topic's heads or the next push to
+/// the connection (keep-alive, shutdown).
+async fn wait_for_heads(ctx: &ShardCtx, conn: &Conn, topic: TopicId) {
+    let mut registered = false;
+    poll_fn(|cx| {
+        if registered || conn.notified.replace(false) {
+            return Poll::Ready(());
+        }
+        registered = true;
+        ctx.hub
+            .borrow_mut()
+            .topic_mut(topic)
+            .wait_for_heads(cx.waker());
+        conn.waker.set(Some(cx.waker().clone()));
+        Poll::Pending
+    })
+    .await;
+    // The conn's pushes may have been what woke us; keep the writer going.
+    conn.notified.set(true);
+}
+
+async fn fetch(
+    ctx: &ShardCtx,
+    topic: TopicId,
+    partition: u32,
+    offset: i64,
+) -> Result<Fetched, KafkaError> {
+    let (reply, rx) = oneshot::channel();
+    ctx.requests
+        .send_async(Request::Fetch {
+            topic,
+            partition,
+            offset,
+            reply,
+        })
+        .await
+        .map_err(|_| KafkaError::Unavailable)?;
+    rx.await.map_err(|_| KafkaError::Unavailable)?
+}
+
+async fn offset(
+    ctx: &ShardCtx,
+    topic: TopicId,
+    partition: u32,
+    at: OffsetQuery,
+) -> Result<i64, KafkaError> {
+    let (reply, rx) = oneshot::channel();
+    ctx.requests
+        .send_async(Request::Offset {
+            topic,
+            partition,
+            at,
+            reply,
+        })
+        .await
+        .map_err(|_| KafkaError::Unavailable)?;
+    rx.await.map_err(|_| KafkaError::Unavailable)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbox_advance_counts_whole_frames() {
+        let mut ob = Outbox::default();
+        for (f, ev) in [(&b"abc"[..], 1), (b"de", 0), (b"fgh", 2)] {
+            ob.bytes += f.len();
+            ob.frames.push_back((Rc::from(f), ev));
+        }
+        assert_eq!(ob.advance(2), 0);
+        assert_eq!((ob.front_sent, ob.bytes), (2, 6));
+        assert_eq!(ob.advance(3), 1);
+        assert_eq!((ob.frames.len(), ob.front_sent), (1, 0));
+        assert_eq!(ob.advance(3), 2);
+        assert!(ob.frames.is_empty());
+        assert_eq!(ob.bytes, 0);
+    }
+
+    #[test]
+    fn json_reason_escapes() {
+        assert_eq!(
+            json_reason("a\"b\\c\n"),
+            "{\"reason\":\"a\\\"b\\\\c\\u000a\"}"
+        );
+    }
+}

@@ -1,0 +1,1059 @@
+//! HTTP/1.1 request-head parsing and response-head writing for the SSE server,
+//! as pure functions of bytes: [`parse_request`] is a push parser on top of
+//! `httparse` (it borrows from the caller's buffer, answers `Ok(None)` while
+//! the head is incomplete and enforces every size limit with a typed error),
+//! and the `write_*` functions append complete response heads (and, for
+//! errors, a short plain-text body) to a caller-owned `Vec<u8>`. The server
+//! answers exactly one request per connection and then closes it, so every
+//! response says `connection: close`, request bodies are never read and no
+//! keep-alive state exists here. Header names are written in lowercase, the
+//! form HTTP/2 mandates and HTTP/1.1 permits, so the bytes tests pin down are
+//! the bytes a future HTTP/2 front end would also use.
+
+use std::borrow::Cow;
+
+/// Room for a 16 KiB `Last-Event-ID` (the design requires accepting ids that
+/// long) plus ordinary headers.
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+
+/// Far above what browsers, curl and SSE client libraries send (about 10–20
+/// fields), yet it bounds the on-stack `httparse` header array to 64 × 32
+/// bytes = 2 KiB per parse.
+pub const MAX_HEADERS: usize = 64;
+
+/// Longest request line (method, target and version, excluding the CRLF).
+/// The design resumes from `?lastEventId=` when the header is absent and
+/// requires ids up to 16 KiB; base64url ids need no percent-encoding, so
+/// 16 KiB of id plus 4 KiB for the method, path, other parameters and
+/// version. (8 KiB, the usual proxy default, would answer 414 to exactly the
+/// long resumes the design promises to accept.)
+pub const MAX_REQUEST_LINE: usize = 20 * 1024;
+
+/// Why a request head was rejected. Small and `Copy`, like `httparse::Error`,
+/// because the caller only maps it to a status line and a log field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// Syntax the server will not interpret; the reason is for logs and the
+    /// 400 body.
+    #[error("malformed request: {0}")]
+    Malformed(&'static str),
+    /// The buffer holds `limit` bytes and still no complete head.
+    #[error("request head exceeds {limit} bytes")]
+    HeadTooLarge { limit: usize },
+    /// More header fields than `limit`.
+    #[error("request has more than {limit} header fields")]
+    TooManyHeaders { limit: usize },
+    /// The request line is longer than `limit` bytes.
+    #[error("request line exceeds {limit} bytes")]
+    RequestLineTooLong { limit: usize },
+    /// A well-formed `HTTP/x.y` version other than 1.0 and 1.1, such as the
+    /// `PRI * HTTP/2.0` preface of a prior-knowledge HTTP/2 client.
+    #[error("unsupported HTTP version (only HTTP/1.0 and HTTP/1.1 are served)")]
+    UnsupportedVersion,
+}
+
+impl RequestError {
+    /// The status code to answer with before closing the connection.
+    ///
+    /// `UnsupportedVersion` is 505 rather than 400: it is only produced when
+    /// the version token is grammatical (`HTTP/<digit>…`), so the client did
+    /// speak HTTP, just a version we do not serve, and 505 tells its operator
+    /// exactly that. A garbled version token is `Malformed` (400).
+    pub fn status(&self) -> u16 {
+        match self {
+            RequestError::Malformed(_) => 400,
+            RequestError::UnsupportedVersion => 505,
+            RequestError::HeadTooLarge { .. } | RequestError::TooManyHeaders { .. } => 431,
+            RequestError::RequestLineTooLong { .. } => 414,
+        }
+    }
+}
+
+/// The request methods the server distinguishes; everything else is answered
+/// with 405 by the caller. Methods are case-sensitive (RFC 9110 §9.1), so
+/// `get` is `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Options,
+    Head,
+    Other,
+}
+
+impl Method {
+    fn from_token(token: &str) -> Method {
+        match token {
+            "GET" => Method::Get,
+            "OPTIONS" => Method::Options,
+            "HEAD" => Method::Head,
+            _ => Method::Other,
+        }
+    }
+}
+
+/// What the server needs from a request head, borrowed from the input buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead<'a> {
+    pub method: Method,
+    /// Raw path, without the query, still percent-encoded. Always starts with
+    /// `/`, except `*` for `OPTIONS *`. An absolute-form target
+    /// (`http://host/p`) is reduced to its path, as RFC 9112 §3.2.2 requires
+    /// servers to accept it.
+    pub path: &'a str,
+    /// After `?`, without any `#fragment`; `Some("")` for a bare `?`.
+    pub query: Option<&'a str>,
+    /// Header values are as `httparse` yields them: surrounding whitespace
+    /// trimmed, otherwise raw bytes (possibly empty, possibly not UTF-8).
+    pub last_event_id: Option<&'a [u8]>,
+    pub origin: Option<&'a [u8]>,
+    pub access_control_request_method: Option<&'a [u8]>,
+    /// First field line only: the field is list-valued, but browsers send one.
+    pub access_control_request_headers: Option<&'a [u8]>,
+    /// Bytes consumed by the head (through the blank line), including any
+    /// empty lines before the request line. Bytes after it (a body or a
+    /// pipelined request) are not looked at.
+    pub head_len: usize,
+}
+
+/// Parses a request head from the start of `buf`.
+///
+/// `Ok(None)` means the head is incomplete and the caller should read more.
+/// Limits: a request line longer than [`MAX_REQUEST_LINE`] (detected as soon
+/// as that many bytes arrive without a line end), a buffer holding
+/// [`MAX_HEAD_BYTES`] without a complete head (a complete head of at most
+/// that size is accepted even if more bytes follow it), and more than
+/// [`MAX_HEADERS`] fields. Header names are case-insensitive. HTTP/1.0 and
+/// HTTP/1.1 are accepted. `Last-Event-ID`, `Origin` and
+/// `Access-Control-Request-Method` are single-valued, and a repeated one is
+/// `Malformed`: two resume positions or two origins are ambiguous, and
+/// picking one could differ from what an intermediary checked.
+pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead<'_>>, RequestError> {
+    // Never hand httparse more than the limit: a head that does not complete
+    // inside this window is too large, whatever follows, so the answer does
+    // not depend on how the bytes were split into reads.
+    let window = &buf[..buf.len().min(MAX_HEAD_BYTES)];
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    // httparse runs first so that bytes it rejects are reported as the 400
+    // they are, even on a long line; only then are the lengths judged.
+    let status = req
+        .parse(window)
+        .map_err(|e| map_httparse_error(e, window))?;
+    check_request_line(window)?;
+    let head_len = match status {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial if window.len() == MAX_HEAD_BYTES => {
+            return Err(RequestError::HeadTooLarge {
+                limit: MAX_HEAD_BYTES,
+            })
+        }
+        httparse::Status::Partial => return Ok(None),
+    };
+    // INVARIANT: a Complete parse has set method, path and version.
+    let method_token = req
+        .method
+        .ok_or(RequestError::Malformed("missing method"))?;
+    let target = req.path.ok_or(RequestError::Malformed("missing target"))?;
+    let method = Method::from_token(method_token);
+    let (path, query) = split_target(target, method)?;
+
+    let mut head = RequestHead {
+        method,
+        path,
+        query,
+        last_event_id: None,
+        origin: None,
+        access_control_request_method: None,
+        access_control_request_headers: None,
+        head_len,
+    };
+    for field in req.headers.iter() {
+        let name = field.name;
+        if name.eq_ignore_ascii_case("last-event-id") {
+            set_once(
+                &mut head.last_event_id,
+                field.value,
+                "repeated Last-Event-ID",
+            )?;
+        } else if name.eq_ignore_ascii_case("origin") {
+            set_once(&mut head.origin, field.value, "repeated Origin")?;
+        } else if name.eq_ignore_ascii_case("access-control-request-method") {
+            set_once(
+                &mut head.access_control_request_method,
+                field.value,
+                "repeated Access-Control-Request-Method",
+            )?;
+        } else if name.eq_ignore_ascii_case("access-control-request-headers")
+            && head.access_control_request_headers.is_none()
+        {
+            head.access_control_request_headers = Some(field.value);
+        }
+    }
+    Ok(Some(head))
+}
+
+fn set_once<'a>(
+    slot: &mut Option<&'a [u8]>,
+    value: &'a [u8],
+    repeated: &'static str,
+) -> Result<(), RequestError> {
+    if slot.replace(value).is_some() {
+        return Err(RequestError::Malformed(repeated));
+    }
+    Ok(())
+}
+
+fn map_httparse_error(error: httparse::Error, window: &[u8]) -> RequestError {
+    match error {
+        httparse::Error::TooManyHeaders => RequestError::TooManyHeaders { limit: MAX_HEADERS },
+        httparse::Error::Version => classify_version(window),
+        httparse::Error::HeaderName => RequestError::Malformed("invalid header name"),
+        httparse::Error::HeaderValue => RequestError::Malformed("invalid header value"),
+        httparse::Error::NewLine => RequestError::Malformed("invalid line ending"),
+        httparse::Error::Token => RequestError::Malformed("invalid method or request target"),
+        // Only produced when parsing responses.
+        httparse::Error::Status => RequestError::Malformed("invalid request line"),
+    }
+}
+
+/// httparse reports any version other than exactly `HTTP/1.0` or `HTTP/1.1`
+/// as `Error::Version`, garbage included; tell "a version we do not serve"
+/// (`HTTP/` and a digit) from a broken request line.
+fn classify_version(window: &[u8]) -> RequestError {
+    let line = first_line(window);
+    let version = match memchr::memrchr(b' ', line) {
+        Some(space) => &line[space + 1..],
+        None => line,
+    };
+    match version.strip_prefix(b"HTTP/") {
+        Some(rest) if rest.first().is_some_and(u8::is_ascii_digit) => {
+            RequestError::UnsupportedVersion
+        }
+        _ => RequestError::Malformed("invalid HTTP version"),
+    }
+}
+
+/// The request line as far as it has arrived (without CR/LF), after the
+/// empty lines RFC 9112 §2.2 lets a server skip, which httparse skips too.
+fn first_line(window: &[u8]) -> &[u8] {
+    let start = window
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(window.len());
+    let rest = &window[start..];
+    let line = match memchr::memchr(b'\n', rest) {
+        Some(lf) => &rest[..lf],
+        None => rest,
+    };
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn check_request_line(window: &[u8]) -> Result<(), RequestError> {
+    // Scanning MAX + 2 bytes (a maximal line and its CRLF) is enough to decide;
+    // it keeps a 32 KiB unterminated line from being scanned on every read.
+    let start = window
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(window.len());
+    let rest = &window[start..];
+    let scan = &rest[..rest.len().min(MAX_REQUEST_LINE + 2)];
+    if first_line(scan).len() > MAX_REQUEST_LINE {
+        return Err(RequestError::RequestLineTooLong {
+            limit: MAX_REQUEST_LINE,
+        });
+    }
+    Ok(())
+}
+
+/// Splits a request target into the raw path and query.
+fn split_target(target: &str, method: Method) -> Result<(&str, Option<&str>), RequestError> {
+    // Clients must not send a fragment, but one that does should not have it
+    // treated as part of the query.
+    let target = target.split_once('#').map_or(target, |(before, _)| before);
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    if path.starts_with('/') {
+        return Ok((path, query));
+    }
+    if path == "*" {
+        // RFC 9112 §3.2.4: asterisk-form is only for a server-wide OPTIONS.
+        return match (method, query) {
+            (Method::Options, None) => Ok((path, None)),
+            _ => Err(RequestError::Malformed("'*' target outside OPTIONS")),
+        };
+    }
+    match path_of_absolute_form(path) {
+        Some(path) => Ok((path, query)),
+        None => Err(RequestError::Malformed("request target is not a path")),
+    }
+}
+
+/// `http://authority/path` → `/path` (and `http://authority` → `/`). The
+/// authority is not checked against anything: routing is by path only.
+fn path_of_absolute_form(target: &str) -> Option<&str> {
+    let (scheme, rest) = target.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let authority_len = rest.find('/').unwrap_or(rest.len());
+    if authority_len == 0 {
+        return None;
+    }
+    match &rest[authority_len..] {
+        "" => Some("/"),
+        path => Some(path),
+    }
+}
+
+/// The value of a query parameter, form-urlencoded decoded (`+` is space,
+/// `%XX`), first occurrence. Bytes that do not decode to UTF-8 become U+FFFD:
+/// parameters feed `${query.NAME}` substitutions and `?since=`, which are
+/// text. Borrows when no decoding was needed.
+pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<Cow<'a, str>> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value)
+}
+
+/// 200 head for an event stream: `content-type: text/event-stream`,
+/// `cache-control: no-cache`, `x-accel-buffering: no` (nginx would otherwise
+/// buffer the stream), `connection: close` (the body is close-delimited), and
+/// `access-control-allow-origin` (plus `vary: origin` unless it is `*`) when
+/// `allow_origin` is given. An origin containing CR, LF or NUL is left out
+/// rather than written, so a bad value can never split the head; without the
+/// header the browser denies access, which is the safe way to fail.
+pub fn write_stream_head(out: &mut Vec<u8>, allow_origin: Option<&[u8]>) {
+    out.extend_from_slice(
+        b"HTTP/1.1 200 OK\r\n\
+          content-type: text/event-stream\r\n\
+          cache-control: no-cache\r\n\
+          x-accel-buffering: no\r\n\
+          connection: close\r\n",
+    );
+    if let Some(origin) = allow_origin {
+        push_allow_origin(out, origin);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A complete plain-text error response: status line with the canonical
+/// reason, `content-type: text/plain; charset=utf-8`, `content-length`,
+/// `connection: close`, `retry-after: <secs>` if given, `allow: GET, OPTIONS`
+/// for 405 (RFC 9110 §15.5.6 requires it), and the body `message` + `"\n"`.
+pub fn write_error(out: &mut Vec<u8>, status: u16, message: &str, retry_after_secs: Option<u64>) {
+    push_status_line(out, status);
+    out.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\ncontent-length: ");
+    // The trailing newline makes `curl` output end cleanly in a terminal.
+    push_decimal(out, message.len() as u64 + 1);
+    out.extend_from_slice(b"\r\nconnection: close\r\n");
+    if let Some(secs) = retry_after_secs {
+        out.extend_from_slice(b"retry-after: ");
+        push_decimal(out, secs);
+        out.extend_from_slice(b"\r\n");
+    }
+    if status == 405 {
+        out.extend_from_slice(b"allow: GET, OPTIONS\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(message.as_bytes());
+    out.push(b'\n');
+}
+
+/// The headers allowed when the preflight did not list any: the two a
+/// resuming EventSource polyfill may set.
+const DEFAULT_ALLOW_HEADERS: &[u8] = b"last-event-id, cache-control";
+
+/// CORS preflight answer: 204 with `access-control-allow-origin`,
+/// `vary: origin` (unless `*`), `access-control-allow-methods: GET, OPTIONS`,
+/// `access-control-allow-headers` (the request's
+/// `Access-Control-Request-Headers` echoed, else `last-event-id,
+/// cache-control`), `access-control-max-age: 86400` and `connection: close`.
+///
+/// Deliberately no `content-length: 0`: RFC 9110 §8.6 says a server MUST NOT
+/// send Content-Length in a 204, which by definition has no body. Values
+/// containing CR, LF or NUL are never written: a bad origin is left out (the
+/// preflight then fails, closed) and bad request headers fall back to the
+/// default list.
+pub fn write_preflight(out: &mut Vec<u8>, allow_origin: &[u8], request_headers: Option<&[u8]>) {
+    push_status_line(out, 204);
+    push_allow_origin(out, allow_origin);
+    out.extend_from_slice(b"access-control-allow-methods: GET, OPTIONS\r\n");
+    out.extend_from_slice(b"access-control-allow-headers: ");
+    let allow_headers = request_headers
+        .filter(|h| !h.is_empty() && is_safe_field_value(h))
+        .unwrap_or(DEFAULT_ALLOW_HEADERS);
+    out.extend_from_slice(allow_headers);
+    // 86400 s (one day) is Firefox's cap; Chromium caps at 7200 s. Either way
+    // one preflight per origin and path per period instead of per reconnect.
+    out.extend_from_slice(b"\r\naccess-control-max-age: 86400\r\nconnection: close\r\n\r\n");
+}
+
+/// CORS decision from the configured `allow_origins`: `*` in the list allows
+/// every origin (`Some(b"*")`, even without an `Origin` header, since `*` does
+/// not depend on it); otherwise the request's `Origin` is allowed when it
+/// equals one of the entries byte for byte (origins are serialized by the
+/// browser, so no case folding or normalisation); otherwise `None`.
+pub fn cors_allow_origin<'a>(
+    allow_origins: &'a [String],
+    origin: Option<&'a [u8]>,
+) -> Option<&'a [u8]> {
+    if allow_origins.iter().any(|allowed| allowed == "*") {
+        return Some(b"*");
+    }
+    let origin = origin?;
+    allow_origins
+        .iter()
+        .any(|allowed| allowed.as_bytes() == origin)
+        .then_some(origin)
+}
+
+/// The canonical reason phrase (RFC 9110 §15) for the statuses this server
+/// sends; empty for others, which RFC 9112 §4 allows (the space before it is
+/// still written).
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        414 => "URI Too Long",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+fn push_status_line(out: &mut Vec<u8>, status: u16) {
+    debug_assert!(
+        (100..=999).contains(&status),
+        "status {status} is not 3 digits"
+    );
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_allow_origin(out: &mut Vec<u8>, origin: &[u8]) {
+    if !is_safe_field_value(origin) {
+        return;
+    }
+    out.extend_from_slice(b"access-control-allow-origin: ");
+    out.extend_from_slice(origin);
+    out.extend_from_slice(b"\r\n");
+    if origin != b"*" {
+        // A specific origin makes the response differ per Origin; caches must
+        // not serve one origin's answer to another.
+        out.extend_from_slice(b"vary: origin\r\n");
+    }
+}
+
+/// CR or LF would end the field line early (response splitting); NUL is
+/// forbidden in field values by RFC 9110 §5.5.
+fn is_safe_field_value(value: &[u8]) -> bool {
+    !value.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0))
+}
+
+/// Appends `n` in decimal without allocating.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    // u64::MAX is 18446744073709551615: 20 digits.
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// An optional header value in a test table.
+    type MaybeBytes = Option<&'static [u8]>;
+
+    fn get(path: &str, query: Option<&str>) -> RequestHead<'static> {
+        // Leaking is fine in tests: it gives the expected value the same
+        // 'static lifetime as the input literals.
+        let path: &'static str = Box::leak(path.to_owned().into_boxed_str());
+        let query = query.map(|q| &*Box::leak(q.to_owned().into_boxed_str()));
+        RequestHead {
+            method: Method::Get,
+            path,
+            query,
+            last_event_id: None,
+            origin: None,
+            access_control_request_method: None,
+            access_control_request_headers: None,
+            head_len: 0,
+        }
+    }
+
+    /// (name, input, expected head, count of bytes after the head). The
+    /// expected `head_len` is filled in from the input, not counted by hand.
+    fn valid_cases() -> Vec<(&'static str, &'static [u8], RequestHead<'static>)> {
+        let cases: Vec<(&'static str, &'static [u8], RequestHead<'static>, usize)> =
+            vec![
+            ("simple", b"GET /items HTTP/1.1\r\nHost: x\r\n\r\n", get("/items", None), 0),
+            (
+                "query and fragment",
+                b"GET /items/a%2Fb?since=1&x=y#frag HTTP/1.1\r\n\r\n",
+                get("/items/a%2Fb", Some("since=1&x=y")),
+                0,
+            ),
+            ("bare ?", b"GET /? HTTP/1.1\r\n\r\n", get("/", Some("")), 0),
+            ("http/1.0", b"GET / HTTP/1.0\r\n\r\n", get("/", None), 0),
+            (
+                "absolute form",
+                b"GET http://example.com:8080/items?a=1 HTTP/1.1\r\n\r\n",
+                get("/items", Some("a=1")),
+                0,
+            ),
+            (
+                "absolute form without path",
+                b"GET HTTPS://example.com HTTP/1.1\r\n\r\n",
+                get("/", None),
+                0,
+            ),
+            (
+                "leading empty lines are skipped and counted",
+                b"\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+                get("/", None),
+                0,
+            ),
+            (
+                "bare LF line endings",
+                b"GET / HTTP/1.1\nLast-Event-ID: 7\n\n",
+                RequestHead {
+                    last_event_id: Some(b"7"),
+                    ..get("/", None)
+                },
+                0,
+            ),
+            (
+                "pipelined bytes after the head are ignored",
+                b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+                get("/a", None),
+                19,
+            ),
+            (
+                "header names are case-insensitive, values trimmed",
+                b"GET /s HTTP/1.1\r\nlast-event-id:  abc  \r\nORIGIN: https://a.example\r\n\r\n",
+                RequestHead {
+                    last_event_id: Some(b"abc"),
+                    origin: Some(b"https://a.example"),
+                    ..get("/s", None)
+                },
+                0,
+            ),
+            (
+                "preflight, first Access-Control-Request-Headers wins",
+                b"OPTIONS /s HTTP/1.1\r\nOrigin: https://a.example\r\n\
+                  Access-Control-Request-Method: GET\r\n\
+                  Access-Control-Request-Headers: last-event-id\r\n\
+                  Access-Control-Request-Headers: x-second\r\n\r\n",
+                RequestHead {
+                    method: Method::Options,
+                    origin: Some(b"https://a.example"),
+                    access_control_request_method: Some(b"GET"),
+                    access_control_request_headers: Some(b"last-event-id"),
+                    ..get("/s", None)
+                },
+                0,
+            ),
+            (
+                "options asterisk",
+                b"OPTIONS * HTTP/1.1\r\n\r\n",
+                RequestHead {
+                    method: Method::Options,
+                    ..get("*", None)
+                },
+                0,
+            ),
+            (
+                "methods are case-sensitive",
+                b"get / HTTP/1.1\r\n\r\n",
+                RequestHead {
+                    method: Method::Other,
+                    ..get("/", None)
+                },
+                0,
+            ),
+            (
+                "head",
+                b"HEAD / HTTP/1.1\r\n\r\n",
+                RequestHead {
+                    method: Method::Head,
+                    ..get("/", None)
+                },
+                0,
+            ),
+        ];
+        cases
+            .into_iter()
+            .map(|(name, input, head, after)| {
+                let head_len = input.len() - after;
+                (name, input, RequestHead { head_len, ..head })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parses_valid_heads() {
+        for (name, input, expected) in valid_cases() {
+            assert_eq!(parse_request(input), Ok(Some(expected)), "{name}");
+        }
+    }
+
+    #[test]
+    fn every_split_point_is_incomplete_then_the_same_result() {
+        for (name, input, expected) in valid_cases() {
+            for end in 0..expected.head_len {
+                assert_eq!(
+                    parse_request(&input[..end]),
+                    Ok(None),
+                    "{name} cut at {end}"
+                );
+            }
+            let full = &input[..expected.head_len];
+            assert_eq!(parse_request(full), Ok(Some(expected)), "{name} exact");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_heads() {
+        use RequestError::*;
+        let cases: &[(&str, &[u8], RequestError)] = &[
+            (
+                "http/2 preface",
+                b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+                UnsupportedVersion,
+            ),
+            ("http/1.2", b"GET / HTTP/1.2\r\n\r\n", UnsupportedVersion),
+            ("http/3 cut short", b"GET / HTTP/3", UnsupportedVersion),
+            (
+                "garbage version",
+                b"GET / FOO/1.1\r\n\r\n",
+                Malformed("invalid HTTP version"),
+            ),
+            (
+                "relative target",
+                b"GET items HTTP/1.1\r\n\r\n",
+                Malformed("request target is not a path"),
+            ),
+            (
+                "ftp target",
+                b"GET ftp://h/x HTTP/1.1\r\n\r\n",
+                Malformed("request target is not a path"),
+            ),
+            (
+                "empty authority",
+                b"GET http:///x HTTP/1.1\r\n\r\n",
+                Malformed("request target is not a path"),
+            ),
+            (
+                "asterisk with GET",
+                b"GET * HTTP/1.1\r\n\r\n",
+                Malformed("'*' target outside OPTIONS"),
+            ),
+            (
+                "space in header name",
+                b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+                Malformed("invalid header name"),
+            ),
+            (
+                "control byte in value",
+                b"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n",
+                Malformed("invalid header value"),
+            ),
+            (
+                "bad method byte",
+                b"G(T / HTTP/1.1\r\n\r\n",
+                Malformed("invalid method or request target"),
+            ),
+            (
+                "bare CR",
+                b"GET / HTTP/1.1\rX",
+                Malformed("invalid line ending"),
+            ),
+            (
+                "repeated last-event-id",
+                b"GET / HTTP/1.1\r\nLast-Event-ID: a\r\nlast-event-id: b\r\n\r\n",
+                Malformed("repeated Last-Event-ID"),
+            ),
+            (
+                "repeated origin",
+                b"GET / HTTP/1.1\r\nOrigin: a\r\nOrigin: a\r\n\r\n",
+                Malformed("repeated Origin"),
+            ),
+            (
+                "repeated request method",
+                b"OPTIONS / HTTP/1.1\r\nAccess-Control-Request-Method: GET\r\n\
+                  Access-Control-Request-Method: GET\r\n\r\n",
+                Malformed("repeated Access-Control-Request-Method"),
+            ),
+        ];
+        for (name, input, expected) in cases {
+            assert_eq!(parse_request(input), Err(*expected), "{name}");
+        }
+    }
+
+    fn request_with_fields(count: usize) -> Vec<u8> {
+        let mut req = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..count {
+            req.extend_from_slice(format!("x-{i}: v\r\n").as_bytes());
+        }
+        req.extend_from_slice(b"\r\n");
+        req
+    }
+
+    fn request_with_target_len(line_len: usize) -> Vec<u8> {
+        // "GET " + target + " HTTP/1.1" is line_len bytes.
+        let target_len = line_len - "GET  HTTP/1.1".len();
+        let mut req = b"GET /".to_vec();
+        req.resize(4 + target_len, b'a');
+        req.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+        req
+    }
+
+    #[test]
+    fn enforces_limits() {
+        let fields_at_limit = request_with_fields(MAX_HEADERS);
+        assert!(matches!(parse_request(&fields_at_limit), Ok(Some(_))));
+        assert_eq!(
+            parse_request(&request_with_fields(MAX_HEADERS + 1)),
+            Err(RequestError::TooManyHeaders { limit: MAX_HEADERS })
+        );
+
+        let line_at_limit = request_with_target_len(MAX_REQUEST_LINE);
+        assert!(matches!(parse_request(&line_at_limit), Ok(Some(_))));
+        let too_long = request_with_target_len(MAX_REQUEST_LINE + 1);
+        let err = Err(RequestError::RequestLineTooLong {
+            limit: MAX_REQUEST_LINE,
+        });
+        assert_eq!(parse_request(&too_long), err);
+        // Detected before the line ends, as soon as more than the limit has
+        // arrived; a maximal line cut after its CR is still just incomplete.
+        assert_eq!(parse_request(&too_long[..MAX_REQUEST_LINE]), Ok(None));
+        assert_eq!(parse_request(&too_long[..MAX_REQUEST_LINE + 1]), err);
+        assert_eq!(
+            parse_request(&line_at_limit[..MAX_REQUEST_LINE + 1]),
+            Ok(None)
+        );
+
+        // A complete head of exactly MAX_HEAD_BYTES is accepted, even with
+        // more bytes behind it; one byte more never completes in the window.
+        let mut head = b"GET / HTTP/1.1\r\nx: ".to_vec();
+        head.resize(MAX_HEAD_BYTES - 4, b'v');
+        head.extend_from_slice(b"\r\n\r\n");
+        let mut with_body = head.clone();
+        with_body.extend_from_slice(b"body");
+        assert!(matches!(parse_request(&with_body), Ok(Some(h)) if h.head_len == MAX_HEAD_BYTES));
+        head.insert(20, b'v');
+        let too_large = Err(RequestError::HeadTooLarge {
+            limit: MAX_HEAD_BYTES,
+        });
+        assert_eq!(parse_request(&head), too_large);
+        assert_eq!(parse_request(&head[..MAX_HEAD_BYTES - 1]), Ok(None));
+        assert_eq!(parse_request(&head[..MAX_HEAD_BYTES]), too_large);
+    }
+
+    #[test]
+    fn accepts_16_kib_event_ids_in_header_and_query() {
+        let id = "A".repeat(16 * 1024);
+        let header = format!(
+            "GET /s HTTP/1.1\r\nHost: h\r\nUser-Agent: curl/8\r\nLast-Event-ID: {id}\r\n\r\n"
+        );
+        let head = parse_request(header.as_bytes()).unwrap().unwrap();
+        assert_eq!(head.last_event_id, Some(id.as_bytes()));
+        let query = format!("GET /s?lastEventId={id}&since=0 HTTP/1.1\r\nHost: h\r\n\r\n");
+        let head = parse_request(query.as_bytes()).unwrap().unwrap();
+        assert_eq!(
+            query_param(head.query, "lastEventId").as_deref(),
+            Some(id.as_str())
+        );
+    }
+
+    #[test]
+    fn error_statuses() {
+        use RequestError::*;
+        let cases = [
+            (Malformed("x"), 400),
+            (UnsupportedVersion, 505),
+            (HeadTooLarge { limit: 1 }, 431),
+            (TooManyHeaders { limit: 1 }, 431),
+            (RequestLineTooLong { limit: 1 }, 414),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status(), status, "{error}");
+        }
+    }
+
+    #[test]
+    fn query_params() {
+        let cases: &[(Option<&str>, &str, Option<&str>)] = &[
+            (None, "a", None),
+            (Some(""), "a", None),
+            (Some("a=1&b=2"), "b", Some("2")),
+            (Some("a=1&a=2"), "a", Some("1")),
+            (Some("a"), "a", Some("")),
+            (Some("q=a+b%2Fc"), "q", Some("a b/c")),
+            (Some("a%20b=x"), "a b", Some("x")),
+            (Some("A=1"), "a", None),
+            (Some("x=%FF"), "x", Some("\u{FFFD}")),
+        ];
+        for (query, name, expected) in cases {
+            assert_eq!(
+                query_param(*query, name).as_deref(),
+                *expected,
+                "{query:?} {name}"
+            );
+        }
+        assert!(matches!(
+            query_param(Some("a=plain"), "a"),
+            Some(Cow::Borrowed("plain"))
+        ));
+    }
+
+    fn written(write: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = b"prefix|".to_vec();
+        write(&mut out);
+        let out = String::from_utf8(out).unwrap();
+        out.strip_prefix("prefix|")
+            .expect("writers append")
+            .to_owned()
+    }
+
+    #[test]
+    fn stream_heads() {
+        const BASE: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+            cache-control: no-cache\r\nx-accel-buffering: no\r\nconnection: close\r\n";
+        let cases: &[(Option<&[u8]>, &str)] = &[
+            (None, ""),
+            (Some(b"*"), "access-control-allow-origin: *\r\n"),
+            (
+                Some(b"https://a.example"),
+                "access-control-allow-origin: https://a.example\r\nvary: origin\r\n",
+            ),
+            (Some(b"https://a\r\nset-cookie: x"), ""),
+        ];
+        for (origin, cors) in cases {
+            let expected = format!("{BASE}{cors}\r\n");
+            assert_eq!(
+                written(|out| write_stream_head(out, *origin)),
+                expected,
+                "{origin:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_responses() {
+        let cases: &[(u16, &str, Option<u64>, &str)] = &[
+            (
+                404,
+                "no route for /x",
+                None,
+                "HTTP/1.1 404 Not Found\r\ncontent-type: text/plain; charset=utf-8\r\n\
+                 content-length: 16\r\nconnection: close\r\n\r\nno route for /x\n",
+            ),
+            (
+                405,
+                "method not allowed",
+                None,
+                "HTTP/1.1 405 Method Not Allowed\r\ncontent-type: text/plain; charset=utf-8\r\n\
+                 content-length: 19\r\nconnection: close\r\nallow: GET, OPTIONS\r\n\r\n\
+                 method not allowed\n",
+            ),
+            (
+                503,
+                "",
+                Some(5),
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
+                 content-length: 1\r\nconnection: close\r\nretry-after: 5\r\n\r\n\n",
+            ),
+            (
+                599,
+                "é",
+                Some(u64::MAX),
+                "HTTP/1.1 599 \r\ncontent-type: text/plain; charset=utf-8\r\n\
+                 content-length: 3\r\nconnection: close\r\n\
+                 retry-after: 18446744073709551615\r\n\r\né\n",
+            ),
+        ];
+        for (status, message, retry, expected) in cases {
+            assert_eq!(
+                written(|out| write_error(out, *status, message, *retry)),
+                *expected
+            );
+        }
+    }
+
+    #[test]
+    fn preflights() {
+        let tail = "access-control-max-age: 86400\r\nconnection: close\r\n\r\n";
+        let cases: &[(&[u8], MaybeBytes, &str)] = &[
+            (
+                b"*",
+                None,
+                "access-control-allow-origin: *\r\naccess-control-allow-methods: GET, OPTIONS\r\n\
+                 access-control-allow-headers: last-event-id, cache-control\r\n",
+            ),
+            (
+                b"https://a.example",
+                Some(b"last-event-id, authorization"),
+                "access-control-allow-origin: https://a.example\r\nvary: origin\r\n\
+                 access-control-allow-methods: GET, OPTIONS\r\n\
+                 access-control-allow-headers: last-event-id, authorization\r\n",
+            ),
+            (
+                b"bad\norigin",
+                Some(b"x\r\ny: z"),
+                "access-control-allow-methods: GET, OPTIONS\r\n\
+                 access-control-allow-headers: last-event-id, cache-control\r\n",
+            ),
+            (
+                b"*",
+                Some(b""),
+                "access-control-allow-origin: *\r\naccess-control-allow-methods: GET, OPTIONS\r\n\
+                 access-control-allow-headers: last-event-id, cache-control\r\n",
+            ),
+        ];
+        for (origin, request_headers, middle) in cases {
+            let expected = format!("HTTP/1.1 204 No Content\r\n{middle}{tail}");
+            assert_eq!(
+                written(|out| write_preflight(out, origin, *request_headers)),
+                expected
+            );
+        }
+    }
+
+    #[test]
+    fn cors_decisions() {
+        let list = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let cases: &[(Vec<String>, MaybeBytes, MaybeBytes)] = &[
+            (list(&[]), Some(b"https://a.example"), None),
+            (list(&["*"]), None, Some(b"*")),
+            (
+                list(&["https://a.example", "*"]),
+                Some(b"https://b.example"),
+                Some(b"*"),
+            ),
+            (
+                list(&["https://a.example"]),
+                Some(b"https://a.example"),
+                Some(b"https://a.example"),
+            ),
+            (
+                list(&["https://a.example"]),
+                Some(b"https://A.example"),
+                None,
+            ),
+            (
+                list(&["https://a.example"]),
+                Some(b"https://a.example/"),
+                None,
+            ),
+            (list(&["https://a.example"]), None, None),
+        ];
+        for (allowed, origin, expected) in cases {
+            assert_eq!(
+                cors_allow_origin(allowed, *origin),
+                *expected,
+                "{allowed:?} {origin:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn reasons() {
+        let cases = [
+            (200, "OK"),
+            (204, "No Content"),
+            (400, "Bad Request"),
+            (401, "Unauthorized"),
+            (403, "Forbidden"),
+            (404, "Not Found"),
+            (405, "Method Not Allowed"),
+            (408, "Request Timeout"),
+            (414, "URI Too Long"),
+            (431, "Request Header Fields Too Large"),
+            (500, "Internal Server Error"),
+            (503, "Service Unavailable"),
+            (505, "HTTP Version Not Supported"),
+            (299, ""),
+        ];
+        for (status, text) in cases {
+            assert_eq!(reason(status), text, "{status}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_request(&bytes);
+        }
+
+        #[test]
+        fn request_like_bytes_never_panic(
+            line in "[A-Z]{1,7} [ -~]{0,64} HTTP/[0-9]\\.[0-9]",
+            rest in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let mut bytes = line.into_bytes();
+            bytes.extend_from_slice(b"\r\n");
+            bytes.extend_from_slice(&rest);
+            let _ = parse_request(&bytes);
+        }
+
+        /// Any valid head gives Ok(None) for every prefix and then the same
+        /// head, whatever follows it.
+        #[test]
+        fn valid_heads_are_split_invariant(
+            method in "GET|OPTIONS|HEAD|DELETE",
+            path in "(/[a-zA-Z0-9%._~-]{0,8}){1,4}",
+            query in proptest::option::of("[a-zA-Z0-9=&+%]{0,16}"),
+            id in proptest::option::of("[!-~]{0,40}"),
+            origin in proptest::option::of("https?://[a-z]{1,10}(:[0-9]{1,5})?"),
+            trailing in proptest::collection::vec(any::<u8>(), 0..16),
+        ) {
+            let mut req = format!("{method} {path}");
+            if let Some(q) = &query { req.push('?'); req.push_str(q); }
+            req.push_str(" HTTP/1.1\r\nHost: h\r\n");
+            if let Some(id) = &id { req.push_str(&format!("Last-Event-ID: {id}\r\n")); }
+            if let Some(o) = &origin { req.push_str(&format!("Origin: {o}\r\n")); }
+            req.push_str("\r\n");
+            let head_len = req.len();
+            let mut bytes = req.into_bytes();
+            bytes.extend_from_slice(&trailing);
+
+            let head = parse_request(&bytes).unwrap().unwrap();
+            prop_assert_eq!(head.head_len, head_len);
+            prop_assert_eq!(head.path, path.as_str());
+            prop_assert_eq!(head.query, query.as_deref());
+            prop_assert_eq!(head.last_event_id, id.as_deref().map(str::as_bytes));
+            prop_assert_eq!(head.origin, origin.as_deref().map(str::as_bytes));
+            for end in 0..head_len {
+                prop_assert_eq!(parse_request(&bytes[..end]), Ok(None));
+            }
+            prop_assert_eq!(parse_request(&bytes[..head_len]), Ok(Some(head)));
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Topic hubs: a shard's merged stream of each topic, and the live fan-out.
+//!
+//! Batches of every partition of a topic reach a shard (from its own sidecar
+//! or from the owning shard over the mesh) and are merged, in arrival order,
+//! into one stream per topic. The hub keeps the stream's *heads* — the next
+//! offset of every partition — and groups the live connections by how they
+//! render events. For each record it encodes the event id once, the frame
+//! once per group, and hands the same reference-counted bytes to every
+//! connection of the group. Nothing is formatted per connection here.
+//!
+//! INVARIANT (exactness of the live stream): a connection is in a group only
+//! while its position equals the hub's heads. It joins only when its position
+//! equals the heads (checked and done without an await in between), and from
+//! then on it receives every record the heads advance over. When that can no
+//! longer hold — its queue is over budget, or the shard missed batches (a full
+//! mesh queue) — it is removed and handed the heads it had reached as its
+//! cursor position, so it continues as a catch-up reader with nothing lost or
+//! repeated.
+
+use std::rc::Rc;
+use std::task::Waker;
+
+use rskafka::record::RecordAndOffset;
+
+use crate::config::EventIdForm;
+use crate::connection::Conn;
+use crate::event_id;
+use crate::kafka::{Batch, TopicId};
+use crate::metrics::ShardMetrics;
+use crate::sse::{self, ValueEncoding};
+
+/// How a route renders events; connections are grouped by it so each frame
+/// is encoded once per distinct rendering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Render {
+    pub value: ValueEncoding,
+    pub id: EventIdForm,
+}
+
+/// Frames pushed between checks for a yield: long fan-out loops must let
+/// the accept loop and new connections run (a fan-out loop that never yields
+/// starved new clients of their response headers for minutes).
+const PUSHES_PER_YIELD_CHECK: usize = 4096;
+
+struct Group {
+    render: Render,
+    conns: Vec<Rc<Conn>>,
+}
+
+/// One topic's merged stream on one shard.
+pub struct TopicStream {
+    pub name: String,
+    pub hash: u32,
+    /// Partition count from metadata; `None` until the sidecar reports it.
+    partitions: Option<usize>,
+    /// Next offset per partition. INVARIANT: `heads.len() == known.len()`.
+    heads: Vec<i64>,
+    known: Vec<bool>,
+    groups: Vec<Group>,
+    /// Catch-up readers waiting for the heads to move.
+    waiters: Vec<Waker>,
+    id_scratch: Vec<u8>,
+    id_buf: Vec<u8>,
+    key_id_buf: Vec<u8>,
+    frame_buf: Vec<u8>,
+}
+
+impl TopicStream {
+    fn new(name: String) -> Self {
+        Self {
+            hash: event_id::topic_hash(&name),
+            name,
+            partitions: None,
+            heads: Vec::new(),
+            known: Vec::new(),
+            groups: Vec::new(),
+            waiters: Vec::new(),
+            id_scratch: Vec::new(),
+            id_buf: Vec::new(),
+            key_id_buf: Vec::new(),
+            frame_buf: Vec::new(),
+        }
+    }
+
+    /// True once the partition count and the position of every partition
+    /// are known.
+    pub fn ready(&self) -> bool {
+        match self.partitions {
+            Some(n) => self.known.len() >= n && self.known[..n].iter().all(|k| *k),
+            None => false,
+        }
+    }
+
+    /// The heads of all partitions; meaningful once `ready()`.
+    pub fn heads(&self) -> &[i64] {
+        &self.heads
+    }
+
+    pub fn partitions(&self) -> usize {
+        self.heads.len()
+    }
+
+    fn ensure_partition(&mut self, p: usize) {
+        if self.heads.len() <= p {
+            self.heads.resize(p + 1, 0);
+            self.known.resize(p + 1, false);
+        }
+    }
+
+    /// Adds a connection to the live stream.
+    ///
+    /// INVARIANT: the caller checked `position == self.heads()` with no await
+    /// since; this is what makes the switch from catch-up to live exact.
+    pub fn join(&mut self, conn: Rc<Conn>, render: Render) {
+        match self.groups.iter_mut().find(|g| g.render == render) {
+            Some(g) => g.conns.push(conn),
+            None => self.groups.push(Group {
+                render,
+                conns: vec![conn],
+            }),
+        }
+    }
+
+    /// Registers a waker to be woken when the heads move.
+    pub fn wait_for_heads(&mut self, waker: &Waker) {
+        if !self.waiters.iter().any(|w| w.will_wake(waker)) {
+            self.waiters.push(waker.clone());
+        }
+    }
+
+    fn wake_waiters(&mut self) {
+        for w in self.waiters.drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Turns every live connection into a catch-up reader at the current
+    /// heads (the shard is about to skip records it never received).
+    fn demote_all(&mut self, metrics: &ShardMetrics) {
+        for g in &mut self.groups {
+            for conn in g.conns.drain(..) {
+                if !conn.is_closed() {
+                    metrics.demotions.inc();
+                    conn.demote(self.heads.clone());
+                }
+            }
+        }
+    }
+
+    /// Live connections on this shard (all groups).
+    pub fn live_connections(&self) -> usize {
+        self.groups.iter().map(|g| g.conns.len()).sum()
+    }
+
+    /// Delivers one record of partition `p` to the live connections and
+    /// advances the heads. Returns how many frames were pushed.
+    fn deliver(
+        &mut self,
+        p: usize,
+        rec: &RecordAndOffset,
+        budget: usize,
+        metrics: &ShardMetrics,
+    ) -> usize {
+        let before = self.heads[p];
+        self.heads[p] = rec.offset + 1;
+        if self.groups.iter().all(|g| g.conns.is_empty()) {
+            return 0;
+        }
+        // The id is the same for every group: encode it once.
+        self.id_buf.clear();
+        event_id::encode_progress(
+            self.hash,
+            &self.heads,
+            &mut self.id_scratch,
+            &mut self.id_buf,
+        );
+        let mut pushed = 0;
+        let key = rec.record.key.as_deref();
+        let value = rec.record.value.as_deref();
+        for g in &mut self.groups {
+            if g.conns.is_empty() {
+                continue;
+            }
+            self.frame_buf.clear();
+            match g.render.id {
+                EventIdForm::Progress => sse::encode_record(
+                    &mut self.frame_buf,
+                    &self.id_buf,
+                    key,
+                    value,
+                    g.render.value,
+                ),
+                EventIdForm::KeyAndProgress => {
+                    self.key_id_buf.clear();
+                    event_id::encode_key_and_progress(
+                        key,
+                        self.hash,
+                        &self.heads,
+                        &mut self.id_scratch,
+                        &mut self.key_id_buf,
+                    );
+                    sse::encode_record(
+                        &mut self.frame_buf,
+                        &self.key_id_buf,
+                        key,
+                        value,
+                        g.render.value,
+                    )
+                }
+            }
+            let frame: Rc<[u8]> = Rc::from(&self.frame_buf[..]);
+            let heads = &self.heads;
+            g.conns.retain(|conn| {
+                if conn.is_closed() {
+                    return false;
+                }
+                if conn.queued_bytes() > budget {
+                    // Slow client: it leaves the broadcast at the position
+                    // it had reached before this record.
+                    let mut position = heads.clone();
+                    position[p] = before;
+                    metrics.demotions.inc();
+                    conn.demote(position);
+                    return false;
+                }
+                conn.push(Rc::clone(&frame), 1);
+                pushed += 1;
+                true
+            });
+        }
+        pushed
+    }
+}
+
+/// The topic streams of one shard, indexed by `TopicId`.
+pub struct Hub {
+    topics: Vec<TopicStream>,
+}
+
+impl Hub {
+    pub fn new(topics: &[String]) -> Self {
+        Self {
+            topics: topics.iter().cloned().map(TopicStream::new).collect(),
+        }
+    }
+
+    pub fn topic(&self, id: TopicId) -> &TopicStream {
+        &self.topics[id.0 as usize]
+    }
+
+    pub fn topic_mut(&mut self, id: TopicId) -> &mut TopicStream {
+        &mut self.topics[id.0 as usize]
+    }
+
+    pub fn all_ready(&self) -> bool {
+        self.topics.iter().all(TopicStream::ready)
+    }
+
+    pub fn set_partitions(&mut self, id: TopicId, partitions: u32) {
+        let ts = self.topic_mut(id);
+        ts.partitions = Some(partitions as usize);
+        ts.ensure_partition(partitions as usize - 1);
+        ts.wake_waiters();
+    }
+
+    /// Every open live connection, for shutdown.
+    pub fn live_count(&self) -> usize {
+        self.topics.iter().map(TopicStream::live_connections).sum()
+    }
+}
+
+/// Applies one batch to the shard's stream of its topic and fans its records
+/// out to the live connections. Yields between records when the executor
+/// wants the CPU back, so accepting and serving new connections progresses
+/// during large fan-outs.
+pub async fn apply_batch(
+    hub: &std::cell::RefCell<Hub>,
+    batch: &Batch,
+    budget: usize,
+    metrics: &ShardMetrics,
+) {
+    let p = batch.partition as usize;
+    {
+        let mut hub = hub.borrow_mut();
+        let ts = hub.topic_mut(batch.topic);
+        ts.ensure_partition(p);
+        if !ts.known[p] {
+            ts.known[p] = true;
+            ts.heads[p] = batch.from;
+        } else if batch.from > ts.heads[p] {
+            // Records [head, from) never reached this shard (a full mesh
+            // queue, or the fetch loop jumped after an out-of-range reset).
+            // Live connections become readers that fetch the missing range.
+            ts.demote_all(metrics);
+            ts.heads[p] = batch.from;
+        }
+    }
+    let mut pushed_since_check = 0;
+    for rec in &batch.records {
+        {
+            let mut hub = hub.borrow_mut();
+            let ts = hub.topic_mut(batch.topic);
+            if rec.offset < ts.heads[p] {
+                // Already delivered (an overlapping batch): never twice.
+                continue;
+            }
+            pushed_since_check += ts.deliver(p, rec, budget, metrics);
+        }
+        if pushed_since_check >= PUSHES_PER_YIELD_CHECK {
+            pushed_since_check = 0;
+            glommio::yield_if_needed().await;
+        }
+    }
+    let mut hub = hub.borrow_mut();
+    let ts = hub.topic_mut(batch.topic);
+    if batch.to > ts.heads[p] {
+        ts.heads[p] = batch.to;
+    }
+    ts.wake_waiters();
+}

@@ -1,0 +1,475 @@
+//! Kafka fetch: one sidecar thread per shard, pinned to the shard's CPU,
+//! running a current-thread tokio runtime with its own rskafka client.
+//!
+//! rskafka needs tokio; the shards run glommio. Rather than a compat layer on
+//! the main path, each shard gets a sidecar that owns the Kafka side: it
+//! discovers topic metadata, runs one long-poll fetch loop per partition the
+//! shard owns (partition `p` belongs to shard `p % N`), and answers on-demand
+//! requests (catch-up fetches and offset look-ups) from the shard's
+//! connections. Everything crosses into glommio through bounded `flume`
+//! channels, which work under any executor.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use rskafka::client::error::{Error as RsError, ProtocolError};
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder};
+use rskafka::record::RecordAndOffset;
+use rskafka::BackoffConfig;
+use tracing::{debug, info, warn};
+
+use crate::config::KafkaConfig;
+use crate::metrics::ShardMetrics;
+use crate::shard::ShardId;
+
+/// Index of a topic in the process-wide topic table (the distinct topics of
+/// the routes, in config order). Cheap to copy across threads; no strings on
+/// the hot path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TopicId(pub u32);
+
+/// A run of consecutive records of one partition, as fetched.
+///
+/// INVARIANT: `from <= to`; every record offset is in `from..to`; records
+/// are sorted by offset. `from` is the offset the fetch asked for, so for one
+/// partition the batches of a fetch loop chain exactly: the next batch's
+/// `from` is this batch's `to`. A batch with no records is an announcement of
+/// the fetch position (sent when a loop starts or after a reset).
+#[derive(Debug)]
+pub struct Batch {
+    pub topic: TopicId,
+    pub partition: u32,
+    pub from: i64,
+    pub to: i64,
+    pub records: Vec<RecordAndOffset>,
+}
+
+/// What a sidecar tells its shard.
+#[derive(Debug)]
+pub enum ToShard {
+    /// Metadata for a topic is known: it has this many partitions.
+    Meta { topic: TopicId, partitions: u32 },
+    /// A batch fetched by an owned partition's fetch loop.
+    Batch(Arc<Batch>),
+}
+
+/// Where to look up an offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetQuery {
+    Earliest,
+    Latest,
+}
+
+/// Records fetched on demand for a catch-up reader.
+#[derive(Debug)]
+pub struct Fetched {
+    pub records: Vec<RecordAndOffset>,
+    pub high_watermark: i64,
+}
+
+/// A request from a shard's connections to its sidecar.
+#[derive(Debug)]
+pub enum Request {
+    Fetch {
+        topic: TopicId,
+        partition: u32,
+        offset: i64,
+        reply: oneshot::Sender<Result<Fetched, KafkaError>>,
+    },
+    Offset {
+        topic: TopicId,
+        partition: u32,
+        at: OffsetQuery,
+        reply: oneshot::Sender<Result<i64, KafkaError>>,
+    },
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KafkaError {
+    #[error("topic {topic} partition {partition}: offset {offset} is out of range")]
+    OffsetOutOfRange {
+        topic: String,
+        partition: u32,
+        offset: i64,
+    },
+    #[error("topic {topic} partition {partition}: {message}")]
+    Broker {
+        topic: String,
+        partition: u32,
+        message: String,
+    },
+    #[error("kafka client unavailable")]
+    Unavailable,
+}
+
+/// Backoff of our own retry loops: quick first retry, capped so a broker that
+/// comes back is noticed within a second.
+const RETRY_INITIAL: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// How often a sidecar polls metadata for a routed topic that does not exist
+/// yet (topics auto-create on first produce).
+const METADATA_POLL: Duration = Duration::from_millis(500);
+
+/// rskafka retries internally; bound each of its operations so errors reach
+/// our loops, where they are logged and counted, instead of a 500 s backoff.
+fn rskafka_backoff() -> BackoffConfig {
+    BackoffConfig {
+        init_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(500),
+        base: 2.0,
+        deadline: Some(Duration::from_secs(3)),
+    }
+}
+
+/// Everything a sidecar thread needs.
+pub struct Sidecar {
+    pub shard: ShardId,
+    pub shards: usize,
+    pub cpu: usize,
+    pub topics: Arc<[String]>,
+    pub kafka: KafkaConfig,
+    pub to_shard: flume::Sender<ToShard>,
+    pub requests: flume::Receiver<Request>,
+    pub metrics: Arc<ShardMetrics>,
+}
+
+impl Sidecar {
+    /// Starts the sidecar thread. It runs until the shard drops its end of
+    /// the channels.
+    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name(format!("kafka-{}", self.shard.0))
+            .spawn(move || {
+                if let Err(e) = crate::cpus::pin_current_thread(self.cpu) {
+                    warn!(cpu = self.cpu, error = %e, "could not pin kafka sidecar");
+                }
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        warn!(error = %e, "could not start the sidecar runtime");
+                        return;
+                    }
+                };
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&rt, self.run());
+            })
+    }
+
+    async fn run(self) {
+        let Some(client) = self.connect().await else {
+            return;
+        };
+        let client = Arc::new(client);
+        let me = Arc::new(self);
+        for (idx, name) in me.topics.iter().enumerate() {
+            let topic = TopicId(idx as u32);
+            tokio::task::spawn_local(Arc::clone(&me).discover(
+                Arc::clone(&client),
+                topic,
+                name.clone(),
+            ));
+        }
+        let mut partitions = PartitionClients::default();
+        while let Ok(req) = me.requests.recv_async().await {
+            match req {
+                Request::Fetch {
+                    topic,
+                    partition,
+                    offset,
+                    reply,
+                } => {
+                    let pc = partitions.get(&client, &me.topics, topic, partition);
+                    let max_bytes = me.kafka.fetch_max_bytes;
+                    let metrics = Arc::clone(&me.metrics);
+                    let name = me.topics[topic.0 as usize].clone();
+                    tokio::task::spawn_local(async move {
+                        let result = match pc.await {
+                            Ok(pc) => {
+                                metrics.catchup_fetches.inc();
+                                // The records exist (the owner already fetched
+                                // them), so a short wait suffices; the broker
+                                // rejects 0 ms (see DESIGN §6).
+                                match pc.fetch_records(offset, 1..clamp_i32(max_bytes), 1).await {
+                                    Ok((records, high_watermark)) => {
+                                        metrics.records_fetched.add(records.len() as u64);
+                                        Ok(Fetched {
+                                            records,
+                                            high_watermark,
+                                        })
+                                    }
+                                    Err(e) => Err(map_error(&name, partition, offset, e)),
+                                }
+                            }
+                            Err(e) => Err(e),
+                        };
+                        let _ = reply.send(result);
+                    });
+                }
+                Request::Offset {
+                    topic,
+                    partition,
+                    at,
+                    reply,
+                } => {
+                    let pc = partitions.get(&client, &me.topics, topic, partition);
+                    let name = me.topics[topic.0 as usize].clone();
+                    tokio::task::spawn_local(async move {
+                        let result = match pc.await {
+                            Ok(pc) => pc
+                                .get_offset(match at {
+                                    OffsetQuery::Earliest => OffsetAt::Earliest,
+                                    OffsetQuery::Latest => OffsetAt::Latest,
+                                })
+                                .await
+                                .map_err(|e| map_error(&name, partition, -1, e)),
+                            Err(e) => Err(e),
+                        };
+                        let _ = reply.send(result);
+                    });
+                }
+            }
+        }
+        debug!(
+            shard = me.shard.0,
+            "sidecar stops: shard closed its request channel"
+        );
+    }
+
+    /// Builds the rskafka client, retrying until the broker answers or the
+    /// shard goes away.
+    async fn connect(&self) -> Option<Client> {
+        let mut delay = RETRY_INITIAL;
+        loop {
+            let built = ClientBuilder::new(self.kafka.bootstrap.clone())
+                .client_id(self.kafka.client_id.clone())
+                .backoff_config(rskafka_backoff())
+                .build()
+                .await;
+            match built {
+                Ok(client) => return Some(client),
+                Err(e) => {
+                    self.metrics.kafka_errors.inc();
+                    warn!(shard = self.shard.0, error = %e, "cannot reach kafka; retrying");
+                }
+            }
+            if self.to_shard.is_disconnected() {
+                return None;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(RETRY_MAX);
+        }
+    }
+
+    /// Waits for the topic's metadata, tells the shard, and starts a fetch
+    /// loop for each partition this shard owns.
+    async fn discover(self: Arc<Self>, client: Arc<Client>, topic: TopicId, name: String) {
+        let partitions = loop {
+            match client.list_topics().await {
+                Ok(topics) => {
+                    if let Some(t) = topics.iter().find(|t| t.name == name) {
+                        if !t.partitions.is_empty() {
+                            break t.partitions.len() as u32;
+                        }
+                    }
+                    debug!(topic = %name, "topic not found yet");
+                }
+                Err(e) => {
+                    self.metrics.kafka_errors.inc();
+                    warn!(topic = %name, error = %e, "metadata request failed");
+                }
+            }
+            if self.to_shard.is_disconnected() {
+                return;
+            }
+            tokio::time::sleep(METADATA_POLL).await;
+        };
+        info!(shard = self.shard.0, topic = %name, partitions, "topic metadata loaded");
+        if self
+            .to_shard
+            .send_async(ToShard::Meta { topic, partitions })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        for partition in (0..partitions).filter(|p| *p as usize % self.shards == self.shard.0) {
+            tokio::task::spawn_local(Arc::clone(&self).fetch_loop(
+                Arc::clone(&client),
+                topic,
+                name.clone(),
+                partition,
+            ));
+        }
+    }
+
+    /// The live fetch loop of one owned partition: starts at the latest
+    /// offset, long-polls, and sends every batch to the shard. Errors are
+    /// logged, counted and retried with backoff; never a crash.
+    async fn fetch_loop(
+        self: Arc<Self>,
+        client: Arc<Client>,
+        topic: TopicId,
+        name: String,
+        partition: u32,
+    ) {
+        let mut delay = RETRY_INITIAL;
+        let pc = loop {
+            match client
+                .partition_client(name.clone(), partition as i32, UnknownTopicHandling::Retry)
+                .await
+            {
+                Ok(pc) => break pc,
+                Err(e) => self.backoff(&name, partition, &e, &mut delay).await,
+            }
+            if self.to_shard.is_disconnected() {
+                return;
+            }
+        };
+        let mut next = loop {
+            match pc.get_offset(OffsetAt::Latest).await {
+                Ok(offset) => break offset,
+                Err(e) => self.backoff(&name, partition, &e, &mut delay).await,
+            }
+            if self.to_shard.is_disconnected() {
+                return;
+            }
+        };
+        if !self.announce(topic, partition, next).await {
+            return;
+        }
+        let max_bytes = clamp_i32(self.kafka.fetch_max_bytes);
+        let max_wait = (self.kafka.fetch_max_wait.as_millis() as i32).max(1);
+        loop {
+            match pc.fetch_records(next, 1..max_bytes, max_wait).await {
+                Ok((records, _high_watermark)) => {
+                    delay = RETRY_INITIAL;
+                    let Some(last) = records.last() else {
+                        continue;
+                    };
+                    let from = next;
+                    next = last.offset + 1;
+                    self.metrics.records_fetched.add(records.len() as u64);
+                    let batch = Batch {
+                        topic,
+                        partition,
+                        from,
+                        to: next,
+                        records,
+                    };
+                    if self
+                        .to_shard
+                        .send_async(ToShard::Batch(Arc::new(batch)))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(RsError::ServerError {
+                    protocol_error: ProtocolError::OffsetOutOfRange,
+                    ..
+                }) => {
+                    // Records were deleted under us (retention) or the topic
+                    // was recreated: continue from what Kafka holds. Readers
+                    // behind the jump see the discontinuity and catch up.
+                    self.metrics.kafka_errors.inc();
+                    let earliest = pc.get_offset(OffsetAt::Earliest).await;
+                    let latest = pc.get_offset(OffsetAt::Latest).await;
+                    if let (Ok(earliest), Ok(latest)) = (earliest, latest) {
+                        warn!(topic = %name, partition, next, earliest, latest, "fetch offset out of range; repositioning");
+                        next = if next < earliest { earliest } else { latest };
+                        if !self.announce(topic, partition, next).await {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => self.backoff(&name, partition, &e, &mut delay).await,
+            }
+            if self.to_shard.is_disconnected() {
+                return;
+            }
+        }
+    }
+
+    async fn announce(&self, topic: TopicId, partition: u32, at: i64) -> bool {
+        let batch = Batch {
+            topic,
+            partition,
+            from: at,
+            to: at,
+            records: Vec::new(),
+        };
+        self.to_shard
+            .send_async(ToShard::Batch(Arc::new(batch)))
+            .await
+            .is_ok()
+    }
+
+    async fn backoff(&self, topic: &str, partition: u32, error: &RsError, delay: &mut Duration) {
+        self.metrics.kafka_errors.inc();
+        warn!(topic, partition, error = %error, retry_in = ?*delay, "kafka request failed");
+        tokio::time::sleep(*delay).await;
+        *delay = (*delay * 2).min(RETRY_MAX);
+    }
+}
+
+/// Partition clients for on-demand requests, created on first use and
+/// shared by every later request for the same partition.
+#[derive(Default)]
+struct PartitionClients {
+    clients: HashMap<(TopicId, u32), Arc<tokio::sync::OnceCell<Arc<PartitionClient>>>>,
+}
+
+impl PartitionClients {
+    fn get(
+        &mut self,
+        client: &Arc<Client>,
+        topics: &Arc<[String]>,
+        topic: TopicId,
+        partition: u32,
+    ) -> impl std::future::Future<Output = Result<Arc<PartitionClient>, KafkaError>> + 'static {
+        let cell = Arc::clone(self.clients.entry((topic, partition)).or_default());
+        let client = Arc::clone(client);
+        let name = topics[topic.0 as usize].clone();
+        async move {
+            cell.get_or_try_init(|| async {
+                client
+                    .partition_client(name.clone(), partition as i32, UnknownTopicHandling::Retry)
+                    .await
+                    .map(Arc::new)
+                    .map_err(|e| map_error(&name, partition, -1, e))
+            })
+            .await
+            .cloned()
+        }
+    }
+}
+
+fn map_error(topic: &str, partition: u32, offset: i64, error: RsError) -> KafkaError {
+    match error {
+        RsError::ServerError {
+            protocol_error: ProtocolError::OffsetOutOfRange,
+            ..
+        } => KafkaError::OffsetOutOfRange {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+        },
+        other => KafkaError::Broker {
+            topic: topic.to_owned(),
+            partition,
+            message: other.to_string(),
+        },
+    }
+}
+
+fn clamp_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}

@@ -1,0 +1,61 @@
+//! # sse-kafka
+//!
+//! Streams Kafka topics to HTTP clients as Server-Sent Events, built for
+//! massive fan-out on dedicated Linux hosts.
+//!
+//! ## Architecture
+//!
+//! ```text
+//!            Kafka brokers
+//!                 │  rskafka (tokio, one sidecar thread per shard, same CPU)
+//!    ┌────────────┴──────────────────────────────┐
+//!    │ shard c owns partitions p where p % N == c│   fetch loop per owned partition
+//!    └──────┬──────────────────┬─────────────────┘
+//!           │ glommio channel mesh (Arc'd batches)
+//!    ┌──────▼───────┐   ┌──────▼───────┐
+//!    │ shard 0      │   │ shard 1 ...  │   glommio LocalExecutor pinned per CPU
+//!    │ topic hubs   │   │              │   SO_REUSEPORT listener on every shard
+//!    │ connections  │   │ connections  │   hand-written HTTP/1.1 SSE writer
+//!    └──────────────┘   └──────────────┘
+//! ```
+//!
+//! - Each shard is a glommio executor pinned to one CPU; everything it owns
+//!   is `!Send`. Its Kafka sidecar (a tokio current-thread runtime on the
+//!   same CPU) fetches the partitions the shard owns and answers on-demand
+//!   fetches for catch-up readers.
+//! - The owner forwards each batch to every other shard over the mesh; each
+//!   shard merges the batches of a topic into one stream (the *hub*), encodes
+//!   each event once per rendering and hands the same bytes to every live
+//!   connection.
+//! - Event ids encode the next offset of every partition the stream has
+//!   passed, so any instance can resume any id exactly. A connection whose
+//!   position is not the hub's head (a resume, `start: earliest`, a slow
+//!   client, a shard that missed batches) is a *cursor*: it reads Kafka at
+//!   its own position and joins the live stream when it reaches the head.
+//!
+//! ## Module map (in data-flow order)
+//!
+//! - [`config`], [`cpus`]: the YAML config and the `--cpus` list.
+//! - [`server`]: process wiring, listeners, signals.
+//! - [`shard`]: the per-CPU executors, the mesh and its full-queue policy.
+//! - [`kafka`]: the sidecar: metadata, fetch loops, on-demand requests.
+//! - [`hub`]: per-shard topic streams and the live fan-out.
+//! - [`connection`]: request handling, the outbox writer, catch-up cursors.
+//! - Codecs, pure functions of bytes: [`http`] (requests, responses),
+//!   [`router`] (path templates), [`sse`] (event frames and a parser),
+//!   [`event_id`] (the progress id).
+//! - [`admin`], [`metrics`]: health and Prometheus metrics.
+
+pub mod admin;
+pub mod config;
+pub mod connection;
+pub mod cpus;
+pub mod event_id;
+pub mod http;
+pub mod hub;
+pub mod kafka;
+pub mod metrics;
+pub mod router;
+pub mod server;
+pub mod shard;
+pub mod sse;

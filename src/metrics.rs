@@ -1,0 +1,191 @@
+//! Per-shard counters, summed when scraped, rendered in the Prometheus text
+//! exposition format (version 0.0.4).
+//!
+//! Each counter has exactly one writer (its shard, or the shard's sidecar for
+//! the Kafka counters), so an increment is a relaxed load and store, not a
+//! locked read-modify-write; the admin endpoint reads every shard's counters
+//! and sums them.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// A counter with a single writer thread.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    pub fn add(&self, n: u64) {
+        // Single writer: a plain load + store cannot lose updates.
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn sub(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_sub(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The counters of one shard. Written by that shard (and its sidecar for the
+/// Kafka ones), read by the admin endpoint.
+#[derive(Debug, Default)]
+pub struct ShardMetrics {
+    /// Gauge: SSE streams open on this shard.
+    pub connections_open: Counter,
+    pub connections_total: Counter,
+    /// Responses that were not a stream, by class.
+    pub http_errors: Counter,
+    pub events_sent: Counter,
+    pub bytes_sent: Counter,
+    pub keepalives_sent: Counter,
+    /// Live connections turned into catch-up readers (slow or lagging shard).
+    pub demotions: Counter,
+    /// Batches a full cross-shard queue refused (readers behind catch up).
+    pub mesh_full: Counter,
+    // Written by the sidecar thread.
+    pub records_fetched: Counter,
+    pub catchup_fetches: Counter,
+    pub kafka_errors: Counter,
+    /// Set once this shard has metadata and positions for every topic.
+    pub ready: AtomicBool,
+}
+
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    get: fn(&ShardMetrics) -> u64,
+}
+
+const FAMILIES: &[Family] = &[
+    Family {
+        name: "sse_kafka_connections_open",
+        help: "SSE streams currently open.",
+        kind: "gauge",
+        get: |m| m.connections_open.get(),
+    },
+    Family {
+        name: "sse_kafka_connections_total",
+        help: "SSE streams opened since start.",
+        kind: "counter",
+        get: |m| m.connections_total.get(),
+    },
+    Family {
+        name: "sse_kafka_http_errors_total",
+        help: "Requests answered with an HTTP error instead of a stream.",
+        kind: "counter",
+        get: |m| m.http_errors.get(),
+    },
+    Family {
+        name: "sse_kafka_events_sent_total",
+        help: "SSE events written to client sockets.",
+        kind: "counter",
+        get: |m| m.events_sent.get(),
+    },
+    Family {
+        name: "sse_kafka_bytes_sent_total",
+        help: "Bytes written to client sockets.",
+        kind: "counter",
+        get: |m| m.bytes_sent.get(),
+    },
+    Family {
+        name: "sse_kafka_keepalives_sent_total",
+        help: "Keep-alive comments queued.",
+        kind: "counter",
+        get: |m| m.keepalives_sent.get(),
+    },
+    Family {
+        name: "sse_kafka_demotions_total",
+        help: "Live streams turned into catch-up readers.",
+        kind: "counter",
+        get: |m| m.demotions.get(),
+    },
+    Family {
+        name: "sse_kafka_mesh_full_total",
+        help: "Batches refused by a full cross-shard queue.",
+        kind: "counter",
+        get: |m| m.mesh_full.get(),
+    },
+    Family {
+        name: "sse_kafka_records_fetched_total",
+        help: "Records fetched from Kafka.",
+        kind: "counter",
+        get: |m| m.records_fetched.get(),
+    },
+    Family {
+        name: "sse_kafka_catchup_fetches_total",
+        help: "On-demand fetches for catch-up readers.",
+        kind: "counter",
+        get: |m| m.catchup_fetches.get(),
+    },
+    Family {
+        name: "sse_kafka_kafka_errors_total",
+        help: "Failed Kafka requests (retried).",
+        kind: "counter",
+        get: |m| m.kafka_errors.get(),
+    },
+];
+
+/// Renders all families, one sample per family summed over shards.
+pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
+    let mut out = String::with_capacity(2048);
+    for f in FAMILIES {
+        let total: u64 = shards.iter().map(|m| (f.get)(m)).sum();
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
+        let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
+        let _ = writeln!(out, "{} {}", f.name, total);
+    }
+    let ready = shards.iter().all(|m| m.ready.load(Ordering::Relaxed));
+    let _ = writeln!(
+        out,
+        "# HELP sse_kafka_ready 1 once Kafka metadata for every routed topic is loaded."
+    );
+    let _ = writeln!(out, "# TYPE sse_kafka_ready gauge");
+    let _ = writeln!(out, "sse_kafka_ready {}", u8::from(ready));
+    out
+}
+
+pub fn all_ready(shards: &[std::sync::Arc<ShardMetrics>]) -> bool {
+    shards.iter().all(|m| m.ready.load(Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn sums_over_shards_in_text_format() {
+        let a = Arc::new(ShardMetrics::default());
+        let b = Arc::new(ShardMetrics::default());
+        a.events_sent.add(3);
+        b.events_sent.add(4);
+        a.connections_open.add(2);
+        a.connections_open.sub(1);
+        let text = render(&[a, b]);
+        assert!(text.contains(
+            "# TYPE sse_kafka_events_sent_total counter\nsse_kafka_events_sent_total 7\n"
+        ));
+        assert!(text.contains("sse_kafka_connections_open 1\n"));
+        assert!(text.contains("sse_kafka_ready 0\n"));
+        // Every sample line is `name value`, every family has HELP and TYPE.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.split_once(' ').expect("sample line");
+            assert!(name.starts_with("sse_kafka_"));
+            value.parse::<u64>().expect("integer value");
+        }
+    }
+}

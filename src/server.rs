@@ -1,0 +1,163 @@
+//! Process wiring: builds the listeners, the shard mesh, one Kafka sidecar
+//! and one glommio executor per CPU, installs the signal handler, and waits
+//! for the shards to drain.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use socket2::{Domain, Protocol, Socket, Type};
+use tracing::info;
+
+use crate::config::Config;
+use crate::kafka::Sidecar;
+use crate::shard::{self, Control, ShardId, ShardSpec, Shared, MESH_CAPACITY};
+
+/// Accept backlog per shard listener. Connection bursts of thousands per
+/// second overflow a small queue (glommio's own bind hard-codes 1,024);
+/// the kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: i32 = 8192;
+
+/// Batches a sidecar may have in flight to its shard before its fetch loops
+/// wait (backpressure on fetching, never loss).
+const SIDECAR_CHANNEL: usize = 1024;
+
+/// On-demand Kafka requests queued per shard.
+const REQUEST_CHANNEL: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start shard {shard} on CPU {cpu}: {message}")]
+    Shard {
+        shard: usize,
+        cpu: usize,
+        message: String,
+    },
+    #[error("cannot start the kafka sidecar: {0}")]
+    Sidecar(std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("shard {0} failed")]
+    ShardFailed(usize),
+}
+
+/// Runs the server until SIGTERM/SIGINT, then drains and returns.
+pub fn run(config: Config, cpus: &[usize]) -> Result<(), ServerError> {
+    let shards = cpus.len();
+    let listen = config.listen;
+    let admin_listen = config.admin_listen;
+    let shared = Arc::new(Shared::new(config, shards));
+    let mesh = (shards > 1).then(|| MeshBuilder::full(shards, MESH_CAPACITY));
+    let mut admin = match admin_listen {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr)
+                .map_err(|source| ServerError::Listen { addr, source })?,
+        ),
+        None => None,
+    };
+    // Port 0 asks for an ephemeral port: the first listener picks it and the
+    // others join the same one.
+    let first = client_listener(listen).map_err(|source| ServerError::Listen {
+        addr: listen,
+        source,
+    })?;
+    let bound = first
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .unwrap_or(listen);
+    let mut listeners = vec![first];
+    for _ in 1..shards {
+        listeners.push(
+            client_listener(bound).map_err(|source| ServerError::Listen {
+                addr: bound,
+                source,
+            })?,
+        );
+    }
+    let admin_bound = admin.as_ref().and_then(|l| l.local_addr().ok());
+    let mut controls = Vec::with_capacity(shards);
+    let mut handles = Vec::with_capacity(shards);
+    for ((i, &cpu), listener) in cpus.iter().enumerate().zip(listeners) {
+        let (to_shard, from_sidecar) = flume::bounded(SIDECAR_CHANNEL);
+        let (requests, requests_rx) = flume::bounded(REQUEST_CHANNEL);
+        let (control_tx, control) = flume::bounded(1);
+        controls.push(control_tx);
+        Sidecar {
+            shard: ShardId(i),
+            shards,
+            cpu,
+            topics: Arc::clone(&shared.topics),
+            kafka: shared.config.kafka.clone(),
+            to_shard,
+            requests: requests_rx,
+            metrics: Arc::clone(&shared.metrics[i]),
+        }
+        .spawn()
+        .map_err(ServerError::Sidecar)?;
+        let spec = ShardSpec {
+            id: ShardId(i),
+            shards,
+            cpu,
+            shared: Arc::clone(&shared),
+            mesh: mesh.clone(),
+            from_sidecar,
+            requests,
+            control,
+            listener,
+            admin: if i == 0 { admin.take() } else { None },
+        };
+        let handle = shard::spawn(spec).map_err(|e| ServerError::Shard {
+            shard: i,
+            cpu,
+            message: e.to_string(),
+        })?;
+        handles.push(handle);
+    }
+    // Tests and scripts read this line to find ephemeral ports.
+    let admin_text = admin_bound.map_or_else(|| "none".to_owned(), |a| a.to_string());
+    info!("sse-kafka serving listen={bound} admin={admin_text} cpus={cpus:?}");
+
+    let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(ServerError::Signals)?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut received = 0;
+            for signal in signals.forever() {
+                received += 1;
+                if received > 1 {
+                    // A second signal while draining: stop now.
+                    std::process::exit(1);
+                }
+                info!(signal, "shutting down: draining streams");
+                for c in &controls {
+                    let _ = c.send(Control::Shutdown);
+                }
+            }
+        })
+        .map_err(ServerError::Signals)?;
+
+    for (i, h) in handles.into_iter().enumerate() {
+        h.join().map_err(|_| ServerError::ShardFailed(i))?;
+    }
+    Ok(())
+}
+
+/// One client listener per shard on the same address (SO_REUSEPORT lets
+/// the kernel spread connections over the shards).
+fn client_listener(addr: SocketAddr) -> std::io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket)
+}

@@ -1,0 +1,399 @@
+//! Shards: one glommio executor pinned per configured CPU.
+//!
+//! A shard owns its connections, its topic hubs and, through its Kafka
+//! sidecar, the partitions `p` with `p % N == shard`. Everything in a shard is
+//! `!Send` (`Rc`, `RefCell`, `Cell`): no locks on the hot path. Batches of
+//! owned partitions are forwarded to every other shard over glommio's
+//! channel mesh, created once at start (O(N²) channels, kept for the life of
+//! the process, as glommio's own docs advise), then applied locally.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, HashMap};
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
+use glommio::net::TcpListener;
+use glommio::{CpuSet, LocalExecutorBuilder, Placement, PoolPlacement};
+use tracing::{info, warn};
+
+use crate::config::{Config, Start};
+use crate::connection::{self, Conn};
+use crate::hub::{self, Hub, Render};
+use crate::kafka::{Batch, Request, ToShard, TopicId};
+use crate::metrics::ShardMetrics;
+use crate::router::{PathTemplate, Router};
+use crate::sse;
+
+/// Index of a shard, `0..N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardId(pub usize);
+
+/// Capacity of each cross-shard queue, in batches. A batch holds up to a
+/// fetch's worth of records, so 1,024 batches absorb long bursts; when a
+/// queue is full anyway, see `forward` for the policy.
+pub const MESH_CAPACITY: usize = 1024;
+
+/// io_uring registered buffers only serve file DMA, which a network proxy
+/// does not do: keep them small.
+const IO_MEMORY: usize = 64 << 10;
+
+/// How long shutdown waits for streams to flush before the shard exits.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
+
+/// Back-off after a failed `accept` (e.g. EMFILE) so the loop does not spin.
+const ACCEPT_RETRY: Duration = Duration::from_millis(20);
+
+/// What a connection needs to know about its route, resolved once.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteInfo {
+    pub topic: TopicId,
+    pub start: Start,
+    pub render: Render,
+    pub keepalive: Duration,
+}
+
+/// Read-only state shared by every shard.
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub topics: Arc<[String]>,
+    pub routes: Vec<RouteInfo>,
+    pub metrics: Arc<[Arc<ShardMetrics>]>,
+}
+
+impl Shared {
+    pub fn new(config: Config, shards: usize) -> Self {
+        let topics: Arc<[String]> = config.topics().into();
+        let routes = (0..config.routes.len())
+            .map(|i| {
+                let r = &config.routes[i];
+                RouteInfo {
+                    topic: TopicId(
+                        topics
+                            .iter()
+                            .position(|t| *t == r.topic)
+                            .expect("route topic is in the topic table")
+                            as u32,
+                    ),
+                    start: r.start,
+                    render: Render {
+                        value: r.value,
+                        id: r.event_id,
+                    },
+                    keepalive: config.route_keepalive(i),
+                }
+            })
+            .collect();
+        let metrics = (0..shards)
+            .map(|_| Arc::new(ShardMetrics::default()))
+            .collect();
+        Self {
+            config: Arc::new(config),
+            topics,
+            routes,
+            metrics,
+        }
+    }
+}
+
+/// A shard's own state.
+pub struct ShardCtx {
+    pub id: ShardId,
+    pub config: Arc<Config>,
+    pub routes: Vec<RouteInfo>,
+    pub router: Router,
+    pub hub: RefCell<Hub>,
+    pub requests: flume::Sender<Request>,
+    pub metrics: Arc<ShardMetrics>,
+    /// Every open stream, for keep-alives and shutdown.
+    pub conns: RefCell<Vec<Rc<Conn>>>,
+    pub shutting_down: Cell<bool>,
+    /// This shard's share of `connections.max`.
+    pub max_connections: usize,
+    tick: Duration,
+    rng: RefCell<fastrand::Rng>,
+}
+
+impl ShardCtx {
+    /// Keep-alive ticks that make up `keepalive` (at least one).
+    pub fn keepalive_ticks(&self, keepalive: Duration) -> u32 {
+        (keepalive.as_nanos().div_ceil(self.tick.as_nanos())).clamp(1, u128::from(u32::MAX)) as u32
+    }
+
+    /// The `retry:` value for a new stream: the configured base plus a random
+    /// jitter, so a reconnect storm spreads out.
+    pub fn retry_millis(&self) -> u64 {
+        let base = self.config.retry.as_millis() as u64;
+        let jitter = self.config.retry_jitter.as_millis() as u64;
+        base + self.rng.borrow_mut().u64(0..=jitter)
+    }
+}
+
+/// How often the keep-alive ticker runs: a quarter of the shortest
+/// keep-alive, so a comment goes out at most 25% late, clamped so the ticker
+/// neither spins nor lags a long interval.
+fn tick_for(shared: &Shared) -> Duration {
+    let shortest = shared
+        .routes
+        .iter()
+        .map(|r| r.keepalive)
+        .min()
+        .unwrap_or(shared.config.keepalive);
+    (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// Sent to a shard by the signal thread.
+#[derive(Debug)]
+pub enum Control {
+    Shutdown,
+}
+
+/// Everything one shard is started with.
+pub struct ShardSpec {
+    pub id: ShardId,
+    pub shards: usize,
+    pub cpu: usize,
+    pub shared: Arc<Shared>,
+    pub mesh: Option<MeshBuilder<Arc<Batch>, Full>>,
+    pub from_sidecar: flume::Receiver<ToShard>,
+    pub requests: flume::Sender<Request>,
+    pub control: flume::Receiver<Control>,
+    pub listener: socket2::Socket,
+    pub admin: Option<std::net::TcpListener>,
+}
+
+/// Starts the shard's executor, pinned to its CPU, with its blocking pool
+/// fenced to the same CPU.
+pub fn spawn(spec: ShardSpec) -> glommio::Result<glommio::ExecutorJoinHandle<()>, ()> {
+    let cpu = spec.cpu;
+    let pool_cpus = CpuSet::online()?.filter(|l| l.cpu == cpu);
+    LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        .name(&format!("shard-{}", spec.id.0))
+        .io_memory(IO_MEMORY)
+        .blocking_thread_pool_placement(PoolPlacement::Fenced(1, pool_cpus))
+        .spawn(move || run(spec))
+}
+
+async fn run(spec: ShardSpec) {
+    let shared = spec.shared;
+    let router = Router::new(
+        shared
+            .config
+            .routes
+            .iter()
+            .map(|r| {
+                PathTemplate::parse(&r.path).expect("route paths are validated with the config")
+            })
+            .collect(),
+    );
+    let ctx = Rc::new(ShardCtx {
+        id: spec.id,
+        config: Arc::clone(&shared.config),
+        routes: shared.routes.clone(),
+        router,
+        hub: RefCell::new(Hub::new(&shared.topics)),
+        requests: spec.requests,
+        metrics: Arc::clone(&shared.metrics[spec.id.0]),
+        conns: RefCell::default(),
+        shutting_down: Cell::new(false),
+        max_connections: shared.config.connections.max.div_ceil(spec.shards),
+        tick: tick_for(&shared),
+        rng: RefCell::new(fastrand::Rng::new()),
+    });
+
+    let mut senders = None;
+    if let Some(mesh) = spec.mesh {
+        match mesh.join().await {
+            Ok((tx, mut rx)) => {
+                for (_peer, stream) in rx.streams() {
+                    let ctx = Rc::clone(&ctx);
+                    glommio::spawn_local(async move {
+                        while let Some(batch) = stream.recv().await {
+                            apply(&ctx, &batch).await;
+                        }
+                    })
+                    .detach();
+                }
+                senders = Some(Rc::new(Forwarder::new(tx)));
+            }
+            Err(e) => {
+                warn!(shard = ctx.id.0, error = ?e, "could not join the shard mesh");
+                return;
+            }
+        }
+    }
+
+    glommio::spawn_local(intake(Rc::clone(&ctx), spec.from_sidecar, senders)).detach();
+    glommio::spawn_local(keepalive_ticker(Rc::clone(&ctx))).detach();
+    if let Some(admin) = spec.admin {
+        // SAFETY: the fd comes from a listener we own and give up here.
+        let admin = unsafe { TcpListener::from_raw_fd(admin.into_raw_fd()) };
+        glommio::spawn_local(crate::admin::serve(admin, Arc::clone(&shared.metrics))).detach();
+    }
+
+    // SAFETY: the fd comes from a socket we own and give up here.
+    let listener = unsafe { TcpListener::from_raw_fd(spec.listener.into_raw_fd()) };
+    let accept = async {
+        loop {
+            match listener.accept().await {
+                Ok(stream) => {
+                    glommio::spawn_local(connection::serve(Rc::clone(&ctx), stream)).detach();
+                }
+                Err(e) => {
+                    warn!(shard = ctx.id.0, error = %e, "accept failed");
+                    glommio::timer::sleep(ACCEPT_RETRY).await;
+                }
+            }
+        }
+    };
+    let stop = async {
+        let _ = spec.control.recv_async().await;
+    };
+    futures_lite::future::or(accept, stop).await;
+    drop(listener);
+
+    // Graceful shutdown: stop accepting (done), let every stream flush what
+    // it has queued, then end it.
+    ctx.shutting_down.set(true);
+    for conn in ctx.conns.borrow().iter() {
+        conn.notify();
+    }
+    let deadline = std::time::Instant::now() + DRAIN_DEADLINE;
+    while ctx.metrics.connections_open.get() > 0 && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    info!(shard = ctx.id.0, "shard stopped");
+}
+
+/// Batches from this shard's sidecar: forward to the other shards, then
+/// apply locally.
+async fn intake(
+    ctx: Rc<ShardCtx>,
+    from_sidecar: flume::Receiver<ToShard>,
+    forwarder: Option<Rc<Forwarder>>,
+) {
+    while let Ok(msg) = from_sidecar.recv_async().await {
+        match msg {
+            ToShard::Meta { topic, partitions } => {
+                ctx.hub.borrow_mut().set_partitions(topic, partitions);
+                update_ready(&ctx);
+            }
+            ToShard::Batch(batch) => {
+                if let Some(f) = &forwarder {
+                    f.forward(&ctx, &batch);
+                }
+                apply(&ctx, &batch).await;
+            }
+        }
+    }
+}
+
+async fn apply(ctx: &ShardCtx, batch: &Batch) {
+    hub::apply_batch(
+        &ctx.hub,
+        batch,
+        ctx.config.connections.max_queued_bytes,
+        &ctx.metrics,
+    )
+    .await;
+    update_ready(ctx);
+}
+
+fn update_ready(ctx: &ShardCtx) {
+    use std::sync::atomic::Ordering;
+    if !ctx.metrics.ready.load(Ordering::Relaxed) && ctx.hub.borrow().all_ready() {
+        ctx.metrics.ready.store(true, Ordering::Relaxed);
+        info!(shard = ctx.id.0, "all topics ready");
+    }
+}
+
+/// The owner's side of the mesh.
+///
+/// Full-queue policy: the owner never waits for a peer. When a peer's queue
+/// is full the batch is not sent to it and the partition is marked; a
+/// separate task later sends the peer an announcement of the owner's
+/// position (an empty batch). The peer sees a batch whose `from` is past its
+/// head — a discontinuity — and turns its live connections on that topic
+/// into catch-up readers, which fetch the missed records from Kafka. Nothing
+/// is lost, the owner is never stalled, and memory stays bounded.
+struct Forwarder {
+    senders: Senders<Arc<Batch>>,
+    /// Per peer: partitions owed an announcement.
+    owed: RefCell<HashMap<usize, BTreeSet<(u32, u32)>>>,
+    resyncing: RefCell<BTreeSet<usize>>,
+    /// The `to` of the last batch forwarded per owned partition.
+    forwarded_to: RefCell<HashMap<(u32, u32), i64>>,
+}
+
+impl Forwarder {
+    fn new(senders: Senders<Arc<Batch>>) -> Self {
+        Self {
+            senders,
+            owed: RefCell::default(),
+            resyncing: RefCell::default(),
+            forwarded_to: RefCell::default(),
+        }
+    }
+
+    fn forward(self: &Rc<Self>, ctx: &ShardCtx, batch: &Arc<Batch>) {
+        let key = (batch.topic.0, batch.partition);
+        self.forwarded_to.borrow_mut().insert(key, batch.to);
+        for peer in (0..self.senders.nr_consumers()).filter(|p| *p != ctx.id.0) {
+            if self.senders.try_send_to(peer, Arc::clone(batch)).is_err() {
+                ctx.metrics.mesh_full.inc();
+                self.owed.borrow_mut().entry(peer).or_default().insert(key);
+                if self.resyncing.borrow_mut().insert(peer) {
+                    glommio::spawn_local(Rc::clone(self).resync(peer)).detach();
+                }
+            }
+        }
+    }
+
+    /// Sends the owed announcements to one peer, waiting for queue room
+    /// (this task may wait; the owner's intake never does).
+    async fn resync(self: Rc<Self>, peer: usize) {
+        loop {
+            let next = self
+                .owed
+                .borrow_mut()
+                .get_mut(&peer)
+                .and_then(BTreeSet::pop_first);
+            let Some((topic, partition)) = next else {
+                break;
+            };
+            let at = self.forwarded_to.borrow()[&(topic, partition)];
+            let announcement = Arc::new(Batch {
+                topic: TopicId(topic),
+                partition,
+                from: at,
+                to: at,
+                records: Vec::new(),
+            });
+            if self.senders.send_to(peer, announcement).await.is_err() {
+                break;
+            }
+        }
+        self.resyncing.borrow_mut().remove(&peer);
+    }
+}
+
+/// Queues keep-alive comments on streams that were silent for their
+/// route's `keepalive`, and forgets closed streams.
+async fn keepalive_ticker(ctx: Rc<ShardCtx>) {
+    let frame: Rc<[u8]> = Rc::from(sse::KEEPALIVE);
+    loop {
+        glommio::timer::sleep(ctx.tick).await;
+        if ctx.shutting_down.get() {
+            return;
+        }
+        let mut conns = ctx.conns.borrow_mut();
+        conns.retain(|c| !c.is_closed());
+        for conn in conns.iter() {
+            if conn.tick(&frame) {
+                ctx.metrics.keepalives_sent.inc();
+            }
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! End-to-end tests: the real binary against a real nisshi broker, spoken
+//! to by real SSE clients over sockets. Wire bytes are asserted where the
+//! wire is the promise.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use common::{config_for, raw_request, Broker, Proxy, SseClient};
+
+const ROUTE_ITEMS: &str = "routes:\n  - path: /items\n    topic: items\n";
+
+fn value_of(e: &sse_kafka::sse::Event) -> (usize, usize) {
+    // Values are "p<partition>-<seq>".
+    let (p, i) = e.data.strip_prefix('p').unwrap().split_once('-').unwrap();
+    (p.parse().unwrap(), i.parse().unwrap())
+}
+
+fn produce_round(
+    broker: &Broker,
+    topic: &str,
+    partitions: i32,
+    seq: std::ops::Range<usize>,
+) -> usize {
+    let mut n = 0;
+    for p in 0..partitions {
+        let records = seq
+            .clone()
+            .map(|i| (None, Some(format!("p{p}-{i}").into_bytes())))
+            .collect();
+        n += broker.produce_many(topic, p, records).len();
+    }
+    n
+}
+
+/// Every client receives every record; within a partition, in offset order.
+fn assert_complete_and_ordered(
+    events: &[sse_kafka::sse::Event],
+    partitions: usize,
+    per_partition: usize,
+) {
+    let mut next = vec![0usize; partitions];
+    for e in events {
+        let (p, i) = value_of(e);
+        assert_eq!(
+            i, next[p],
+            "partition {p} out of order or duplicated: {e:?}"
+        );
+        next[p] += 1;
+    }
+    assert_eq!(next, vec![per_partition; partitions]);
+}
+
+#[test]
+fn live_delivery_across_partitions_and_shards() {
+    let broker = Broker::start();
+    broker.create_topic("items", 4);
+    let proxy = Proxy::start(&config_for(&broker, ROUTE_ITEMS), "0,1");
+    // Enough clients that SO_REUSEPORT puts some on each shard.
+    let mut clients: Vec<_> = (0..8)
+        .map(|_| SseClient::connect(proxy.addr, "/items", &[]))
+        .collect();
+    for c in &clients {
+        assert_eq!(c.status(), 200);
+        assert!(
+            c.head.contains("content-type: text/event-stream\r\n"),
+            "{}",
+            c.head
+        );
+        assert!(c.head.contains("cache-control: no-cache\r\n"));
+        assert!(c.head.contains("access-control-allow-origin: *\r\n"));
+    }
+    produce_round(&broker, "items", 4, 0..50);
+    for c in &mut clients {
+        let events = c.take(200);
+        assert_complete_and_ordered(&events, 4, 50);
+        let retry = c.retry().expect("retry field at stream start");
+        assert!(
+            (2000..=3000).contains(&retry),
+            "retry {retry} outside base+jitter"
+        );
+    }
+    assert!(proxy.metric("sse_kafka_events_sent_total") >= 8 * 200);
+    assert_eq!(proxy.metric("sse_kafka_connections_open"), 8);
+}
+
+#[test]
+fn values_split_on_every_line_end_and_keep_leading_spaces() {
+    let broker = Broker::start();
+    broker.create_topic("items", 1);
+    let proxy = Proxy::start(&config_for(&broker, ROUTE_ITEMS), "0");
+    let mut c = SseClient::connect(proxy.addr, "/items", &[]);
+    let value = b"a\nb\r\nc\rd\n  two spaces\n\ttab\n";
+    broker.produce("items", 0, Some(b"k"), Some(value));
+    let e = c.next_event();
+    assert_eq!(e.data, "a\nb\nc\nd\n  two spaces\n\ttab\n");
+    let id = e.id.clone().unwrap();
+    let expected = format!(
+        "id:{id}\ndata:a\ndata:b\ndata:c\ndata:d\ndata:   two spaces\ndata:\ttab\ndata:\n\n"
+    );
+    assert!(
+        String::from_utf8_lossy(&c.raw).ends_with(&expected),
+        "wire bytes: {:?}",
+        String::from_utf8_lossy(&c.raw)
+    );
+}
+
+#[test]
+fn tombstone_becomes_delete_event_and_base64_route() {
+    let broker = Broker::start();
+    broker.create_topic("items", 1);
+    let routes = "routes:\n  - path: /items\n    topic: items\n  - path: /raw\n    topic: items\n    value: base64\n";
+    let proxy = Proxy::start(&config_for(&broker, routes), "0");
+    let mut text = SseClient::connect(proxy.addr, "/items", &[]);
+    let mut raw = SseClient::connect(proxy.addr, "/raw", &[]);
+    broker.produce("items", 0, Some(b"\xffkey?"), None);
+    broker.produce("items", 0, None, Some(b"\x00\x01bin"));
+    let tomb = text.next_event();
+    assert_eq!(tomb.event.as_deref(), Some("delete"));
+    assert_eq!(tomb.data, "_2tleT8");
+    let tomb2 = raw.next_event();
+    assert_eq!(tomb2.event.as_deref(), Some("delete"));
+    assert_eq!(tomb2.id, tomb.id, "both routes share the topic's ids");
+    let bin = raw.next_event();
+    assert_eq!(bin.data, "AAFiaW4=");
+    assert_eq!(bin.event, None);
+}
+
+#[test]
+fn start_earliest_replays_from_the_beginning() {
+    let broker = Broker::start();
+    broker.create_topic("items", 2);
+    produce_round(&broker, "items", 2, 0..10);
+    let routes = "routes:\n  - path: /all\n    topic: items\n    start: earliest\n";
+    let proxy = Proxy::start(&config_for(&broker, routes), "0,1");
+    let mut c = SseClient::connect(proxy.addr, "/all", &[]);
+    let mut events = c.take(20);
+    // Then it continues live.
+    produce_round(&broker, "items", 2, 10..15);
+    events.extend(c.take(10));
+    assert_complete_and_ordered(&events, 2, 15);
+}
+
+/// Reads `first` events, drops the connection, produces more, resumes with
+/// the last id (header or query) and checks nothing is lost or repeated.
+fn resume_exact(partitions: i32, by_query: bool) {
+    let broker = Broker::start();
+    broker.create_topic("items", partitions);
+    let proxy = Proxy::start(&config_for(&broker, ROUTE_ITEMS), "0,1");
+    let per = 6;
+    let mut c = SseClient::connect(proxy.addr, "/items", &[]);
+    produce_round(&broker, "items", partitions, 0..per);
+    let total = partitions as usize * per;
+    let first = total / 3;
+    let mut events = c.take(first);
+    let last_id = events.last().unwrap().id.clone().unwrap();
+    drop(c);
+    produce_round(&broker, "items", partitions, per..2 * per);
+    let mut c2 = if by_query {
+        SseClient::connect(proxy.addr, &format!("/items?lastEventId={last_id}"), &[])
+    } else {
+        SseClient::connect(proxy.addr, "/items", &[("Last-Event-ID", &last_id)])
+    };
+    events.extend(c2.take(2 * total - first));
+    assert_complete_and_ordered(&events, partitions as usize, 2 * per);
+    // And the resumed stream is live afterwards.
+    produce_round(&broker, "items", partitions, 2 * per..2 * per + 1);
+    events.extend(c2.take(partitions as usize));
+    assert_complete_and_ordered(&events, partitions as usize, 2 * per + 1);
+}
+
+#[test]
+fn resume_by_header_4_partitions() {
+    resume_exact(4, false);
+}
+
+#[test]
+fn resume_by_query_4_partitions() {
+    resume_exact(4, true);
+}
+
+#[test]
+fn resume_by_header_64_partitions() {
+    resume_exact(64, false);
+}
+
+#[test]
+fn resume_by_query_64_partitions() {
+    resume_exact(64, true);
+}
+
+#[test]
+fn resume_while_records_keep_arriving() {
+    let broker = Broker::start();
+    broker.create_topic("items", 4);
+    let proxy = Proxy::start(&config_for(&broker, ROUTE_ITEMS), "0,1");
+    let addr = broker.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut c = SseClient::connect(proxy.addr, "/items", &[]);
+    // A second producer (own client) keeps producing during the switch.
+    let producer = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let b = common::ProducerOnly::connect(addr);
+            let mut seq = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || seq < 400 {
+                for p in 0..4 {
+                    b.produce("items", p, format!("p{p}-{seq}").into_bytes());
+                }
+                seq += 1;
+            }
+            seq
+        })
+    };
+    let mut events = c.take(200);
+    for round in 0..3 {
+        let last = events.last().unwrap().id.clone().unwrap();
+        drop(c);
+        c = SseClient::connect(proxy.addr, "/items", &[("Last-Event-ID", &last)]);
+        events.extend(c.take(100 + round * 50));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let produced = producer.join().unwrap();
+    let have = events.len();
+    events.extend(c.take(produced * 4 - have));
+    assert_complete_and_ordered(&events, 4, produced);
+}
+
+#[test]
+fn malformed_id_resets_and_starts_as_configured() {
+    let broker = Broker::start();
+    broker.create_topic("items", 1);
+    let proxy = Proxy::start(&config_for(&broker, ROUTE_ITEMS), "0");
+    let mut c = SseClient::connect(proxy.addr, "/items", &[("Last-Event-ID", "not-an-id!")]);
+    let reset = c.next_event();
+    assert_eq!(reset.event.as_deref(), Some("reset"));
+    assert!(reset.data.starts_with("{\"reason\":\""), "{}", reset.data);
+    broker.produce("items", 0, None, Some(b"after"));
+    assert_eq!(c.next_event().data, "after");
+    // An id of another topic is a reset too.
+    broker.create_topic("other", 1);
+    let mut other_id = Vec::new();
+    sse_kafka::event_id::encode_progress(
+        sse_kafka::event_id::topic_hash("other"),
+        &[0],
+        &mut Vec::new(),
+        &mut other_id,
+    );
+    let mut c2 = SseClient::connect(
+        proxy.addr,
+        "/items",
+        &[("Last-Event-ID", std::str::from_utf8(&other_id).unwrap())],
+    );
+    assert_eq!(c2.next_event().event.as_deref(), Some("reset"));
+}
+
+#[test]
+fn http_errors_then_still_serving() {
+    let broker = Broker::start();
+    broker.create_topic("items", 1);
+    let proxy = Proxy::start(&config_for(&broker, ROUTE_ITEMS), "0");
+    let status = |resp: &[u8]| String::from_utf8_lossy(&resp[..12]).to_string();
+    assert_eq!(
+        status(&raw_request(proxy.addr, b"GARBAGE\r\n\r\n")),
+        "HTTP/1.1 400"
+    );
+    assert_eq!(
+        status(&raw_request(
+            proxy.addr,
+            b"GET /nope HTTP/1.1\r\nhost: x\r\n\r\n"
+        )),
+        "HTTP/1.1 404"
+    );
+    let r405 = raw_request(
+        proxy.addr,
+        b"POST /items HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n",
+    );
+    assert_eq!(status(&r405), "HTTP/1.1 405");
+    assert!(String::from_utf8_lossy(&r405).contains("allow: GET, OPTIONS\r\n"));
+    let mut big = b"GET /items HTTP/1.1\r\nhost: x\r\n".to_vec();
+    for i in 0..40 {
+        big.extend_from_slice(format!("x-filler-{i}: {}\r\n", "a".repeat(1000)).as_bytes());
+    }
+    big.extend_from_slice(b"\r\n");
+    assert_eq!(status(&raw_request(proxy.addr, &big)), "HTTP/1.1 431");
+    let pre = raw_request(
+        proxy.addr,
+        b"OPTIONS /items HTTP/1.1\r\nhost: x\r\norigin: https://app.example\r\naccess-control-request-method: GET\r\naccess-control-request-headers: last-event-id\r\n\r\n",
+    );
+    let pre = String::from_utf8_lossy(&pre).to_string();
+    assert!(pre.starts_with("HTTP/1.1 204"), "{pre}");
+    assert!(pre.contains("access-control-allow-origin: *\r\n"), "{pre}");
+    assert!(
+        pre.contains("access-control-allow-headers: last-event-id\r\n"),
+        "{pre}"
+    );
+    // A 16 KiB Last-Event-ID is accepted (it resets: it is not an id).
+    let long = "A".repeat(16 * 1024);
+    let mut c = SseClient::connect(proxy.addr, "/items", &[("Last-Event-ID", &long)]);
+    assert_eq!(c.status(), 200);
+    assert_eq!(c.next_event().event.as_deref(), Some("reset"));
+    // Still serving.
+    let mut c = SseClient::connect(proxy.addr, "/items", &[]);
+    broker.produce("items", 0, None, Some(b"ok"));
+    assert_eq!(c.next_event().data, "ok");
+    assert!(proxy.metric("sse_kafka_http_errors_total") >= 5);
+}
+
+#[test]
+fn idle_request_is_closed_after_the_timeout() {
+    let broker = Broker::start();
+    broker.create_topic("items", 1);
+    let cfg = config_for(
+        &broker,
+        &format!("connections:\n  request_timeout: 300ms\n{ROUTE_ITEMS}"),
+    );
+    let proxy = Proxy::start(&cfg, "0");
+    let started = std::time::Instant::now();
+    let resp = raw_request(proxy.addr, b"GET /items HTTP/1.1\r\n");
+    assert!(
+        resp.is_empty() || resp.starts_with(b"HTTP/1.1 408"),
+        "{:?}",
+        String::from_utf8_lossy(&resp)
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn keepalive_comments_after_silence() {
+    let broker = Broker::start();
+    broker.create_topic("items", 1);
+    let routes =
+        "keepalive: 15s\nroutes:\n  - path: /items\n    topic: items\n    keepalive: 200ms\n";
+    let proxy = Proxy::start(&config_for(&broker, routes), "0");
+    let mut c = SseClient::connect(proxy.addr, "/items", &[]);
+    c.wait_comments(2);
+    assert!(String::from_utf8_lossy(&c.raw).contains(":\n\n"));
+    assert!(proxy.metric("sse_kafka_keepalives_sent_total") >= 2);
+}
+
+#[test]
+fn sigterm_ends_streams_and_exits_zero() {
+    let broker = Broker::start();
+    broker.create_topic("items", 2);
+    let mut proxy = Proxy::start(&config_for(&broker, ROUTE_ITEMS), "0,1");
+    let mut clients: Vec<_> = (0..4)
+        .map(|_| SseClient::connect(proxy.addr, "/items", &[]))
+        .collect();
+    broker.produce("items", 0, None, Some(b"before"));
+    for c in &mut clients {
+        assert_eq!(c.next_event().data, "before");
+    }
+    let status = proxy.terminate(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+    for c in &mut clients {
+        c.wait_eof();
+    }
+}
+
+#[test]
+fn bad_config_exits_2_naming_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "kafka:\n  bootstrap: [\"127.0.0.1:9092\"]\nroutes:\n  - path: /items\n    topic: items\n    keepalive: soon\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sse-kafka"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.yaml:6:"), "{err}");
+    assert!(err.contains("routes[0].keepalive"), "{err}");
+    // `check` validates the same way and prints the routes when good.
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        "kafka:\n  bootstrap: [\"127.0.0.1:9092\"]\nroutes:\n  - path: /items\n    topic: items\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sse-kafka"))
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/items"));
+}
+
+#[test]
+fn ids_resume_on_another_shard_layout() {
+    // An id made by a 2-shard instance resumes on a 1-shard instance.
+    let broker = Broker::start();
+    broker.create_topic("items", 4);
+    let mut seen = BTreeMap::new();
+    let last = {
+        let proxy = Proxy::start(&config_for(&broker, ROUTE_ITEMS), "0,1");
+        let mut c = SseClient::connect(proxy.addr, "/items", &[]);
+        produce_round(&broker, "items", 4, 0..5);
+        for e in c.take(20) {
+            seen.insert(e.data.clone(), ());
+        }
+        c.last_event_id().unwrap()
+    };
+    produce_round(&broker, "items", 4, 5..10);
+    let proxy = Proxy::start(&config_for(&broker, ROUTE_ITEMS), "0");
+    let mut c = SseClient::connect(proxy.addr, "/items", &[("Last-Event-ID", &last)]);
+    let rest: HashSet<String> = c.take(20).into_iter().map(|e| e.data).collect();
+    for p in 0..4 {
+        for i in 5..10 {
+            assert!(rest.contains(&format!("p{p}-{i}")), "missing p{p}-{i}");
+        }
+    }
+    assert!(seen.keys().all(|k| !rest.contains(k)));
+}
