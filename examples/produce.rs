@@ -1,5 +1,6 @@
 //! Sample producer for the quickstart: creates the topic if needed and
-//! produces a small JSON record to a rotating partition at a fixed rate.
+//! produces a small JSON record (with `"ts"`, the send time in unix ns) to a
+//! rotating partition at a fixed rate.
 //!
 //! `cargo run --release --example produce -- --brokers 127.0.0.1:9092 --topic items --rate 2`
 
@@ -54,7 +55,7 @@ fn main() -> anyhow::Result<()> {
             let p = (seq % partitions as u64) as usize;
             let value = format!(
                 "{{\"seq\":{seq},\"ts\":{},\"item\":\"item-{}\"}}",
-                Utc::now().timestamp_millis(),
+                Utc::now().timestamp_nanos_opt().unwrap_or_default(),
                 seq % 10
             );
             let record = Record {

@@ -843,9 +843,10 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, ConfigErro
     }
 
     // Both listeners on one port: the second bind would fail at start-up with a
-    // less helpful message.
+    // less helpful message. Port 0 asks for an ephemeral port: never a clash.
     if let Some(admin) = raw.admin_listen {
-        let overlap = admin.port() == raw.listen.port()
+        let overlap = admin.port() != 0
+            && admin.port() == raw.listen.port()
             && (admin.ip() == raw.listen.ip()
                 || admin.ip().is_unspecified()
                 || raw.listen.ip().is_unspecified());
