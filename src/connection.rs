@@ -249,7 +249,9 @@ enum Plan {
 /// Serves one accepted connection to the end.
 pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let plan = match read_plan(&ctx, &mut stream).await {
+    // Boxed: the read buffer lives on the heap only while the head is read,
+    // not in the connection's future for the life of the stream.
+    let plan = match Box::pin(read_plan(&ctx, &mut stream)).await {
         Ok(plan) => plan,
         Err(e) => {
             debug!(error = %e, "connection closed before a request");
@@ -375,24 +377,27 @@ async fn stream_events(
     http::write_stream_head(&mut head, allow_origin.as_deref());
     sse::encode_retry(&mut head, ctx.retry_millis());
     let hash = ctx.hub.borrow().topic(route.topic).hash;
-    let start = match last_event_id {
-        Some(id) => match event_id::decode_progress(hash, &id) {
-            Ok(position) => {
-                let partitions = ctx.hub.borrow().topic(route.topic).partitions();
-                if position.len() > partitions {
-                    reset_event(&mut head, "id names more partitions than the topic has");
-                    configured_start(ctx, route).await
-                } else {
-                    Ok(StartAt::Position(position))
+    let start = Box::pin(async {
+        match last_event_id {
+            Some(id) => match event_id::decode_progress(hash, &id) {
+                Ok(position) => {
+                    let partitions = ctx.hub.borrow().topic(route.topic).partitions();
+                    if position.len() > partitions {
+                        reset_event(&mut head, "id names more partitions than the topic has");
+                        configured_start(ctx, route).await
+                    } else {
+                        Ok(StartAt::Position(position))
+                    }
                 }
-            }
-            Err(e) => {
-                reset_event(&mut head, &e.to_string());
-                configured_start(ctx, route).await
-            }
-        },
-        None => configured_start(ctx, route).await,
-    };
+                Err(e) => {
+                    reset_event(&mut head, &e.to_string());
+                    configured_start(ctx, route).await
+                }
+            },
+            None => configured_start(ctx, route).await,
+        }
+    })
+    .await;
     let start = match start {
         Ok(start) => start,
         Err(e) => {
@@ -409,7 +414,9 @@ async fn stream_events(
             .borrow_mut()
             .topic_mut(route.topic)
             .join(Rc::clone(conn), route.render),
-        StartAt::Position(position) => catch_up(ctx, conn, stream, route, position).await?,
+        StartAt::Position(position) => {
+            Box::pin(catch_up(ctx, conn, stream, route, position)).await?
+        }
     }
     loop {
         conn.notified().await;
@@ -419,7 +426,9 @@ async fn stream_events(
         }
         let demoted = conn.demoted.borrow_mut().take();
         if let Some(position) = demoted {
-            catch_up(ctx, conn, stream, route, position).await?;
+            // Boxed like the first catch-up: a live stream's resident
+            // future stays small.
+            Box::pin(catch_up(ctx, conn, stream, route, position)).await?;
         }
     }
 }
