@@ -318,3 +318,119 @@ pub async fn apply_batch(
     }
     ts.wake_waiters();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::TopicId;
+    use rskafka::chrono::DateTime;
+    use rskafka::record::Record;
+    use std::cell::RefCell;
+
+    const T: TopicId = TopicId(0);
+    const RENDER: Render = Render {
+        value: ValueEncoding::Text,
+        id: EventIdForm::Progress,
+    };
+
+    fn record(offset: i64, value: &str) -> RecordAndOffset {
+        RecordAndOffset {
+            record: Record {
+                key: None,
+                value: Some(value.as_bytes().to_vec()),
+                headers: Default::default(),
+                timestamp: DateTime::from_timestamp(0, 0).unwrap(),
+            },
+            offset,
+        }
+    }
+
+    fn batch(partition: u32, from: i64, to: i64, offsets: std::ops::Range<i64>) -> Batch {
+        Batch {
+            topic: T,
+            partition,
+            from,
+            to,
+            records: offsets.map(|o| record(o, &format!("r{o}"))).collect(),
+        }
+    }
+
+    /// Runs `f` on a glommio executor with a 2-partition hub whose heads
+    /// are announced at 0, and a connected socket pair for connections.
+    fn with_hub(
+        f: impl FnOnce(
+                RefCell<Hub>,
+                Rc<Conn>,
+                ShardMetrics,
+            ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>
+            + 'static,
+    ) {
+        let ex = glommio::LocalExecutorBuilder::default()
+            .io_memory(64 << 10)
+            .make()
+            .unwrap();
+        ex.run(async move {
+            let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let hub = RefCell::new(Hub::new(&["t".to_owned()]));
+            hub.borrow_mut().set_partitions(T, 2);
+            let metrics = ShardMetrics::default();
+            apply_batch(&hub, &batch(0, 0, 0, 0..0), 1 << 20, &metrics).await;
+            apply_batch(&hub, &batch(1, 0, 0, 0..0), 1 << 20, &metrics).await;
+            assert!(hub.borrow().topic(T).ready());
+            let conn = Rc::new(Conn::new(std::os::fd::AsRawFd::as_raw_fd(&a), 1));
+            f(hub, conn, metrics).await;
+            drop(a);
+        });
+    }
+
+    #[test]
+    fn live_connection_gets_each_record_once() {
+        with_hub(|hub, conn, m| {
+            Box::pin(async move {
+                hub.borrow_mut().topic_mut(T).join(Rc::clone(&conn), RENDER);
+                apply_batch(&hub, &batch(0, 0, 3, 0..3), 1 << 20, &m).await;
+                assert_eq!(conn.queued_frames(), 3);
+                // An overlapping batch (from < head) delivers only the new records.
+                apply_batch(&hub, &batch(0, 1, 5, 1..5), 1 << 20, &m).await;
+                assert_eq!(conn.queued_frames(), 5);
+                assert_eq!(hub.borrow().topic(T).heads(), &[5, 0]);
+            })
+        });
+    }
+
+    #[test]
+    fn missed_batch_turns_live_connections_into_cursors_at_the_old_heads() {
+        with_hub(|hub, conn, m| {
+            Box::pin(async move {
+                hub.borrow_mut().topic_mut(T).join(Rc::clone(&conn), RENDER);
+                apply_batch(&hub, &batch(1, 0, 2, 0..2), 1 << 20, &m).await;
+                // Batch [2, 7) never arrived (a full mesh queue): the next starts at 7.
+                apply_batch(&hub, &batch(1, 7, 8, 7..8), 1 << 20, &m).await;
+                assert_eq!(conn.take_demotion(), Some(vec![0, 2]));
+                assert_eq!(
+                    conn.queued_frames(),
+                    2,
+                    "nothing after the gap reached the cursor"
+                );
+                assert_eq!(hub.borrow().topic(T).live_connections(), 0);
+                assert_eq!(hub.borrow().topic(T).heads(), &[0, 8]);
+                assert_eq!(m.demotions.get(), 1);
+            })
+        });
+    }
+
+    #[test]
+    fn connection_over_budget_leaves_at_the_record_it_missed() {
+        with_hub(|hub, conn, m| {
+            Box::pin(async move {
+                hub.borrow_mut().topic_mut(T).join(Rc::clone(&conn), RENDER);
+                // Budget of 1 byte: the first frame is queued (0 bytes were
+                // queued before it), the second finds the budget exceeded.
+                apply_batch(&hub, &batch(0, 0, 3, 0..3), 1, &m).await;
+                assert_eq!(conn.queued_frames(), 1);
+                assert_eq!(conn.take_demotion(), Some(vec![1, 0]));
+                assert_eq!(hub.borrow().topic(T).heads(), &[3, 0]);
+            })
+        });
+    }
+}

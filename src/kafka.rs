@@ -70,6 +70,16 @@ pub struct Fetched {
     pub high_watermark: i64,
 }
 
+/// How long a catch-up fetch may wait for records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchWait {
+    /// The records exist (the owner fetched them): 1 ms, the least the
+    /// broker accepts (0 breaks, see DESIGN §6).
+    Short,
+    /// `kafka.fetch_max_wait`: after a short fetch came back empty.
+    Configured,
+}
+
 /// A request from a shard's connections to its sidecar.
 #[derive(Debug)]
 pub enum Request {
@@ -77,6 +87,7 @@ pub enum Request {
         topic: TopicId,
         partition: u32,
         offset: i64,
+        wait: FetchWait,
         reply: oneshot::Sender<Result<Fetched, KafkaError>>,
     },
     Offset {
@@ -183,20 +194,30 @@ impl Sidecar {
                     topic,
                     partition,
                     offset,
+                    wait,
                     reply,
                 } => {
                     let pc = partitions.get(&client, &me.topics, topic, partition);
                     let max_bytes = me.kafka.fetch_max_bytes;
+                    let max_wait = match wait {
+                        FetchWait::Short => 1,
+                        FetchWait::Configured => {
+                            me.kafka
+                                .fetch_max_wait
+                                .as_millis()
+                                .clamp(1, i32::MAX as u128) as i32
+                        }
+                    };
                     let metrics = Arc::clone(&me.metrics);
                     let name = me.topics[topic.0 as usize].clone();
                     tokio::task::spawn_local(async move {
                         let result = match pc.await {
                             Ok(pc) => {
                                 metrics.catchup_fetches.inc();
-                                // The records exist (the owner already fetched
-                                // them), so a short wait suffices; the broker
-                                // rejects 0 ms (see DESIGN §6).
-                                match pc.fetch_records(offset, 1..clamp_i32(max_bytes), 1).await {
+                                match pc
+                                    .fetch_records(offset, 1..clamp_i32(max_bytes), max_wait)
+                                    .await
+                                {
                                     Ok((records, high_watermark)) => {
                                         metrics.records_fetched.add(records.len() as u64);
                                         Ok(Fetched {

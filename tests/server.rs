@@ -12,9 +12,11 @@ use common::{config_for, raw_request, Broker, Proxy, SseClient};
 const ROUTE_ITEMS: &str = "routes:\n  - path: /items\n    topic: items\n";
 
 fn value_of(e: &sse_kafka::sse::Event) -> (usize, usize) {
-    // Values are "p<partition>-<seq>".
-    let (p, i) = e.data.strip_prefix('p').unwrap().split_once('-').unwrap();
-    (p.parse().unwrap(), i.parse().unwrap())
+    // Values are "p<partition>-<seq>", optionally followed by "-<padding>".
+    let mut parts = e.data.strip_prefix('p').unwrap().split('-');
+    let p = parts.next().unwrap().parse().unwrap();
+    let i = parts.next().unwrap().parse().unwrap();
+    (p, i)
 }
 
 fn produce_round(
@@ -284,6 +286,14 @@ fn http_errors_then_still_serving() {
     }
     big.extend_from_slice(b"\r\n");
     assert_eq!(status(&raw_request(proxy.addr, &big)), "HTTP/1.1 431");
+    let long_line = format!(
+        "GET /items?{} HTTP/1.1\r\nhost: x\r\n\r\n",
+        "q".repeat(24 * 1024)
+    );
+    assert_eq!(
+        status(&raw_request(proxy.addr, long_line.as_bytes())),
+        "HTTP/1.1 414"
+    );
     let pre = raw_request(
         proxy.addr,
         b"OPTIONS /items HTTP/1.1\r\nhost: x\r\norigin: https://app.example\r\naccess-control-request-method: GET\r\naccess-control-request-headers: last-event-id\r\n\r\n",
@@ -417,4 +427,266 @@ fn ids_resume_on_another_shard_layout() {
         }
     }
     assert!(seen.keys().all(|k| !rest.contains(k)));
+}
+
+#[test]
+fn slow_client_catches_up_losslessly_without_delaying_others() {
+    let broker = Broker::start();
+    broker.create_topic("items", 4);
+    let cfg = config_for(
+        &broker,
+        &format!("connections:\n  max_queued_bytes: 64KiB\n{ROUTE_ITEMS}"),
+    );
+    let proxy = Proxy::start(&cfg, "0");
+    let mut slow = SseClient::connect_small_buffer(proxy.addr, "/items");
+    let mut fast = SseClient::connect(proxy.addr, "/items", &[]);
+    let per = 600;
+    let pad = "x".repeat(4000);
+    for p in 0..4 {
+        for chunk in (0..per).collect::<Vec<_>>().chunks(100) {
+            let records = chunk
+                .iter()
+                .map(|i| (None, Some(format!("p{p}-{i}-{pad}").into_bytes())))
+                .collect();
+            broker.produce_many("items", p, records);
+        }
+    }
+    // The fast client gets everything while the slow one reads nothing.
+    let events = fast.take(4 * per);
+    assert_complete_and_ordered(&events, 4, per);
+    // ~9.6 MB is far over the 64 KiB budget plus socket buffers: the slow
+    // client left the live stream ...
+    common::wait_until("a demotion", || {
+        proxy.metric("sse_kafka_demotions_total") >= 1
+    });
+    // ... and when it reads again it gets every record once, in order,
+    // from Kafka, then rejoins the live stream.
+    let mut slow_events = slow.take(4 * per);
+    assert_complete_and_ordered(&slow_events, 4, per);
+    assert!(proxy.metric("sse_kafka_catchup_fetches_total") >= 1);
+    produce_round(&broker, "items", 4, per..per + 1);
+    slow_events.extend(slow.take(4));
+    assert_complete_and_ordered(&slow_events, 4, per + 1);
+    assert_eq!(fast.take(4).len(), 4);
+}
+
+#[test]
+fn curl_receives_the_stream() {
+    let broker = Broker::start();
+    broker.create_topic("items", 1);
+    let proxy = Proxy::start(&config_for(&broker, ROUTE_ITEMS), "0");
+    let mut curl = std::process::Command::new("curl")
+        .args([
+            "-sN",
+            "--max-time",
+            "30",
+            &format!("http://{}/items", proxy.addr),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl is installed");
+    let stdout = curl.stdout.take().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    {
+        let lines = std::sync::Arc::clone(&lines);
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                lines.lock().unwrap().push(line);
+            }
+        });
+    }
+    common::wait_until("curl to connect", || {
+        proxy.metric("sse_kafka_connections_open") == 1
+    });
+    broker.produce("items", 0, None, Some(b"hello curl"));
+    common::wait_until("curl to print the event", || {
+        lines.lock().unwrap().iter().any(|l| l == "data:hello curl")
+    });
+    let got = lines.lock().unwrap().clone();
+    assert!(got.iter().any(|l| l.starts_with("retry:")), "{got:?}");
+    assert!(got.iter().any(|l| l.starts_with("id:")), "{got:?}");
+    let _ = curl.kill();
+    let _ = curl.wait();
+}
+
+#[test]
+fn new_connections_are_answered_during_heavy_fanout() {
+    use std::io::Read;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let broker = Broker::start();
+    broker.create_topic("items", 2);
+    let proxy = Proxy::start(&config_for(&broker, ROUTE_ITEMS), "0");
+    // 2,000 readers drained by one thread.
+    let readers: Vec<_> = (0..2000)
+        .map(|_| {
+            let c = SseClient::connect(proxy.addr, "/items", &[]);
+            let s = c.into_stream();
+            s.set_nonblocking(true).unwrap();
+            s
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let drain = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut readers = readers;
+            let mut buf = vec![0u8; 65536];
+            while !stop.load(Ordering::Relaxed) {
+                for s in &mut readers {
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    };
+    let addr = broker.addr;
+    let producer = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let b = common::ProducerOnly::connect(addr);
+            let value = "v".repeat(150);
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                b.produce("items", (n % 2) as i32, value.clone().into_bytes());
+                n += 1;
+            }
+        })
+    };
+    let before = proxy.metric("sse_kafka_events_sent_total");
+    common::wait_until("the fan-out to be busy", || {
+        proxy.metric("sse_kafka_events_sent_total") > before + 100_000
+    });
+    // Every new client gets its response head and then events, while the
+    // shard keeps fanning out to the 2,000 others.
+    for _ in 0..100 {
+        let mut c = SseClient::connect(proxy.addr, "/items", &[]);
+        assert_eq!(c.status(), 200);
+        assert!(c.next_event().data.starts_with('v'));
+    }
+    stop.store(true, Ordering::Relaxed);
+    producer.join().unwrap();
+    drain.join().unwrap();
+}
+
+#[test]
+fn every_compression_codec_is_decoded() {
+    use rskafka::client::partition::Compression;
+    let broker = Broker::start();
+    broker.create_topic("items", 1);
+    let proxy = Proxy::start(&config_for(&broker, ROUTE_ITEMS), "0");
+    let mut c = SseClient::connect(proxy.addr, "/items", &[]);
+    let codecs = [
+        ("none", Compression::NoCompression),
+        ("gzip", Compression::Gzip),
+        ("lz4", Compression::Lz4),
+        ("snappy", Compression::Snappy),
+        ("zstd", Compression::Zstd),
+    ];
+    for (name, codec) in codecs {
+        let records = (0..3)
+            .map(|i| (None, Some(format!("{name}-{i}").into_bytes())))
+            .collect();
+        broker.produce_compressed("items", 0, records, codec);
+        for i in 0..3 {
+            assert_eq!(c.next_event().data, format!("{name}-{i}"));
+        }
+    }
+}
+
+/// The npm `eventsource` package (a WHATWG-conformant EventSource) loses
+/// nothing when its server goes away and a new instance takes the port:
+/// it reconnects with Last-Event-ID and the new process resumes exactly.
+#[test]
+fn eventsource_reconnects_to_a_new_instance_and_resumes_exactly() {
+    use std::io::BufRead;
+    let broker = Broker::start();
+    broker.create_topic("items", 4);
+    let port = common::free_port();
+    let cfg = format!(
+        "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:0\nretry: 100ms\nretry_jitter: 100ms\nkafka:\n  bootstrap: [\"{}\"]\n  fetch_max_wait: 50ms\n{ROUTE_ITEMS}",
+        broker.addr
+    );
+    let mut first = Proxy::start(&cfg, "0,1");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/eventsource.mjs");
+    assert!(
+        std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/clients/node_modules/eventsource"
+        ))
+        .exists(),
+        "run `npm ci --prefix tests/clients` (examples/test.sh does)"
+    );
+    let mut node = std::process::Command::new("node")
+        .args([script, &format!("http://127.0.0.1:{port}/items"), "40"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node is installed");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = std::sync::Arc::clone(&lines);
+        let stdout = node.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                lines.lock().unwrap().push(line);
+            }
+        })
+    };
+    let count = |what: &str| {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(what))
+            .count()
+    };
+    common::wait_until("the EventSource to open", || {
+        count("\"type\":\"open\"") == 1
+    });
+    produce_round(&broker, "items", 4, 0..5);
+    common::wait_until("20 events", || count("\"type\":\"message\"") == 20);
+    assert_eq!(first.terminate(Duration::from_secs(10)).code(), Some(0));
+    produce_round(&broker, "items", 4, 5..10);
+    let _second = Proxy::start(&cfg, "0,1");
+    assert!(
+        node.wait().unwrap().success(),
+        "the client saw 40 events and exited"
+    );
+    reader.join().unwrap();
+    let lines = lines.lock().unwrap();
+    assert_eq!(
+        count_of(&lines, "\"type\":\"open\""),
+        2,
+        "one reconnect: {lines:?}"
+    );
+    let events: Vec<sse_kafka::sse::Event> = lines
+        .iter()
+        .filter(|l| l.contains("\"type\":\"message\""))
+        .map(|l| {
+            let data = l
+                .split("\"data\":\"")
+                .nth(1)
+                .unwrap()
+                .trim_end_matches("\"}");
+            sse_kafka::sse::Event {
+                data: data.to_owned(),
+                ..Default::default()
+            }
+        })
+        .collect();
+    assert_complete_and_ordered(&events, 4, 10);
+}
+
+fn count_of(lines: &[String], what: &str) -> usize {
+    lines.iter().filter(|l| l.contains(what)).count()
 }

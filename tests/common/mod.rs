@@ -134,6 +134,16 @@ impl Broker {
     }
 
     pub fn produce_many(&self, topic: &str, partition: i32, records: Vec<KeyValue>) -> Vec<i64> {
+        self.produce_compressed(topic, partition, records, Compression::NoCompression)
+    }
+
+    pub fn produce_compressed(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Vec<KeyValue>,
+        compression: Compression,
+    ) -> Vec<i64> {
         self.rt
             .block_on(async {
                 let pc = self
@@ -149,7 +159,7 @@ impl Broker {
                         timestamp: Utc::now(),
                     })
                     .collect();
-                pc.produce(records, Compression::NoCompression).await
+                pc.produce(records, compression).await
             })
             .expect("produce")
     }
@@ -302,7 +312,20 @@ pub struct SseClient {
 
 impl SseClient {
     pub fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> SseClient {
-        let mut stream = TcpStream::connect(addr).unwrap();
+        Self::over(TcpStream::connect(addr).unwrap(), path, headers)
+    }
+
+    /// A client whose socket receive buffer is tiny, so a client that stops
+    /// reading backs up into the server quickly.
+    pub fn connect_small_buffer(addr: SocketAddr, path: &str) -> SseClient {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&addr.into()).unwrap();
+        Self::over(socket.into(), path, &[])
+    }
+
+    fn over(mut stream: TcpStream, path: &str, headers: &[(&str, &str)]) -> SseClient {
         let mut req = format!("GET {path} HTTP/1.1\r\nhost: test\r\naccept: text/event-stream\r\n");
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
@@ -329,6 +352,11 @@ impl SseClient {
             events: Default::default(),
             eof: false,
         }
+    }
+
+    /// The socket, for tests that drive many connections themselves.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
     }
 
     pub fn status(&self) -> u16 {
