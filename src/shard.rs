@@ -282,7 +282,7 @@ async fn intake(
             }
             ToShard::Batch(batch) => {
                 if let Some(f) = &forwarder {
-                    f.forward(&ctx, &batch);
+                    f.forward(&ctx.metrics, &batch);
                 }
                 apply(&ctx, &batch).await;
             }
@@ -337,12 +337,15 @@ impl Forwarder {
         }
     }
 
-    fn forward(self: &Rc<Self>, ctx: &ShardCtx, batch: &Arc<Batch>) {
+    fn forward(self: &Rc<Self>, metrics: &ShardMetrics, batch: &Arc<Batch>) {
         let key = (batch.topic.0, batch.partition);
         self.forwarded_to.borrow_mut().insert(key, batch.to);
-        for peer in (0..self.senders.nr_consumers()).filter(|p| *p != ctx.id.0) {
+        // Mesh peer ids follow the order in which executors joined, not
+        // shard ids: skip our own mesh id.
+        let me = self.senders.peer_id();
+        for peer in (0..self.senders.nr_consumers()).filter(|p| *p != me) {
             if self.senders.try_send_to(peer, Arc::clone(batch)).is_err() {
-                ctx.metrics.mesh_full.inc();
+                metrics.mesh_full.inc();
                 self.owed.borrow_mut().entry(peer).or_default().insert(key);
                 if self.resyncing.borrow_mut().insert(peer) {
                     glommio::spawn_local(Rc::clone(self).resync(peer)).detach();
@@ -395,5 +398,90 @@ async fn keepalive_ticker(ctx: Rc<ShardCtx>) {
                 ctx.metrics.keepalives_sent.inc();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(from: i64, to: i64) -> Arc<Batch> {
+        Arc::new(Batch {
+            topic: TopicId(0),
+            partition: 3,
+            from,
+            to,
+            records: Vec::new(),
+        })
+    }
+
+    /// The full-queue policy: the owner never waits; the peer that missed a
+    /// batch later receives an announcement of the owner's position, which
+    /// its hub sees as a discontinuity (tested in hub.rs).
+    #[test]
+    fn full_peer_queue_is_skipped_then_resynced_with_an_announcement() {
+        let mesh = MeshBuilder::<Arc<Batch>, Full>::full(2, 2);
+        let (forwarded_tx, forwarded_rx) = std::sync::mpsc::channel::<i64>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let peer_mesh = mesh.clone();
+        let peer = LocalExecutorBuilder::new(Placement::Unbound)
+            .io_memory(IO_MEMORY)
+            .spawn(move || async move {
+                let (_tx, mut rx) = peer_mesh.join().await.unwrap();
+                // Receive only after the owner filled the queue.
+                let end = forwarded_rx.recv().unwrap();
+                let (_, stream) = rx.streams().pop().unwrap();
+                let mut got = Vec::new();
+                while got.last() != Some(&(end, end)) {
+                    let b = stream.recv().await.unwrap();
+                    got.push((b.from, b.to));
+                }
+                done_tx.send(()).unwrap();
+                got
+            })
+            .unwrap();
+        let owner = LocalExecutorBuilder::new(Placement::Unbound)
+            .io_memory(IO_MEMORY)
+            .spawn(move || async move {
+                let (tx, _rx) = mesh.join().await.unwrap();
+                let metrics = ShardMetrics::default();
+                let f = Rc::new(Forwarder::new(tx));
+                // Forward until the peer's queue is full; each call returns
+                // at once, full or not.
+                let mut next = 0;
+                while metrics.mesh_full.get() == 0 {
+                    f.forward(&metrics, &batch(next, next + 1));
+                    next += 1;
+                    assert!(next < 1000, "the queue never filled");
+                }
+                // One more while full: also skipped, and owed only once.
+                f.forward(&metrics, &batch(next, next + 1));
+                next += 1;
+                assert_eq!(metrics.mesh_full.get(), 2);
+                forwarded_tx.send(next).unwrap();
+                while !f.resyncing.borrow().is_empty() {
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+                // Keep the senders alive until the peer has read everything.
+                done_rx.recv().unwrap();
+                next
+            })
+            .unwrap();
+        let end = owner.join().unwrap();
+        let got = peer.join().unwrap();
+        // The batches that fit, in order ...
+        let accepted = got.iter().take_while(|(from, to)| from < to).count();
+        for (i, (from, to)) in got[..accepted].iter().enumerate() {
+            assert_eq!((*from, *to), (i as i64, i as i64 + 1));
+        }
+        // Then only announcements (empty, from == to), moving forward, the
+        // last at the owner's position: what the peer missed shows as jumps.
+        let announcements = &got[accepted..];
+        assert!(!announcements.is_empty());
+        assert!(announcements
+            .iter()
+            .all(|(from, to)| from == to && *from > accepted as i64));
+        assert!(announcements.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert_eq!(*announcements.last().unwrap(), (end, end));
     }
 }
