@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 ./examples/install-nisshi.sh
 # A real EventSource client (the npm `eventsource` package) for the tests.
 npm ci --prefix tests/clients --no-audit --no-fund
-cargo test --release --all-targets "$@"
+cargo test --release --tests "$@"

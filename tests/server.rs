@@ -690,3 +690,30 @@ fn eventsource_reconnects_to_a_new_instance_and_resumes_exactly() {
 fn count_of(lines: &[String], what: &str) -> usize {
     lines.iter().filter(|l| l.contains(what)).count()
 }
+
+#[test]
+fn unknown_topic_is_503_until_its_metadata_loads() {
+    let broker = Broker::start();
+    let proxy = common::Proxy::start_unready(&config_for(&broker, ROUTE_ITEMS), "0,1");
+    let live = common::http_get(proxy.admin, "/health/live").unwrap();
+    assert!(live.starts_with("HTTP/1.1 200"), "{live}");
+    let ready = common::http_get(proxy.admin, "/health/ready").unwrap();
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    let resp = String::from_utf8(raw_request(
+        proxy.addr,
+        b"GET /items HTTP/1.1\r\nhost: x\r\n\r\n",
+    ))
+    .unwrap();
+    assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+    assert!(resp.contains("retry-after: 1\r\n"), "{resp}");
+    // The topic appears: the proxy discovers it and serves.
+    broker.create_topic("items", 2);
+    common::wait_until("ready", || {
+        common::http_get(proxy.admin, "/health/ready")
+            .map(|r| r.starts_with("HTTP/1.1 200"))
+            .unwrap_or(false)
+    });
+    let mut c = SseClient::connect(proxy.addr, "/items", &[]);
+    broker.produce("items", 1, None, Some(b"now"));
+    assert_eq!(c.next_event().data, "now");
+}

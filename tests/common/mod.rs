@@ -192,6 +192,17 @@ pub fn config_for(broker: &Broker, rest: &str) -> String {
 impl Proxy {
     /// Starts the proxy and waits until it reports ready.
     pub fn start(config: &str, cpus: &str) -> Proxy {
+        let proxy = Self::start_unready(config, cpus);
+        wait_until("the proxy to be ready", || {
+            http_get(proxy.admin, "/health/ready")
+                .map(|r| r.starts_with("HTTP/1.1 200"))
+                .unwrap_or(false)
+        });
+        proxy
+    }
+
+    /// Starts the proxy and waits only until it listens.
+    pub fn start_unready(config: &str, cpus: &str) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sse-kafka.yaml");
         std::fs::write(&path, config).unwrap();
@@ -228,19 +239,13 @@ impl Proxy {
             addrs.is_some()
         });
         let (addr, admin) = addrs.unwrap();
-        let proxy = Proxy {
+        Proxy {
             child,
             addr,
             admin,
             log,
             _dir: dir,
-        };
-        wait_until("the proxy to be ready", || {
-            http_get(proxy.admin, "/health/ready")
-                .map(|r| r.starts_with("HTTP/1.1 200"))
-                .unwrap_or(false)
-        });
-        proxy
+        }
     }
 
     pub fn metric(&self, name: &str) -> u64 {
