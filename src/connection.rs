@@ -88,7 +88,9 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(fd: RawFd, keepalive_ticks: u32) -> Self {
+    /// A stream's state. `fd` is only touched by the writer (`flush`), so
+    /// benchmarks use connections with no socket as in-memory sinks.
+    pub fn new(fd: RawFd, keepalive_ticks: u32) -> Self {
         Self {
             fd,
             outbox: RefCell::default(),
@@ -132,9 +134,17 @@ impl Conn {
     }
 
     /// Frames waiting to be written.
-    #[cfg(test)]
-    pub(crate) fn queued_frames(&self) -> usize {
+    pub fn queued_frames(&self) -> usize {
         self.outbox.borrow().frames.len()
+    }
+
+    /// Drops every queued frame unwritten (benchmarks drain their in-memory
+    /// sinks with it).
+    pub fn discard_queued(&self) {
+        let mut ob = self.outbox.borrow_mut();
+        ob.frames.clear();
+        ob.front_sent = 0;
+        ob.bytes = 0;
     }
 
     /// Called by the hub when it removes the connection from the broadcast.

@@ -152,15 +152,38 @@ impl TopicStream {
         self.groups.iter().map(|g| g.conns.len()).sum()
     }
 
+    /// Starts applying a batch of partition `p` that begins at `from`: the
+    /// first batch of a partition sets its head; a batch that starts past
+    /// the head means the shard missed records, and the live connections
+    /// become catch-up readers.
+    pub fn begin_batch(&mut self, p: usize, from: i64, metrics: &ShardMetrics) {
+        self.ensure_partition(p);
+        if !self.known[p] {
+            self.known[p] = true;
+            self.heads[p] = from;
+        } else if from > self.heads[p] {
+            // Records [head, from) never reached this shard (a full mesh
+            // queue, or the fetch loop jumped after an out-of-range reset).
+            // Live connections become readers that fetch the missing range.
+            self.demote_all(metrics);
+            self.heads[p] = from;
+        }
+    }
+
     /// Delivers one record of partition `p` to the live connections and
-    /// advances the heads. Returns how many frames were pushed.
-    fn deliver(
+    /// advances the heads — the per-record hot path. Returns how many frames
+    /// were pushed. A record below the head was delivered already (an
+    /// overlapping batch) and is skipped: never twice.
+    pub fn deliver(
         &mut self,
         p: usize,
         rec: &RecordAndOffset,
         budget: usize,
         metrics: &ShardMetrics,
     ) -> usize {
+        if rec.offset < self.heads[p] {
+            return 0;
+        }
         let before = self.heads[p];
         self.heads[p] = rec.offset + 1;
         if self.groups.iter().all(|g| g.conns.is_empty()) {
@@ -280,32 +303,15 @@ pub async fn apply_batch(
     metrics: &ShardMetrics,
 ) {
     let p = batch.partition as usize;
-    {
-        let mut hub = hub.borrow_mut();
-        let ts = hub.topic_mut(batch.topic);
-        ts.ensure_partition(p);
-        if !ts.known[p] {
-            ts.known[p] = true;
-            ts.heads[p] = batch.from;
-        } else if batch.from > ts.heads[p] {
-            // Records [head, from) never reached this shard (a full mesh
-            // queue, or the fetch loop jumped after an out-of-range reset).
-            // Live connections become readers that fetch the missing range.
-            ts.demote_all(metrics);
-            ts.heads[p] = batch.from;
-        }
-    }
+    hub.borrow_mut()
+        .topic_mut(batch.topic)
+        .begin_batch(p, batch.from, metrics);
     let mut pushed_since_check = 0;
     for rec in &batch.records {
-        {
-            let mut hub = hub.borrow_mut();
-            let ts = hub.topic_mut(batch.topic);
-            if rec.offset < ts.heads[p] {
-                // Already delivered (an overlapping batch): never twice.
-                continue;
-            }
-            pushed_since_check += ts.deliver(p, rec, budget, metrics);
-        }
+        pushed_since_check += hub
+            .borrow_mut()
+            .topic_mut(batch.topic)
+            .deliver(p, rec, budget, metrics);
         if pushed_since_check >= PUSHES_PER_YIELD_CHECK {
             pushed_since_check = 0;
             glommio::yield_if_needed().await;
