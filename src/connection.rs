@@ -72,6 +72,15 @@ impl Outbox {
     }
 }
 
+/// What became of a frame offered to a live connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    Queued,
+    /// Its queued bytes are over the budget: it must leave the broadcast.
+    OverBudget,
+    Closed,
+}
+
 /// The shard-local state of one stream, shared with the hub.
 pub struct Conn {
     fd: RawFd,
@@ -119,6 +128,28 @@ impl Conn {
         drop(ob);
         self.idle_ticks.set(0);
         self.notify();
+    }
+
+    /// The live fan-out's push: one borrow for the budget check and the
+    /// push, and a wake-up only when the outbox was empty (otherwise the
+    /// writer is already due and drains the whole outbox before it sleeps).
+    pub fn offer(&self, frame: &Rc<[u8]>, budget: usize) -> Offer {
+        if self.closed.get() {
+            return Offer::Closed;
+        }
+        let mut ob = self.outbox.borrow_mut();
+        if ob.bytes > budget {
+            return Offer::OverBudget;
+        }
+        let was_empty = ob.frames.is_empty();
+        ob.bytes += frame.len();
+        ob.frames.push_back((Rc::clone(frame), 1));
+        drop(ob);
+        self.idle_ticks.set(0);
+        if was_empty {
+            self.notify();
+        }
+        Offer::Queued
     }
 
     pub fn notify(&self) {

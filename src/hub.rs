@@ -23,7 +23,7 @@ use std::task::Waker;
 use rskafka::record::RecordAndOffset;
 
 use crate::config::EventIdForm;
-use crate::connection::Conn;
+use crate::connection::{Conn, Offer};
 use crate::event_id;
 use crate::kafka::{Batch, TopicId};
 use crate::metrics::ShardMetrics;
@@ -233,22 +233,21 @@ impl TopicStream {
             }
             let frame: Rc<[u8]> = Rc::from(&self.frame_buf[..]);
             let heads = &self.heads;
-            g.conns.retain(|conn| {
-                if conn.is_closed() {
-                    return false;
+            g.conns.retain(|conn| match conn.offer(&frame, budget) {
+                Offer::Queued => {
+                    pushed += 1;
+                    true
                 }
-                if conn.queued_bytes() > budget {
+                Offer::OverBudget => {
                     // Slow client: it leaves the broadcast at the position
                     // it had reached before this record.
                     let mut position = heads.clone();
                     position[p] = before;
                     metrics.demotions.inc();
                     conn.demote(position);
-                    return false;
+                    false
                 }
-                conn.push(Rc::clone(&frame), 1);
-                pushed += 1;
-                true
+                Offer::Closed => false,
             });
         }
         pushed
