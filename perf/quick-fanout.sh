@@ -14,8 +14,13 @@ cargo build --release --bin sse-kafka --example produce --example fanout_probe >
 work=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-KPORT=$(free_port); PORT=$(free_port); APORT=$(free_port)
+# Distinct free ports (held open together while they are picked). The idle
+# phase gets its own: a stopped proxy's listener can linger a moment while
+# the kernel tears down its io_uring.
+read -r KPORT PORT APORT PORT2 APORT2 < <(python3 -c 'import socket
+s=[socket.socket() for _ in range(5)]
+[x.bind(("127.0.0.1",0)) for x in s]
+print(*[x.getsockname()[1] for x in s])')
 (cd "$work" && exec "${NISSHI_BIN:-$HOME/.cargo/bin/nisshi}" broker --listener-url "tcp://127.0.0.1:$KPORT" \
   --advertised-listener-url "tcp://127.0.0.1:$KPORT" --storage-engine memory://nisshi/ >"$work/broker.log" 2>&1) &
 pids+=($!)
@@ -36,7 +41,8 @@ YAML
 run_proxy() {
   ./target/release/sse-kafka run --config "$work/proxy.yaml" --cpus 0 2>"$work/proxy.log" &
   PROXY=$!; pids+=($PROXY)
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$APORT/health/ready" >/dev/null && break; sleep 0.1; done
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$APORT/health/ready" >/dev/null && return 0; sleep 0.1; done
+  echo "proxy not ready:" >&2; cat "$work/proxy.log" >&2; exit 1
 }
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
@@ -45,13 +51,17 @@ run_proxy
 t0=$(cpu_ticks "$PROXY")
 taskset -c 1 ./target/release/examples/produce --brokers "127.0.0.1:$KPORT" --topic items --rate "$RATE" \
   --count $(( RATE * (SECS + 10) )) >/dev/null &
-pids+=($!)
+PRODUCER=$!; pids+=($PRODUCER)
 live=$(taskset -c 1 ./target/release/examples/fanout_probe --addr "127.0.0.1:$PORT" --path /items \
   --clients "$K" --seconds "$SECS" --warmup 5 2>/dev/null)
 t1=$(cpu_ticks "$PROXY")
 hz=$(getconf CLK_TCK)
 echo "{\"scenario\":\"live\",\"shards\":1,\"rate\":$RATE,\"probe\":$live,\"proxy_cpu_s\":$(awk -v a="$t0" -v b="$t1" -v h="$hz" 'BEGIN{printf "%.2f", (b-a)/h}')}"
-kill "$PROXY"; wait "$PROXY" 2>/dev/null || true
+kill "$PROXY" "$PRODUCER"; wait "$PROXY" "$PRODUCER" 2>/dev/null || true
+
+# Idle connections: no records flow.
+sed -i "s/:$PORT\$/:$PORT2/; s/:$APORT\$/:$APORT2/" "$work/proxy.yaml"
+PORT=$PORT2; APORT=$APORT2
 
 run_proxy
 before=$(rss_kb "$PROXY")

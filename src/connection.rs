@@ -344,19 +344,26 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
 /// do with it.
 async fn read_plan(ctx: &ShardCtx, stream: &mut TcpStream) -> io::Result<Plan> {
     let deadline = Instant::now() + ctx.config.connections.request_timeout;
+    // Most request heads fit in 1 KiB; the buffer doubles as needed and the
+    // parser bounds it (431 past MAX_HEAD_BYTES). No separate read chunk: a
+    // connection holds as little as possible while it is being set up.
     let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
         }
         stream.set_read_timeout(Some(left))?;
-        let n = stream.read(&mut chunk).await?;
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.len());
+        }
+        let filled = buf.len();
+        buf.resize(buf.capacity(), 0);
+        let n = stream.read(&mut buf[filled..]).await?;
+        buf.truncate(filled + n);
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        buf.extend_from_slice(&chunk[..n]);
         match http::parse_request(&buf) {
             Ok(None) => continue,
             Ok(Some(head)) => return Ok(plan_for(ctx, &head)),
