@@ -754,18 +754,14 @@ async fn fetch(
     offset: i64,
     wait: FetchWait,
 ) -> Result<Fetched, KafkaError> {
-    let (reply, rx) = oneshot::channel();
-    ctx.requests
-        .send_async(Request::Fetch {
-            topic,
-            partition,
-            offset,
-            wait,
-            reply,
-        })
-        .await
-        .map_err(|_| KafkaError::Unavailable)?;
-    rx.await.map_err(|_| KafkaError::Unavailable)?
+    ask(ctx, |reply| Request::Fetch {
+        topic,
+        partition,
+        offset,
+        wait,
+        reply,
+    })
+    .await
 }
 
 async fn offset(
@@ -774,14 +770,23 @@ async fn offset(
     partition: u32,
     at: OffsetQuery,
 ) -> Result<i64, KafkaError> {
+    ask(ctx, |reply| Request::Offset {
+        topic,
+        partition,
+        at,
+        reply,
+    })
+    .await
+}
+
+/// Sends a request to the shard's Kafka sidecar and waits for its answer.
+async fn ask<T>(
+    ctx: &ShardCtx,
+    request: impl FnOnce(oneshot::Sender<Result<T, KafkaError>>) -> Request,
+) -> Result<T, KafkaError> {
     let (reply, rx) = oneshot::channel();
     ctx.requests
-        .send_async(Request::Offset {
-            topic,
-            partition,
-            at,
-            reply,
-        })
+        .send_async(request(reply))
         .await
         .map_err(|_| KafkaError::Unavailable)?;
     rx.await.map_err(|_| KafkaError::Unavailable)?

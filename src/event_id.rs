@@ -12,9 +12,9 @@
 //! compatible form `["<base64url key>","<progress>"]` / `[null,"<progress>"]`.
 //! Everything read from untrusted input is bounded before it is trusted.
 
+use crate::sse::append_base64;
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
-use base64::engine::Config as _;
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 
@@ -284,22 +284,6 @@ fn quoted(s: &[u8]) -> Result<(&[u8], &[u8]), IdError> {
         return Err(IdError::BadZillaForm);
     }
     Ok((content, &s[end + 1..]))
-}
-
-/// Appends base64 of `data` to `out` without a temporary allocation: the
-/// exact encoded length is known up front, so `out` grows once and the engine
-/// writes in place.
-fn append_base64(engine: &GeneralPurpose, data: &[u8], out: &mut Vec<u8>) {
-    let padding = engine.config().encode_padding();
-    // `None` only when the length overflows usize, impossible for a slice
-    // that fits in memory (base64 grows data by 4/3).
-    let len = base64::encoded_len(data.len(), padding).expect("base64 length overflows usize");
-    let start = out.len();
-    out.resize(start + len, 0);
-    let written = engine
-        .encode_slice(data, &mut out[start..])
-        .expect("output sized by encoded_len");
-    debug_assert_eq!(written, len);
 }
 
 fn put_varint(buf: &mut Vec<u8>, mut v: u64) {

@@ -173,7 +173,7 @@ fn is_single_line(s: &[u8]) -> bool {
 
 /// Appends base64 of `data` without a temporary allocation: the exact encoded
 /// length is known up front, so `out` grows once and the engine writes in place.
-fn append_base64(engine: &GeneralPurpose, data: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn append_base64(engine: &GeneralPurpose, data: &[u8], out: &mut Vec<u8>) {
     let padding = engine.config().encode_padding();
     // `None` only when the length overflows usize, impossible for a slice
     // that fits in memory (base64 grows data by 4/3).

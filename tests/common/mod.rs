@@ -91,13 +91,7 @@ impl Broker {
         wait_until("the broker to accept connections", || {
             TcpStream::connect(addr).is_ok()
         });
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let client = rt
-            .block_on(ClientBuilder::new(vec![addr.to_string()]).build())
-            .expect("kafka client");
+        let ProducerOnly { rt, client } = ProducerOnly::connect(addr);
         Broker {
             child,
             addr,
