@@ -65,7 +65,10 @@ fn main() -> anyhow::Result<()> {
     let mut conns = Vec::with_capacity(clients);
     for i in 0..clients {
         let mut stream = TcpStream::connect(&addr)?;
-        write!(stream, "GET {path} HTTP/1.1\r\nhost: probe\r\n\r\n")?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nhost: probe\r\naccept: text/event-stream\r\n\r\n"
+        )?;
         stream.set_nonblocking(true)?;
         let mut ev = libc::epoll_event {
             events: libc::EPOLLIN as u32,
