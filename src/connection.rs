@@ -27,7 +27,7 @@ use tracing::{debug, warn};
 use crate::config::{EventIdForm, Start};
 use crate::event_id;
 use crate::http::{self, Method};
-use crate::kafka::{FetchWait, Fetched, KafkaError, OffsetQuery, Request, TopicId};
+use crate::kafka::{Fetched, KafkaError, OffsetQuery, Request, TopicId};
 use crate::metrics::ShardMetrics;
 use crate::shard::{RouteInfo, ShardCtx};
 use crate::sse;
@@ -529,9 +529,10 @@ fn json_reason(reason: &str) -> String {
     s
 }
 
-/// Empty answers (with the configured wait) for a range the hub has seen
-/// records in, before the range is taken to hold no visible records.
-const EMPTY_FETCHES_BEFORE_SKIP: u8 = 3;
+/// Empty answers (each with `CATCHUP_MAX_WAIT_MS`) for a range the hub has
+/// seen records in, before the range is taken to hold no visible records:
+/// 2.5 s of a broker that answers but returns nothing.
+const EMPTY_FETCHES_BEFORE_SKIP: u8 = 5;
 
 /// Backoff after a failed catch-up fetch; the stream stays open meanwhile
 /// (keep-alives continue).
@@ -593,15 +594,8 @@ async fn catch_up(
             wait_for_heads(ctx, conn, topic).await;
             continue;
         }
-        let results = futures::future::join_all(behind.iter().map(|&(p, at)| {
-            let wait = if empty_streak.get(p as usize).copied().unwrap_or(0) == 0 {
-                FetchWait::Short
-            } else {
-                FetchWait::Configured
-            };
-            fetch(ctx, topic, p, at, wait)
-        }))
-        .await;
+        let results =
+            futures::future::join_all(behind.iter().map(|&(p, at)| fetch(ctx, topic, p, at))).await;
         let mut frames = Vec::new();
         let mut events = 0u32;
         let mut gaps: SmallVec<[u32; 4]> = SmallVec::new();
@@ -657,12 +651,11 @@ async fn catch_up(
                             empty_streak[pi] = 0;
                         } else {
                             // Nothing came back although [position, head)
-                            // holds records. The test broker answers a short
-                            // wait with an empty fetch under load, so ask
-                            // again with the configured wait; only after
-                            // several long empty answers is the range taken
-                            // to hold nothing visible (transaction markers,
-                            // compaction) and skipped.
+                            // held records when the owner fetched it. Ask
+                            // again; only after several empty answers, each
+                            // with a generous wait, is the range taken to
+                            // hold nothing visible (transaction markers,
+                            // compaction) and skipped, loudly.
                             empty_streak[pi] = empty_streak[pi].saturating_add(1);
                             if empty_streak[pi] > EMPTY_FETCHES_BEFORE_SKIP
                                 && fetched.high_watermark > position[pi]
@@ -752,13 +745,11 @@ async fn fetch(
     topic: TopicId,
     partition: u32,
     offset: i64,
-    wait: FetchWait,
 ) -> Result<Fetched, KafkaError> {
     ask(ctx, |reply| Request::Fetch {
         topic,
         partition,
         offset,
-        wait,
         reply,
     })
     .await
