@@ -7,6 +7,10 @@
 //! With `--idle` it only connects and holds the connections for `--seconds`
 //! (for RSS per idle connection).
 
+#[path = "../perf/args.rs"]
+mod args;
+use args::arg;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -14,14 +18,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use sse_kafka::sse::Parser;
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_owned())
-}
 
 fn now_ns() -> u64 {
     SystemTime::now()

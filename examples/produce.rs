@@ -4,6 +4,10 @@
 //!
 //! `cargo run --release --example produce -- --brokers 127.0.0.1:9092 --topic items --rate 2`
 
+#[path = "../perf/args.rs"]
+mod args;
+use args::arg;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -11,14 +15,6 @@ use rskafka::chrono::Utc;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::client::ClientBuilder;
 use rskafka::record::Record;
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_owned())
-}
 
 fn main() -> anyhow::Result<()> {
     let brokers = arg("--brokers", "127.0.0.1:9092");

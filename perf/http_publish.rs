@@ -7,17 +7,13 @@
 //!
 //! `cargo run --release --example http_publish -- --addr 127.0.0.1:18081 --path /pub --rate 100 --seconds 30 --connections 4`
 
+#[path = "args.rs"]
+mod args;
+use args::arg;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_owned())
-}
 
 fn main() -> anyhow::Result<()> {
     let addr = arg("--addr", "127.0.0.1:18081");

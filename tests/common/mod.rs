@@ -64,8 +64,7 @@ pub struct Broker {
     child: Child,
     pub addr: SocketAddr,
     _dir: tempfile::TempDir,
-    rt: tokio::runtime::Runtime,
-    client: Client,
+    producer: ProducerOnly,
 }
 
 impl Broker {
@@ -91,20 +90,20 @@ impl Broker {
         wait_until("the broker to accept connections", || {
             TcpStream::connect(addr).is_ok()
         });
-        let ProducerOnly { rt, client } = ProducerOnly::connect(addr);
         Broker {
             child,
             addr,
             _dir: dir,
-            rt,
-            client,
+            producer: ProducerOnly::connect(addr),
         }
     }
 
     pub fn create_topic(&self, name: &str, partitions: i32) {
-        self.rt
+        self.producer
+            .rt
             .block_on(async {
-                self.client
+                self.producer
+                    .client
                     .controller_client()?
                     .create_topic(name, partitions, 1, 5_000)
                     .await
@@ -138,24 +137,8 @@ impl Broker {
         records: Vec<KeyValue>,
         compression: Compression,
     ) -> Vec<i64> {
-        self.rt
-            .block_on(async {
-                let pc = self
-                    .client
-                    .partition_client(topic, partition, UnknownTopicHandling::Retry)
-                    .await?;
-                let records = records
-                    .into_iter()
-                    .map(|(key, value)| Record {
-                        key,
-                        value,
-                        headers: BTreeMap::new(),
-                        timestamp: Utc::now(),
-                    })
-                    .collect();
-                pc.produce(records, compression).await
-            })
-            .expect("produce")
+        self.producer
+            .produce_records(topic, partition, records, compression)
     }
 }
 
@@ -454,20 +437,40 @@ impl ProducerOnly {
     }
 
     pub fn produce(&self, topic: &str, partition: i32, value: Vec<u8>) -> i64 {
+        self.produce_records(
+            topic,
+            partition,
+            vec![(None, Some(value))],
+            Compression::NoCompression,
+        )[0]
+    }
+
+    /// Produces records with current timestamps (the broker's retention
+    /// deletes old ones); returns their offsets.
+    pub fn produce_records(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Vec<KeyValue>,
+        compression: Compression,
+    ) -> Vec<i64> {
         self.rt
             .block_on(async {
                 let pc = self
                     .client
                     .partition_client(topic, partition, UnknownTopicHandling::Retry)
                     .await?;
-                let record = Record {
-                    key: None,
-                    value: Some(value),
-                    headers: BTreeMap::new(),
-                    timestamp: Utc::now(),
-                };
-                pc.produce(vec![record], Compression::NoCompression).await
+                let records = records
+                    .into_iter()
+                    .map(|(key, value)| Record {
+                        key,
+                        value,
+                        headers: BTreeMap::new(),
+                        timestamp: Utc::now(),
+                    })
+                    .collect();
+                pc.produce(records, compression).await
             })
-            .expect("produce")[0]
+            .expect("produce")
     }
 }

@@ -1,0 +1,12 @@
+//! `--name value` flags for the small measurement programs (examples and
+//! perf tools), which stay free of a CLI framework. Included with
+//! `#[path = "../perf/args.rs"] mod args;` (or `"args.rs"` from perf/).
+
+/// The value after `name` on the command line, or `default`.
+pub fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_owned())
+}
