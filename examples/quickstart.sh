@@ -6,15 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./examples/install-nisshi.sh
 cargo build --release --bin sse-kafka --example produce
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+. perf/lib.sh
+# Ctrl-C too stops everything this script started.
 trap cleanup EXIT INT TERM
-(cd "$work" && exec "${NISSHI_BIN:-$HOME/.cargo/bin/nisshi}" broker \
-  --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
-  --storage-engine memory://nisshi/ >"$work/broker.log" 2>&1) &
-pids+=($!)
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null && break; sleep 0.1; done
+start_broker 9092
 # The producer creates the topic (4 partitions) before producing.
 ./target/release/examples/produce --brokers 127.0.0.1:9092 --topic items --partitions 4 --rate 2 &
 pids+=($!)

@@ -14,10 +14,8 @@ if [ ! -e /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light libnginx-mod-nchan >/dev/null
 fi
 cargo build --release --example http_publish --example fanout_probe >&2
-work=$(mktemp -d); pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+. perf/lib.sh
+PORT=$(free_ports 1)
 cat >"$work/nginx.conf" <<CONF
 load_module /usr/lib/nginx/modules/ngx_nchan_module.so;
 daemon off;
@@ -40,13 +38,12 @@ http {
 CONF
 nginx -c "$work/nginx.conf" -p "$work" &
 pids+=($!)
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+wait_port "$PORT"
 worker=$(pgrep -P "${pids[0]}" | head -1)
 taskset -c 1 ./target/release/examples/http_publish --addr "127.0.0.1:$PORT" --path /pub --rate "$RATE" --seconds $(( SECS + 10 )) &
 pids+=($!)
-t0=$(awk '{print $14+$15}' "/proc/$worker/stat")
+t0=$(cpu_ticks "$worker")
 live=$(taskset -c 1 ./target/release/examples/fanout_probe --addr "127.0.0.1:$PORT" --path /sub \
   --clients "$K" --seconds "$SECS" --warmup 5 2>/dev/null)
-t1=$(awk '{print $14+$15}' "/proc/$worker/stat")
-hz=$(getconf CLK_TCK)
-echo "{\"scenario\":\"live\",\"server\":\"nchan\",\"rate\":$RATE,\"probe\":$live,\"server_cpu_s\":$(awk -v a="$t0" -v b="$t1" -v h="$hz" 'BEGIN{printf "%.2f", (b-a)/h}')}"
+t1=$(cpu_ticks "$worker")
+echo "{\"scenario\":\"live\",\"server\":\"nchan\",\"rate\":$RATE,\"probe\":$live,\"server_cpu_s\":$(cpu_seconds "$t0" "$t1")}"

@@ -23,38 +23,19 @@ esac
 ./examples/install-nisshi.sh
 cargo build --release --bin sse-kafka --bin sse-kafka-load >&2
 mkdir -p perf/results
-work=$(mktemp -d); pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-read -r KPORT PORT APORT < <(python3 -c 'import socket
-s=[socket.socket() for _ in range(3)]
-[x.bind(("127.0.0.1",0)) for x in s]
-print(*[x.getsockname()[1] for x in s])')
-(cd "$work" && exec "${NISSHI_BIN:-$HOME/.cargo/bin/nisshi}" broker --listener-url "tcp://127.0.0.1:$KPORT" \
-  --advertised-listener-url "tcp://127.0.0.1:$KPORT" --storage-engine memory://nisshi/ >"$work/broker.log" 2>&1) &
-pids+=($!)
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$KPORT") 2>/dev/null && break; sleep 0.1; done
-cat >"$work/proxy.yaml" <<YAML
-listen: 127.0.0.1:$PORT
-admin_listen: 127.0.0.1:$APORT
-kafka:
-  bootstrap: ["127.0.0.1:$KPORT"]
-  fetch_max_wait: 20ms   # nisshi: see perf/quick-fanout.sh
-routes:
-  - path: /items
-    topic: items
-YAML
+. perf/lib.sh
+read -r KPORT PORT APORT < <(free_ports 3)
+start_broker "$KPORT"
+write_proxy_config "$PORT" "$APORT" "$KPORT"
 # Create the topic before the proxy looks for it.
 ./target/release/sse-kafka-load produce --brokers "127.0.0.1:$KPORT" --topic items --rate 1 --seconds 0 >/dev/null
-./target/release/sse-kafka run --config "$work/proxy.yaml" --cpus 0 2>"$work/proxy.log" &
-PROXY=$!; pids+=($PROXY)
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$APORT/health/ready" >/dev/null && break; sleep 0.1; done
-t0=$(awk '{print $14+$15}' "/proc/$PROXY/stat")
+start_proxy "$APORT"
+t0=$(cpu_ticks "$PROXY")
 report=$(./target/release/sse-kafka-load run --brokers "127.0.0.1:$KPORT" --topic items --rate "$RATE" \
   --url "http://127.0.0.1:$PORT/items" --connections "$K" --cpus 1 --producer-cpu 1 \
   --warmup 5 --seconds "$SECS" "$@" 2>"$work/load.err" | tail -1)
-t1=$(awk '{print $14+$15}' "/proc/$PROXY/stat")
-rss=$(awk '/VmRSS/{print $2}' "/proc/$PROXY/status")
-cpu=$(awk -v a="$t0" -v b="$t1" -v h="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b-a)/h}')
+t1=$(cpu_ticks "$PROXY")
+rss=$(rss_kb "$PROXY")
+cpu=$(cpu_seconds "$t0" "$t1")
 out="perf/results/$SCENARIO-sse-kafka.json"
 echo "{\"scenario\":\"$SCENARIO\",\"server\":\"sse-kafka\",\"k\":$K,\"rate\":$RATE,\"proxy_cpu_s\":$cpu,\"proxy_rss_kb\":$rss,\"load\":$report}" | tee "$out"

@@ -1,0 +1,63 @@
+# Shared by the perf scripts (sourced, not run): a scratch directory whose
+# processes are stopped on exit, free ports, the broker, the proxy, and CPU
+# and memory readings from /proc.
+
+work=$(mktemp -d); pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+# free_ports N: N distinct free loopback ports, held open together while
+# they are picked so none is handed out twice.
+free_ports() {
+  python3 -c 'import socket, sys
+s=[socket.socket() for _ in range(int(sys.argv[1]))]
+[x.bind(("127.0.0.1",0)) for x in s]
+print(*[x.getsockname()[1] for x in s])' "$1"
+}
+
+# wait_port PORT: until something accepts on 127.0.0.1:PORT (10 s at most).
+wait_port() {
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+  echo "nothing listens on port $1" >&2; return 1
+}
+
+# start_broker PORT: a nisshi broker with memory storage, run from $work
+# (it reads .env from its working directory).
+start_broker() {
+  (cd "$work" && exec "${NISSHI_BIN:-$HOME/.cargo/bin/nisshi}" broker --listener-url "tcp://127.0.0.1:$1" \
+    --advertised-listener-url "tcp://127.0.0.1:$1" --storage-engine memory://nisshi/ >"$work/broker.log" 2>&1) &
+  pids+=($!)
+  wait_port "$1"
+}
+
+# write_proxy_config PORT ADMIN_PORT BROKER_PORT: $work/proxy.yaml, one
+# route /items for topic items. nisshi holds a long-poll fetch for its whole
+# max_wait even when records arrive, so a short wait keeps its share of the
+# latency small; but it also treats the wait as a deadline for assembling
+# records (~5 ms), so not shorter than 10 ms.
+write_proxy_config() {
+  cat >"$work/proxy.yaml" <<YAML
+listen: 127.0.0.1:$1
+admin_listen: 127.0.0.1:$2
+kafka:
+  bootstrap: ["127.0.0.1:$3"]
+  fetch_max_wait: 20ms
+routes:
+  - path: /items
+    topic: items
+YAML
+}
+
+# start_proxy ADMIN_PORT: the proxy on CPU 0 (one shard) with
+# $work/proxy.yaml; sets PROXY and waits until it is ready.
+start_proxy() {
+  ./target/release/sse-kafka run --config "$work/proxy.yaml" --cpus 0 2>"$work/proxy.log" &
+  PROXY=$!; pids+=($PROXY)
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/health/ready" >/dev/null && return 0; sleep 0.1; done
+  echo "proxy not ready:" >&2; cat "$work/proxy.log" >&2; exit 1
+}
+
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
+# cpu_seconds T0 T1: the ticks between two cpu_ticks readings, in seconds.
+cpu_seconds() { awk -v a="$1" -v b="$2" -v h="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b-a)/h}'; }
