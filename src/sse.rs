@@ -201,6 +201,28 @@ pub struct Event {
     pub retry: Option<u64>,
 }
 
+/// A dispatched event borrowed from the parser's buffers: what
+/// [`Parser::feed_ref`] hands out, so a hot reader allocates nothing per
+/// event. [`EventRef::to_owned`] gives the [`Event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRef<'a> {
+    pub id: Option<&'a str>,
+    pub event: Option<&'a str>,
+    pub data: &'a str,
+    pub retry: Option<u64>,
+}
+
+impl EventRef<'_> {
+    pub fn to_owned(&self) -> Event {
+        Event {
+            id: self.id.map(str::to_owned),
+            event: self.event.map(str::to_owned),
+            data: self.data.to_owned(),
+            retry: self.retry,
+        }
+    }
+}
+
 /// Why [`Parser::feed`] stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
@@ -292,6 +314,16 @@ impl Parser {
         bytes: &[u8],
         mut on_event: impl FnMut(Event),
     ) -> Result<(), ParseError> {
+        self.feed_ref(bytes, |e| on_event(e.to_owned()))
+    }
+
+    /// [`Parser::feed`] without the copies: each event borrows the parser's
+    /// buffers, which are reused, so after warm-up nothing is allocated.
+    pub fn feed_ref(
+        &mut self,
+        bytes: &[u8],
+        mut on_event: impl FnMut(EventRef<'_>),
+    ) -> Result<(), ParseError> {
         if let Some(err) = self.failed {
             return Err(err);
         }
@@ -341,7 +373,7 @@ impl Parser {
         Ok(())
     }
 
-    fn process_line(&mut self, mut line: &[u8], on_event: &mut impl FnMut(Event)) {
+    fn process_line(&mut self, mut line: &[u8], on_event: &mut impl FnMut(EventRef<'_>)) {
         if !self.seen_first_line {
             self.seen_first_line = true;
             line = line.strip_prefix("\u{feff}".as_bytes()).unwrap_or(line);
@@ -386,7 +418,7 @@ impl Parser {
         }
     }
 
-    fn dispatch(&mut self, on_event: &mut impl FnMut(Event)) {
+    fn dispatch(&mut self, on_event: &mut impl FnMut(EventRef<'_>)) {
         // The id becomes the source's last event id at every blank line,
         // even when nothing is dispatched.
         if self.last_event_id != self.id_buffer {
@@ -397,15 +429,15 @@ impl Parser {
             self.event_type.clear();
             return;
         }
-        let mut data = std::mem::take(&mut self.data);
-        data.pop(); // every data line appended "\n"; drop the last one
-        let event = std::mem::take(&mut self.event_type);
-        on_event(Event {
-            id: non_empty(&self.last_event_id).map(str::to_owned),
-            event: (!event.is_empty()).then_some(event),
-            data,
+        self.data.pop(); // every data line appended "\n"; drop the last one
+        on_event(EventRef {
+            id: non_empty(&self.last_event_id),
+            event: non_empty(&self.event_type),
+            data: &self.data,
             retry,
         });
+        self.data.clear();
+        self.event_type.clear();
     }
 }
 
@@ -808,6 +840,29 @@ mod tests {
         assert_eq!(Parser::new().max_line, DEFAULT_MAX_LINE);
     }
 
+    #[test]
+    fn borrowed_events_reuse_the_buffers() {
+        let mut parser = Parser::new();
+        let mut seen = Vec::new();
+        let mut data_ptrs = Vec::new();
+        let wire = b"id:1\nevent:x\ndata:aaaa\n\nid:2\ndata:bb\ndata:c\n\n";
+        parser
+            .feed_ref(wire, |e| {
+                data_ptrs.push(e.data.as_ptr());
+                seen.push(e.to_owned());
+            })
+            .unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                ev(Some("1"), Some("x"), "aaaa"),
+                ev(Some("2"), None, "bb\nc")
+            ]
+        );
+        // The second event was built in the first one's buffer.
+        assert_eq!(data_ptrs[0], data_ptrs[1]);
+    }
+
     /// Text values biased towards the characters that matter to SSE framing.
     fn sse_text() -> impl Strategy<Value = String> {
         let piece = prop_oneof![
@@ -849,6 +904,22 @@ mod tests {
             prop_assert_eq!(events[1].event.as_deref(), Some("delete"));
             let key_back = URL_SAFE_NO_PAD.decode(&events[1].data).unwrap();
             prop_assert_eq!(key_back, key.unwrap_or_default());
+        }
+
+        #[test]
+        fn prop_borrowed_and_owned_agree(
+            bytes in prop::collection::vec(any::<u8>(), 0..512),
+            split in any::<prop::sample::Index>(),
+        ) {
+            let cut = split.index(bytes.len() + 1);
+            let (mut owned, mut borrowed) = (Vec::new(), Vec::new());
+            let (mut a, mut b) = (Parser::new(), Parser::new());
+            for part in [&bytes[..cut], &bytes[cut..]] {
+                a.feed(part, |e| owned.push(e)).unwrap();
+                b.feed_ref(part, |e| borrowed.push(e.to_owned())).unwrap();
+            }
+            prop_assert_eq!(owned, borrowed);
+            prop_assert_eq!(a.last_event_id(), b.last_event_id());
         }
 
         #[test]
