@@ -190,6 +190,7 @@ fn fanout(c: &mut Criterion) {
                     let pushed = stream.deliver(1, &rec, usize::MAX, &metrics);
                     total += start.elapsed();
                     assert_eq!(pushed, FANOUT_CONNECTIONS);
+                    assert_eq!(stream.clear_pending_writes(), FANOUT_CONNECTIONS);
                     conns.iter().for_each(|c| c.discard_queued());
                 }
                 total

@@ -75,7 +75,11 @@ impl Outbox {
 /// What became of a frame offered to a live connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offer {
+    /// Queued behind frames already waiting: the writer will get to it.
     Queued,
+    /// Queued in an empty outbox: the connection needs a write (the hub
+    /// does it with [`Conn::write_through`] once the batch is queued).
+    QueuedFirst,
     /// Its queued bytes are over the budget: it must leave the broadcast.
     OverBudget,
     Closed,
@@ -91,6 +95,9 @@ pub struct Conn {
     /// the position the connection had reached.
     demoted: RefCell<Option<Vec<i64>>>,
     closed: Cell<bool>,
+    /// The writer task is waiting for socket room with part of the front
+    /// frame in flight: nobody else may write until it is done.
+    writing: Cell<bool>,
     /// Keep-alive ticks since the last frame was queued.
     idle_ticks: Cell<u32>,
     keepalive_ticks: u32,
@@ -107,6 +114,7 @@ impl Conn {
             waker: Cell::new(None),
             demoted: RefCell::new(None),
             closed: Cell::new(false),
+            writing: Cell::new(false),
             idle_ticks: Cell::new(0),
             keepalive_ticks,
         }
@@ -114,6 +122,16 @@ impl Conn {
 
     pub fn is_closed(&self) -> bool {
         self.closed.get()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_notified(&self) -> bool {
+        self.notified.get()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn mark_closed(&self) {
+        self.closed.set(true);
     }
 
     pub fn queued_bytes(&self) -> usize {
@@ -131,8 +149,9 @@ impl Conn {
     }
 
     /// The live fan-out's push: one borrow for the budget check and the
-    /// push, and a wake-up only when the outbox was empty (otherwise the
-    /// writer is already due and drains the whole outbox before it sleeps).
+    /// push. No wake-up: a frame landing in an empty outbox is reported as
+    /// `QueuedFirst` and the hub writes it with [`Conn::write_through`];
+    /// otherwise the writer is already due and drains the whole outbox.
     pub fn offer(&self, frame: &Rc<[u8]>, budget: usize) -> Offer {
         if self.closed.get() {
             return Offer::Closed;
@@ -147,9 +166,27 @@ impl Conn {
         drop(ob);
         self.idle_ticks.set(0);
         if was_empty {
-            self.notify();
+            Offer::QueuedFirst
+        } else {
+            Offer::Queued
         }
-        Offer::Queued
+    }
+
+    /// The hub's write after a batch: sends the queued frames right away,
+    /// back to back with the other connections' writes and without waking
+    /// this connection's task. Only what the socket does not take (or an
+    /// error, which the writer meets again and ends the stream with) is
+    /// left to the writer task.
+    pub fn write_through(&self, metrics: &ShardMetrics) {
+        if self.closed.get() || self.writing.get() {
+            // Closed: the fd may be reused, never touch it. Writing: the
+            // writer drains everything once its write completes.
+            return;
+        }
+        match self.try_send(metrics) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => self.notify(),
+        }
     }
 
     pub fn notify(&self) {
@@ -270,7 +307,10 @@ impl Conn {
                 let (f, _) = ob.frames.front().expect("outbox not empty");
                 (Rc::clone(f), ob.front_sent)
             };
-            let n = stream.write(&front[offset..]).await?;
+            self.writing.set(true);
+            let written = stream.write(&front[offset..]).await;
+            self.writing.set(false);
+            let n = written?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
@@ -331,13 +371,27 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
     ctx.metrics.connections_open.inc();
     ctx.metrics.connections_total.inc();
     ctx.conns.borrow_mut().push(Rc::clone(&conn));
+    // The hub may still hold the connection (in a batch's write list) after
+    // this task ends: it must be marked closed before the descriptor is, or
+    // a write could reach whatever reuses the number. The guard also covers
+    // the task being dropped mid-stream.
+    let closing = MarkClosed(&conn);
     let result = stream_events(&ctx, &conn, &mut stream, route, last_event_id, allow_origin).await;
     if let Err(e) = result {
         debug!(error = %e, route = %ctx.config.routes[route_idx].path, "stream ended");
     }
-    conn.closed.set(true);
+    drop(closing);
     ctx.metrics.connections_open.sub(1);
     let _ = stream.close().await;
+}
+
+/// Marks a connection closed when dropped (see `serve`).
+struct MarkClosed<'a>(&'a Conn);
+
+impl Drop for MarkClosed<'_> {
+    fn drop(&mut self) {
+        self.0.closed.set(true);
+    }
 }
 
 /// Reads the request head within the request timeout and decides what to

@@ -63,6 +63,10 @@ pub struct TopicStream {
     id_buf: Vec<u8>,
     key_id_buf: Vec<u8>,
     frame_buf: Vec<u8>,
+    /// Connections whose outbox went from empty to not empty in the batch
+    /// being applied: written once the batch is queued (`apply_batch`).
+    /// Kept between batches for its capacity.
+    to_write: Vec<Rc<Conn>>,
 }
 
 impl TopicStream {
@@ -79,6 +83,7 @@ impl TopicStream {
             id_buf: Vec::new(),
             key_id_buf: Vec::new(),
             frame_buf: Vec::new(),
+            to_write: Vec::new(),
         }
     }
 
@@ -145,6 +150,15 @@ impl TopicStream {
                 }
             }
         }
+    }
+
+    /// Forgets the connections waiting for their write-through and returns
+    /// how many there were (for benchmarks and tests that drive `deliver`
+    /// without `apply_batch`).
+    pub fn clear_pending_writes(&mut self) -> usize {
+        let n = self.to_write.len();
+        self.to_write.clear();
+        n
     }
 
     /// Live connections on this shard (all groups).
@@ -233,9 +247,15 @@ impl TopicStream {
             }
             let frame: Rc<[u8]> = Rc::from(&self.frame_buf[..]);
             let heads = &self.heads;
+            let to_write = &mut self.to_write;
             g.conns.retain(|conn| match conn.offer(&frame, budget) {
                 Offer::Queued => {
                     pushed += 1;
+                    true
+                }
+                Offer::QueuedFirst => {
+                    pushed += 1;
+                    to_write.push(Rc::clone(conn));
                     true
                 }
                 Offer::OverBudget => {
@@ -257,12 +277,28 @@ impl TopicStream {
 /// The topic streams of one shard, indexed by `TopicId`.
 pub struct Hub {
     topics: Vec<TopicStream>,
+    /// Some connection has frames waiting for the write pass.
+    writes_pending: bool,
+    /// The write pass task, when it sleeps.
+    write_waker: Option<Waker>,
 }
 
 impl Hub {
     pub fn new(topics: &[String]) -> Self {
         Self {
             topics: topics.iter().cloned().map(TopicStream::new).collect(),
+            writes_pending: false,
+            write_waker: None,
+        }
+    }
+
+    /// Wakes the write pass if a delivery left connections to write.
+    fn note_writes(&mut self, topic: TopicId) {
+        if !self.writes_pending && !self.topic(topic).to_write.is_empty() {
+            self.writes_pending = true;
+            if let Some(w) = self.write_waker.take() {
+                w.wake();
+            }
         }
     }
 
@@ -312,7 +348,10 @@ pub async fn apply_batch(
             .topic_mut(batch.topic)
             .deliver(p, rec, budget, metrics);
         if pushed_since_check >= PUSHES_PER_YIELD_CHECK {
+            // The write pass may run meanwhile: a long batch is written as
+            // it goes, so outboxes stay small.
             pushed_since_check = 0;
+            hub.borrow_mut().note_writes(batch.topic);
             glommio::yield_if_needed().await;
         }
     }
@@ -322,6 +361,71 @@ pub async fn apply_batch(
         ts.heads[p] = batch.to;
     }
     ts.wake_waiters();
+    hub.note_writes(batch.topic);
+}
+
+/// The shard's write pass, run as its own task for the life of the shard:
+/// whenever deliveries have left connections with frames to write, writes
+/// them all (see `write_pending`). It runs when the delivering task gives up
+/// the CPU — after it has applied every batch that was waiting, or at a
+/// yield inside a long one — so records that arrive while a pass is under
+/// way share the next pass: under load each connection gets several frames
+/// per `sendmsg` instead of a full pass per record.
+pub async fn write_pass(hub: &std::cell::RefCell<Hub>, metrics: &ShardMetrics) {
+    loop {
+        std::future::poll_fn(|cx| {
+            let mut hub = hub.borrow_mut();
+            if std::mem::take(&mut hub.writes_pending) {
+                std::task::Poll::Ready(())
+            } else {
+                hub.write_waker = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        write_pending(hub, metrics).await;
+    }
+}
+
+/// Writes every connection that deliveries have listed, topic by topic.
+pub async fn write_pending(hub: &std::cell::RefCell<Hub>, metrics: &ShardMetrics) {
+    let topics = hub.borrow().topics.len();
+    for t in 0..topics {
+        let topic = TopicId(t as u32);
+        let to_write = std::mem::take(&mut hub.borrow_mut().topic_mut(topic).to_write);
+        if !to_write.is_empty() {
+            write_through(hub, topic, to_write, metrics).await;
+        }
+    }
+}
+
+/// Connections written between checks whether the executor wants the CPU.
+const WRITES_PER_YIELD_CHECK: usize = 256;
+
+/// Writes the listed connections' frames in one tight loop — the sends to
+/// every connection run back to back, which is what the kernel's TCP path
+/// does fastest — instead of waking one writer task per connection. Yields
+/// like the delivery loop, so new connections and new batches are served
+/// during a long pass.
+async fn write_through(
+    hub: &std::cell::RefCell<Hub>,
+    topic: TopicId,
+    mut conns: Vec<Rc<Conn>>,
+    metrics: &ShardMetrics,
+) {
+    for (i, conn) in conns.iter().enumerate() {
+        conn.write_through(metrics);
+        if (i + 1) % WRITES_PER_YIELD_CHECK == 0 {
+            glommio::yield_if_needed().await;
+        }
+    }
+    conns.clear();
+    // Hand the capacity back unless another batch started a list meanwhile.
+    let mut hub = hub.borrow_mut();
+    let ts = hub.topic_mut(topic);
+    if ts.to_write.capacity() < conns.capacity() && ts.to_write.is_empty() {
+        ts.to_write = conns;
+    }
 }
 
 #[cfg(test)]
@@ -331,6 +435,8 @@ mod tests {
     use rskafka::chrono::DateTime;
     use rskafka::record::Record;
     use std::cell::RefCell;
+    use std::io::Read as _;
+    use std::os::unix::net::UnixStream;
 
     const T: TopicId = TopicId(0);
     const RENDER: Render = Render {
@@ -367,6 +473,7 @@ mod tests {
                 RefCell<Hub>,
                 Rc<Conn>,
                 ShardMetrics,
+                UnixStream,
             ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>
             + 'static,
     ) {
@@ -375,46 +482,99 @@ mod tests {
             .make()
             .unwrap();
         ex.run(async move {
-            let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let (a, b) = UnixStream::pair().unwrap();
+            b.set_nonblocking(true).unwrap();
             let hub = RefCell::new(Hub::new(&["t".to_owned()]));
             hub.borrow_mut().set_partitions(T, 2);
             let metrics = ShardMetrics::default();
-            apply_batch(&hub, &batch(0, 0, 0, 0..0), 1 << 20, &metrics).await;
-            apply_batch(&hub, &batch(1, 0, 0, 0..0), 1 << 20, &metrics).await;
+            apply_w(&hub, &batch(0, 0, 0, 0..0), 1 << 20, &metrics).await;
+            apply_w(&hub, &batch(1, 0, 0, 0..0), 1 << 20, &metrics).await;
             assert!(hub.borrow().topic(T).ready());
             let conn = Rc::new(Conn::new(std::os::fd::AsRawFd::as_raw_fd(&a), 1));
-            f(hub, conn, metrics).await;
+            f(hub, conn, metrics, b).await;
             drop(a);
         });
     }
 
+    /// Applies a batch and runs the write pass, as the shard's tasks would.
+    async fn apply_w(hub: &RefCell<Hub>, batch: &Batch, budget: usize, m: &ShardMetrics) {
+        apply_batch(hub, batch, budget, m).await;
+        write_pending(hub, m).await;
+    }
+
+    /// The data of every event the peer can read now.
+    fn received(peer: &mut UnixStream) -> Vec<String> {
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match peer.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("reading the peer: {e}"),
+            }
+        }
+        let mut events = Vec::new();
+        crate::sse::Parser::new()
+            .feed(&bytes, |e| events.push(e.data))
+            .unwrap();
+        events
+    }
+
     #[test]
     fn live_connection_gets_each_record_once() {
-        with_hub(|hub, conn, m| {
+        with_hub(|hub, conn, m, mut peer| {
             Box::pin(async move {
                 hub.borrow_mut().topic_mut(T).join(Rc::clone(&conn), RENDER);
-                apply_batch(&hub, &batch(0, 0, 3, 0..3), 1 << 20, &m).await;
-                assert_eq!(conn.queued_frames(), 3);
+                apply_w(&hub, &batch(0, 0, 3, 0..3), 1 << 20, &m).await;
+                // Written through by the hub itself: nothing left queued.
+                assert_eq!(conn.queued_frames(), 0);
+                assert_eq!(received(&mut peer), ["r0", "r1", "r2"]);
                 // An overlapping batch (from < head) delivers only the new records.
-                apply_batch(&hub, &batch(0, 1, 5, 1..5), 1 << 20, &m).await;
-                assert_eq!(conn.queued_frames(), 5);
+                apply_w(&hub, &batch(0, 1, 5, 1..5), 1 << 20, &m).await;
+                assert_eq!(received(&mut peer), ["r3", "r4"]);
                 assert_eq!(hub.borrow().topic(T).heads(), &[5, 0]);
+                assert_eq!(m.events_sent.get(), 5);
+            })
+        });
+    }
+
+    #[test]
+    fn full_socket_leaves_the_rest_to_the_writer() {
+        with_hub(|hub, conn, m, mut peer| {
+            Box::pin(async move {
+                hub.borrow_mut().topic_mut(T).join(Rc::clone(&conn), RENDER);
+                // Far more than a socket buffer holds, in one batch.
+                let big = Batch {
+                    records: (0..400).map(|o| record(o, &"x".repeat(4000))).collect(),
+                    ..batch(0, 0, 400, 0..0)
+                };
+                apply_w(&hub, &big, 1 << 30, &m).await;
+                assert!(conn.queued_frames() > 0, "the socket took 1.6 MB?");
+                // The writer task was woken for the rest.
+                assert!(conn.is_notified());
+                // A closed connection is never written, even if listed.
+                conn.mark_closed();
+                let before = received(&mut peer).len();
+                assert!(before > 0);
+                conn.write_through(&m);
+                assert!(received(&mut peer).is_empty());
             })
         });
     }
 
     #[test]
     fn missed_batch_turns_live_connections_into_cursors_at_the_old_heads() {
-        with_hub(|hub, conn, m| {
+        with_hub(|hub, conn, m, mut peer| {
             Box::pin(async move {
                 hub.borrow_mut().topic_mut(T).join(Rc::clone(&conn), RENDER);
-                apply_batch(&hub, &batch(1, 0, 2, 0..2), 1 << 20, &m).await;
+                apply_w(&hub, &batch(1, 0, 2, 0..2), 1 << 20, &m).await;
                 // Batch [2, 7) never arrived (a full mesh queue): the next starts at 7.
-                apply_batch(&hub, &batch(1, 7, 8, 7..8), 1 << 20, &m).await;
+                apply_w(&hub, &batch(1, 7, 8, 7..8), 1 << 20, &m).await;
                 assert_eq!(conn.take_demotion(), Some(vec![0, 2]));
                 assert_eq!(
-                    conn.queued_frames(),
-                    2,
+                    received(&mut peer),
+                    ["r0", "r1"],
                     "nothing after the gap reached the cursor"
                 );
                 assert_eq!(hub.borrow().topic(T).live_connections(), 0);
@@ -426,13 +586,13 @@ mod tests {
 
     #[test]
     fn connection_over_budget_leaves_at_the_record_it_missed() {
-        with_hub(|hub, conn, m| {
+        with_hub(|hub, conn, m, mut peer| {
             Box::pin(async move {
                 hub.borrow_mut().topic_mut(T).join(Rc::clone(&conn), RENDER);
                 // Budget of 1 byte: the first frame is queued (0 bytes were
                 // queued before it), the second finds the budget exceeded.
-                apply_batch(&hub, &batch(0, 0, 3, 0..3), 1, &m).await;
-                assert_eq!(conn.queued_frames(), 1);
+                apply_w(&hub, &batch(0, 0, 3, 0..3), 1, &m).await;
+                assert_eq!(received(&mut peer), ["r0"]);
                 assert_eq!(conn.take_demotion(), Some(vec![1, 0]));
                 assert_eq!(hub.borrow().topic(T).heads(), &[3, 0]);
             })

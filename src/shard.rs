@@ -114,6 +114,8 @@ pub struct ShardCtx {
     pub max_connections: usize,
     tick: Duration,
     rng: RefCell<fastrand::Rng>,
+    /// Batches applied since the delivering tasks last stepped aside.
+    applied_in_a_row: Cell<u32>,
 }
 
 impl ShardCtx {
@@ -201,6 +203,7 @@ async fn run(spec: ShardSpec) {
         max_connections: shared.config.connections.max.div_ceil(spec.shards),
         tick: tick_for(&shared),
         rng: RefCell::new(fastrand::Rng::new()),
+        applied_in_a_row: Cell::new(0),
     });
 
     let mut senders = None;
@@ -226,6 +229,11 @@ async fn run(spec: ShardSpec) {
     }
 
     glommio::spawn_local(intake(Rc::clone(&ctx), spec.from_sidecar, senders)).detach();
+    glommio::spawn_local({
+        let ctx = Rc::clone(&ctx);
+        async move { hub::write_pass(&ctx.hub, &ctx.metrics).await }
+    })
+    .detach();
     glommio::spawn_local(keepalive_ticker(Rc::clone(&ctx))).detach();
     if let Some(admin) = spec.admin {
         // SAFETY: the fd comes from a listener we own and give up here.
@@ -290,6 +298,12 @@ async fn intake(
     }
 }
 
+/// Every this many batches the delivering tasks step aside for the write
+/// pass (see `hub::write_pass`), which otherwise runs when they wait for
+/// the next batch: enough to share one pass among batches that queued up,
+/// few enough that a steady inflow cannot hold the writes back.
+const BATCHES_PER_WRITE_PASS: u32 = 32;
+
 async fn apply(ctx: &ShardCtx, batch: &Batch) {
     hub::apply_batch(
         &ctx.hub,
@@ -299,6 +313,13 @@ async fn apply(ctx: &ShardCtx, batch: &Batch) {
     )
     .await;
     update_ready(ctx);
+    let applied = ctx.applied_in_a_row.get() + 1;
+    if applied >= BATCHES_PER_WRITE_PASS {
+        ctx.applied_in_a_row.set(0);
+        futures_lite::future::yield_now().await;
+    } else {
+        ctx.applied_in_a_row.set(applied);
+    }
 }
 
 fn update_ready(ctx: &ShardCtx) {
