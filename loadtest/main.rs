@@ -134,6 +134,10 @@ struct SubscribeArgs {
     /// the middle of the window.
     #[arg(long, env = "SSE_KAFKA_LOAD_DROP_FRACTION", default_value_t = 0.0, value_parser = fraction)]
     drop_fraction: f64,
+    /// Extra clients that each connect once during the middle half of the
+    /// window and report connect-to-first-byte (then hang up).
+    #[arg(long, env = "SSE_KAFKA_LOAD_EXTRA_CONNECTIONS", default_value_t = 0)]
+    extra_connections: usize,
 }
 
 fn non_negative(s: &str) -> Result<f64, String> {
@@ -200,6 +204,7 @@ impl SubscribeArgs {
             warmup: Duration::from_secs_f64(self.warmup),
             window: Duration::from_secs_f64(seconds),
             drop_fraction: self.drop_fraction,
+            extra: self.extra_connections,
         })
     }
 }

@@ -84,6 +84,18 @@ pub struct Summary {
     pub produced: Option<u64>,
     /// Records in failed produce requests (they show up as loss).
     pub produce_failed: u64,
+    /// The extra clients that connect during the window, if any were asked.
+    pub extra: Option<Extra>,
+}
+
+/// Clients that connect once during the window and measure how long the
+/// server takes to answer while it is busy fanning out.
+#[derive(Debug, Clone)]
+pub struct Extra {
+    pub connections: u64,
+    /// From the start of the TCP connect to the first response byte.
+    pub first_byte: Histogram<u64>,
+    pub errors: u64,
 }
 
 impl Summary {
@@ -126,6 +138,15 @@ impl Summary {
         if let Some(produced) = self.produced {
             v["produced"] = json!(produced);
             v["produce_failed"] = json!(self.produce_failed);
+        }
+        if let Some(extra) = &self.extra {
+            let f = percentiles_ms(&extra.first_byte);
+            v["extra"] = json!({
+                "connections": extra.connections,
+                "first_byte_ms": { "p50": round3(f.p50), "p99": round3(f.p99), "max": round3(f.max) },
+                "answered": extra.first_byte.len(),
+                "errors": extra.errors,
+            });
         }
         v
     }
@@ -174,6 +195,21 @@ impl Summary {
                 ),
             );
         }
+        if let Some(extra) = &self.extra {
+            let f = percentiles_ms(&extra.first_byte);
+            rows.push((
+                "extra clients",
+                format!(
+                    "{} answered of {}, first byte p50 {:.3}  p99 {:.3}  max {:.3} ms, {} errors",
+                    extra.first_byte.len(),
+                    extra.connections,
+                    f.p50,
+                    f.p99,
+                    f.max,
+                    extra.errors
+                ),
+            ));
+        }
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         rows.iter()
             .map(|(k, v)| format!("{k:<width$}  {v}\n"))
@@ -212,6 +248,7 @@ mod tests {
             warmup_errors: 5,
             produced: Some(5100),
             produce_failed: 0,
+            extra: None,
         }
     }
 
@@ -290,6 +327,33 @@ mod tests {
         assert_eq!(v["duplicates"].as_u64(), Some(2));
         // One line: safe to print as the only stdout line.
         assert!(!v.to_string().contains('\n'));
+        assert!(v.get("extra").is_none());
+    }
+
+    #[test]
+    fn extra_clients_are_reported() {
+        let mut first_byte = new_histogram();
+        first_byte.record_n(3_000, 9).unwrap();
+        first_byte.record(150_000).unwrap();
+        let mut s = summary(new_histogram());
+        s.extra = Some(Extra {
+            connections: 11,
+            first_byte,
+            errors: 1,
+        });
+        let v = s.to_json();
+        assert_eq!(v["extra"]["connections"].as_u64(), Some(11));
+        assert_eq!(v["extra"]["answered"].as_u64(), Some(10));
+        assert_eq!(v["extra"]["errors"].as_u64(), Some(1));
+        assert!(close(
+            v["extra"]["first_byte_ms"]["p50"].as_f64().unwrap(),
+            3.0
+        ));
+        assert!(close(
+            v["extra"]["first_byte_ms"]["p99"].as_f64().unwrap(),
+            150.0
+        ));
+        assert!(s.table().contains("10 answered of 11"));
     }
 
     #[test]

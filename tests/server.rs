@@ -720,8 +720,9 @@ fn unknown_topic_is_503_until_its_metadata_loads() {
 
 /// The bundled load generator against the real proxy: 200 connections on
 /// two shards, a fifth of them dropped mid-window and resumed with
-/// Last-Event-ID while records keep coming. Every resume is exact, and the
-/// generator's own report (JSON) says so.
+/// Last-Event-ID while records keep coming, and twenty extra clients timed
+/// to their first byte. Every resume is exact, and the generator's own
+/// report (JSON) says so.
 #[test]
 fn load_generator_sees_no_loss_across_concurrent_resumes() {
     let broker = Broker::start();
@@ -752,6 +753,8 @@ fn load_generator_sees_no_loss_across_concurrent_resumes() {
             "4",
             "--drop-fraction",
             "0.2",
+            "--extra-connections",
+            "20",
         ])
         .output()
         .expect("run sse-kafka-load");
@@ -767,6 +770,9 @@ fn load_generator_sees_no_loss_across_concurrent_resumes() {
     assert_eq!(report["resume_errors"], 0, "{report}");
     assert_eq!(report["errors"], 0, "{report}");
     assert!(report["resumes"].as_u64().unwrap() >= 40, "{report}");
+    // The extra clients each got a first byte and hung up.
+    assert_eq!(report["extra"]["answered"], 20, "{report}");
+    assert_eq!(report["extra"]["errors"], 0, "{report}");
     assert!(
         report["per_connection_events"]["min"].as_u64().unwrap() > 0,
         "{report}"
