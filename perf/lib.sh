@@ -22,9 +22,9 @@ wait_port() {
 }
 
 # start_broker PORT: a nisshi broker with memory storage, run from $work
-# (it reads .env from its working directory).
+# (it reads .env from its working directory); on CPU $BROKER_CPU if set.
 start_broker() {
-  (cd "$work" && exec "${NISSHI_BIN:-$HOME/.cargo/bin/nisshi}" broker --listener-url "tcp://127.0.0.1:$1" \
+  (cd "$work" && exec ${BROKER_CPU:+taskset -c "$BROKER_CPU"} "${NISSHI_BIN:-$HOME/.cargo/bin/nisshi}" broker --listener-url "tcp://127.0.0.1:$1" \
     --advertised-listener-url "tcp://127.0.0.1:$1" --storage-engine memory://nisshi/ >"$work/broker.log" 2>&1) &
   pids+=($!)
   wait_port "$1"
@@ -58,6 +58,12 @@ start_proxy() {
 }
 
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# busy_ticks CPU: the CPU's busy time (user, nice, system, irq, softirq) from
+# /proc/stat. A server pinned alone to a CPU is charged its whole kernel
+# cost this way, including the loopback receive work done in softirq
+# context (ksoftirqd or another task's interrupt), which per-process times
+# miss.
+busy_ticks() { awk -v c="cpu$1" '$1 == c {print $2+$3+$4+$7+$8}' /proc/stat; }
 rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 # cpu_seconds T0 T1: the ticks between two cpu_ticks readings, in seconds.
 cpu_seconds() { awk -v a="$1" -v b="$2" -v h="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b-a)/h}'; }

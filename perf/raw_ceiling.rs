@@ -47,12 +47,27 @@ enum Sent {
     Broken,
 }
 
+/// The listener with the same backlog as the proxy's (std's is 128, which
+/// refuses a burst of thousands of connects).
+fn listen_socket(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(8192)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
 fn main() -> anyhow::Result<()> {
     let listen = arg("--listen", "127.0.0.1:18090");
     let rate: f64 = arg("--rate", "100").parse()?;
     let seconds: u64 = arg("--seconds", "60").parse()?;
-    let listener = TcpListener::bind(&listen)?;
-    listener.set_nonblocking(true)?;
+    // Like the proxy (and any server that cares about latency), no Nagle:
+    // with it the kernel would batch small frames per connection and the
+    // ceiling would measure a different trade-off.
+    let nodelay: bool = arg("--nodelay", "true").parse()?;
+    let listener = listen_socket(listen.parse()?)?;
     eprintln!("raw ceiling on {listen}");
     let mut pending: Vec<(TcpStream, Vec<u8>)> = Vec::new();
     let mut live: Vec<TcpStream> = Vec::new();
@@ -68,6 +83,7 @@ fn main() -> anyhow::Result<()> {
             match listener.accept() {
                 Ok((s, _)) => {
                     s.set_nonblocking(true)?;
+                    s.set_nodelay(nodelay)?;
                     pending.push((s, Vec::new()));
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,

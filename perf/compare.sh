@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# The three-way comparison of the performance issue, in one run on this
+# machine: sse-kafka, nginx + nchan (one worker) and the raw ceiling
+# (perf/raw_ceiling.rs), each pinned to CPU 0, measured by the same load
+# generator (sse-kafka-load) pinned to CPU 1 with the record source (the
+# Kafka broker and producer, nchan's HTTP publisher) beside it.
+#
+#   perf/compare.sh                       # everything, about 25 minutes
+#   SERVERS="sse-kafka nchan" SCENARIOS="A D" perf/compare.sh
+#
+# Scenarios (150-byte JSON values): A K=1,000 at 100 rec/s; B K=10,000 at
+# 10; C K=10,000 at 20; D the highest rate at K=10,000 with p99 < 100 ms
+# (rates from D_RATES upwards until a step misses; every step also has
+# 1,000 extra clients connecting mid-window, timed to their first byte);
+# E 15,000 idle connections, then RSS per connection; drop (sse-kafka
+# only: it alone resumes exactly) K=10,000 at 10 with 10% of the
+# connections dropped and resumed mid-window; sweep K over SWEEP_K at 20.
+#
+# Each step starts a fresh server, runs the generator for WARMUP + SECS
+# seconds, reads CPU 0's busy time over the window only (the server's own
+# threads plus the kernel's softirq work on its behalf; the process's own
+# CPU time is kept too, as process_cpu_s), and appends
+# one JSON line to $OUT/run.jsonl; perf_summary then renders
+# $OUT/RESULTS.md and $OUT/results.svg. Everything it starts it stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SERVERS=${SERVERS:-"sse-kafka nchan raw"}
+SCENARIOS=${SCENARIOS:-"A B C drop D E sweep"}
+SECS=${SECS:-15}
+WARMUP=${WARMUP:-5}
+D_RATES=${D_RATES:-"8 10 12 15 18 22 27 33 40 50"}
+SWEEP_K=${SWEEP_K:-"1000 2500 5000 15000"}
+SWEEP_RATE=${SWEEP_RATE:-20}
+IDLE_K=${IDLE_K:-15000}
+OUT=${OUT:-perf/results}
+# Extra `sse-kafka run` flags for the proxy (the tuning flags, see README).
+PROXY_FLAGS=${PROXY_FLAGS:-}
+
+if [ ! -e /usr/lib/nginx/modules/ngx_nchan_module.so ] || ! command -v jq >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light libnginx-mod-nchan jq >/dev/null
+fi
+./examples/install-nisshi.sh
+cargo build --release --bin sse-kafka --bin sse-kafka-load --example raw_ceiling \
+  --example http_publish --example perf_summary >&2
+. perf/lib.sh
+mkdir -p "$OUT"
+results="$OUT/run.jsonl"
+: >"$results"
+bin=./target/release
+load=$bin/sse-kafka-load
+
+jq -cn --arg date "$(date -u +%FT%TZ)" --arg kernel "$(uname -r)" \
+  --arg cpu "$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo) x $(nproc)" \
+  --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo +dirty)" \
+  --arg command "SERVERS=\"$SERVERS\" SCENARIOS=\"$SCENARIOS\" SECS=$SECS WARMUP=$WARMUP PROXY_FLAGS=\"$PROXY_FLAGS\" perf/compare.sh" \
+  '{meta: {date: $date, kernel: $kernel, cpu: $cpu, commit: $commit, command: $command}}' >>"$results"
+
+# The broker serves every sse-kafka step (beside the load, on CPU 1).
+read -r KPORT < <(free_ports 1)
+if [[ " $SERVERS " == *" sse-kafka "* ]]; then
+  BROKER_CPU=1 start_broker "$KPORT"
+  # Create the topic before any proxy looks for it.
+  taskset -c 1 $load produce --brokers "127.0.0.1:$KPORT" --topic items --rate 1 --seconds 0 >/dev/null
+fi
+
+# start_server SERVER RATE: starts SERVER (and, for nchan, its publisher at
+# RATE; raw generates RATE itself) on fresh ports; sets SPID (the process
+# whose CPU and memory count), URL and step_pids.
+start_server() {
+  local server=$1 rate=$2 port aport
+  read -r port aport < <(free_ports 2)
+  step_pids=()
+  case "$server" in
+    sse-kafka)
+      write_proxy_config "$port" "$aport" "$KPORT"
+      # shellcheck disable=SC2086 # PROXY_FLAGS is a list of flags
+      $bin/sse-kafka run --config "$work/proxy.yaml" --cpus 0 $PROXY_FLAGS 2>"$work/proxy.log" &
+      SPID=$!; step_pids+=($SPID)
+      for _ in $(seq 100); do curl -sf "http://127.0.0.1:$aport/health/ready" >/dev/null && break; sleep 0.1; done
+      URL="http://127.0.0.1:$port/items" ;;
+    nchan)
+      write_nginx_config "$port"
+      nginx -c "$work/nginx.conf" -p "$work" &
+      step_pids+=($!)
+      wait_port "$port"
+      SPID=$(pgrep -P "${step_pids[0]}" | head -1)
+      if [ "$rate" != 0 ]; then
+        taskset -c 1 $bin/examples/http_publish --addr "127.0.0.1:$port" --path /pub --rate "$rate" \
+          --seconds $(( WARMUP + SECS + 5 )) --connections 4 &
+        step_pids+=($!)
+      fi
+      URL="http://127.0.0.1:$port/sub" ;;
+    raw)
+      [ "$rate" = 0 ] && rate=0.001 # idle: one record at the start
+      taskset -c 0 $bin/examples/raw_ceiling --listen "127.0.0.1:$port" --rate "$rate" \
+        --seconds $(( WARMUP + SECS + 30 )) 2>/dev/null &
+      SPID=$!; step_pids+=($SPID)
+      wait_port "$port"
+      URL="http://127.0.0.1:$port/raw" ;;
+  esac
+}
+
+stop_server() {
+  kill "${step_pids[@]}" 2>/dev/null || true
+  wait "${step_pids[@]}" 2>/dev/null || true
+}
+
+# nchan as the issue describes it: one worker on CPU 0, messages buffered
+# for resumes, new subscribers start at the newest message (like the
+# proxy's live join).
+write_nginx_config() {
+  cat >"$work/nginx.conf" <<CONF
+load_module /usr/lib/nginx/modules/ngx_nchan_module.so;
+daemon off;
+master_process on;
+worker_processes 1;
+worker_cpu_affinity 1;
+worker_rlimit_nofile 20000;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log warn;
+events { worker_connections 19000; }
+http {
+  access_log off;
+  client_body_temp_path $work;
+  server {
+    listen 127.0.0.1:$1 backlog=8192;
+    location = /pub { nchan_publisher; nchan_channel_id items; nchan_message_buffer_length 1000; nchan_message_timeout 60s; }
+    location = /sub { nchan_subscriber eventsource; nchan_channel_id items; nchan_subscriber_first_message newest; }
+  }
+}
+CONF
+}
+
+# measure SERVER SCENARIO K RATE [generator flags...]: one step, one line.
+measure() {
+  local server=$1 scenario=$2 k=$3 rate=$4; shift 4
+  start_server "$server" "$rate"
+  local mode=(subscribe)
+  [ "$server" = sse-kafka ] && mode=(run --brokers "127.0.0.1:$KPORT" --topic items --rate "$rate" --producer-cpu 1)
+  taskset -c 1 $load "${mode[@]}" --url "$URL" --connections "$k" --cpus 1 --warmup "$WARMUP" \
+    --seconds "$SECS" "$@" >"$work/load.json" 2>"$work/load.err" &
+  local gen=$!
+  # CPU over the window only (the connect burst of the warm-up is apart).
+  sleep "$WARMUP"
+  local t0 w0 t1 w1 b0 b1 rss
+  t0=$(cpu_ticks "$SPID"); b0=$(busy_ticks 0); w0=$(date +%s.%N)
+  sleep "$SECS"
+  t1=$(cpu_ticks "$SPID"); b1=$(busy_ticks 0); w1=$(date +%s.%N)
+  rss=$(rss_kb "$SPID")
+  wait "$gen" || echo "generator exited $? ($server $scenario): $(tail -3 "$work/load.err")" >&2
+  stop_server
+  local report
+  report=$(tail -1 "$work/load.json" 2>/dev/null)
+  jq -cn --arg server "$server" --arg scenario "$scenario" --argjson k "$k" --argjson rate "$rate" \
+    --argjson secs "$SECS" --argjson cpu "$(cpu_seconds "$b0" "$b1")" --argjson pcpu "$(cpu_seconds "$t0" "$t1")" \
+    --argjson window "$(awk -v a="$w0" -v b="$w1" 'BEGIN{printf "%.3f", b-a}')" --argjson rss "$rss" \
+    --argjson load "${report:-null}" \
+    '{server: $server, scenario: $scenario, connections: $k, rate: $rate, seconds: $secs,
+      server_cpu_s: $cpu, process_cpu_s: $pcpu, cpu_window_s: $window, server_rss_kb: $rss, load: $load}' | tee -a "$results"
+}
+
+# idle SERVER: E, RSS before and after IDLE_K silent connections.
+idle() {
+  local server=$1
+  start_server "$server" 0
+  local before after port=${URL#http://127.0.0.1:}
+  port=${port%%/*}
+  before=$(rss_kb "$SPID")
+  taskset -c 1 $load subscribe --url "$URL" --connections "$IDLE_K" --cpus 1 --warmup 0 --seconds 20 \
+    >/dev/null 2>"$work/idle.err" &
+  local gen=$!
+  for _ in $(seq 200); do
+    [ "$(ss -Htn state established "( sport = :$port )" | wc -l)" -ge "$IDLE_K" ] && break
+    sleep 0.1
+  done
+  after=$(rss_kb "$SPID")
+  kill "$gen" 2>/dev/null || true; wait "$gen" 2>/dev/null || true
+  stop_server
+  jq -cn --arg server "$server" --argjson k "$IDLE_K" --argjson before "$before" --argjson after "$after" \
+    '{server: $server, scenario: "E", connections: $k, rate: 0,
+      idle: {connections: $k, rss_before_kb: $before, rss_after_kb: $after}}' | tee -a "$results"
+}
+
+# d_search SERVER: D steps at rising rates until one misses p99 < 100 ms
+# or loses or duplicates anything.
+d_search() {
+  local server=$1 rate line
+  for rate in $D_RATES; do
+    line=$(measure "$server" D 10000 "$rate" --extra-connections 1000 | tail -1)
+    echo "$line" | jq -e '.load != null and .load.latency_ms.p99 < 100 and .load.loss == 0
+      and .load.duplicates == 0' >/dev/null || break
+  done
+}
+
+for scenario in $SCENARIOS; do
+  for server in $SERVERS; do
+    echo "== $scenario $server" >&2
+    case "$scenario" in
+      A) measure "$server" A 1000 100 ;;
+      B) measure "$server" B 10000 10 ;;
+      C) measure "$server" C 10000 20 ;;
+      drop) [ "$server" = sse-kafka ] && measure "$server" drop 10000 10 --drop-fraction 0.1 ;;
+      D) d_search "$server" ;;
+      E) idle "$server" ;;
+      sweep) for k in $SWEEP_K; do measure "$server" sweep "$k" "$SWEEP_RATE"; done ;;
+    esac
+  done
+done
+# C is the sweep's K=10,000 point.
+jq -c 'select(.scenario == "C") | .scenario = "sweep"' "$results" >"$work/c.jsonl"
+cat "$work/c.jsonl" >>"$results"
+$bin/examples/perf_summary "$results" "$OUT"
+echo "wrote $OUT/RESULTS.md and $OUT/results.svg" >&2
