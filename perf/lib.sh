@@ -34,7 +34,8 @@ start_broker() {
 # route /items for topic items. nisshi holds a long-poll fetch for its whole
 # max_wait even when records arrive, so a short wait keeps its share of the
 # latency small; but it also treats the wait as a deadline for assembling
-# records (~5 ms), so not shorter than 10 ms.
+# records (~5 ms), so not shorter than 10 ms. $PROXY_CONFIG_EXTRA (YAML,
+# e.g. "connections: {nodelay: false}") is appended.
 write_proxy_config() {
   cat >"$work/proxy.yaml" <<YAML
 listen: 127.0.0.1:$1
@@ -45,6 +46,7 @@ kafka:
 routes:
   - path: /items
     topic: items
+${PROXY_CONFIG_EXTRA:-}
 YAML
 }
 

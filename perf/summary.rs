@@ -289,11 +289,20 @@ fn cpu_per_million(
 
 /// The p99 bound of scenario D's rate search.
 const D_P99_LIMIT_MS: f64 = 100.0;
+/// A looser bound, reported beside the goal's: on a host whose loopback
+/// cost alone puts a pass over K sockets near 100 ms, the goal's bound can
+/// leave every server without a result, and the servers are still compared
+/// at the tightest bound they can all meet.
+const D_P99_RELAXED_MS: f64 = 250.0;
 
 /// Whether a D step counts: p99 under the limit and every event delivered
 /// exactly once. A step missing any of these numbers does not count.
 fn d_passes(r: &Record) -> bool {
-    r.p99().is_some_and(|p| p < D_P99_LIMIT_MS)
+    d_passes_under(r, D_P99_LIMIT_MS)
+}
+
+fn d_passes_under(r: &Record, limit_ms: f64) -> bool {
+    r.p99().is_some_and(|p| p < limit_ms)
         && r.loss() == Some(0)
         && r.duplicates() == Some(0)
         && r.events_per_s().is_some()
@@ -302,9 +311,13 @@ fn d_passes(r: &Record) -> bool {
 /// A server's best D step: the passing step with the most delivered
 /// events/s. A faster step that failed is not a result, only a bound.
 fn best_d(records: &[Record], server: Server) -> Option<&Record> {
+    best_d_under(records, server, D_P99_LIMIT_MS)
+}
+
+fn best_d_under(records: &[Record], server: Server, limit_ms: f64) -> Option<&Record> {
     records
         .iter()
-        .filter(|r| r.scenario == Scenario::D && r.server == server && d_passes(r))
+        .filter(|r| r.scenario == Scenario::D && r.server == server && d_passes_under(r, limit_ms))
         .max_by(|a, b| {
             let (x, y) = (
                 a.events_per_s().unwrap_or(0.0),
@@ -560,12 +573,57 @@ fn section_d(records: &[Record]) -> String {
         "Best = the step with the most delivered events/s whose p99 is under \
          100 ms with zero loss and zero duplicates.\n\n",
     );
-    let nchan = best_d(records, Server::Nchan).and_then(Record::events_per_s);
-    let raw = best_d(records, Server::Raw).and_then(Record::events_per_s);
+    out.push_str(&d_best_table(records, D_P99_LIMIT_MS));
+    out.push_str(&format!(
+        "\nThe same search judged at p99 < {D_P99_RELAXED_MS:.0} ms:\n\n"
+    ));
+    out.push_str(&d_best_table(records, D_P99_RELAXED_MS));
+    out.push_str("\nAll D steps:\n\n");
+    let step_rows: Vec<Vec<String>> = steps
+        .iter()
+        .map(|r| {
+            vec![
+                r.server.label().to_owned(),
+                count(r.rate),
+                grouped(r.events_per_s()),
+                ms(r.latency().and_then(|l| l.p50)),
+                ms(r.p99()),
+                count(r.loss()),
+                count(r.duplicates()),
+                ms(r.first_byte().and_then(|f| f.p99)),
+                if d_passes(r) {
+                    "pass".to_owned()
+                } else if d_passes_under(r, D_P99_RELAXED_MS) {
+                    format!("pass at {D_P99_RELAXED_MS:.0} ms only")
+                } else {
+                    "fail".to_owned()
+                },
+            ]
+        })
+        .collect();
+    let headers = [
+        "Server",
+        "rec/s",
+        "ev/s",
+        "p50 ms",
+        "p99 ms",
+        "loss",
+        "dup",
+        "extra first byte p99 ms",
+        "result",
+    ];
+    out.push_str(&table(&headers, 1, &step_rows));
+    out
+}
+
+/// The best D step of each server under `limit_ms`, with ratios.
+fn d_best_table(records: &[Record], limit_ms: f64) -> String {
+    let nchan = best_d_under(records, Server::Nchan, limit_ms).and_then(Record::events_per_s);
+    let raw = best_d_under(records, Server::Raw, limit_ms).and_then(Record::events_per_s);
     let best_rows: Vec<Vec<String>> = SERVERS
         .iter()
         .filter(|&&s| lines_of(records, Scenario::D, s).next().is_some())
-        .map(|&s| match best_d(records, s) {
+        .map(|&s| match best_d_under(records, s, limit_ms) {
             Some(b) => vec![
                 s.label().to_owned(),
                 count(b.rate),
@@ -591,25 +649,7 @@ fn section_d(records: &[Record]) -> String {
         "ratio to nchan",
         "ratio to raw ceiling",
     ];
-    out.push_str(&table(&headers, 1, &best_rows));
-    out.push_str("\nAll D steps:\n\n");
-    let step_rows: Vec<Vec<String>> = steps
-        .iter()
-        .map(|r| {
-            vec![
-                r.server.label().to_owned(),
-                count(r.rate),
-                grouped(r.events_per_s()),
-                ms(r.p99()),
-                count(r.loss()),
-                count(r.duplicates()),
-                if d_passes(r) { "pass" } else { "fail" }.to_owned(),
-            ]
-        })
-        .collect();
-    let headers = ["Server", "rec/s", "ev/s", "p99 ms", "loss", "dup", "result"];
-    out.push_str(&table(&headers, 1, &step_rows));
-    out
+    table(&headers, 1, &best_rows)
 }
 
 fn section_idle(records: &[Record]) -> String {
@@ -645,7 +685,12 @@ fn section_idle(records: &[Record]) -> String {
 }
 
 fn section_extra(records: &[Record]) -> String {
-    let mut out = String::from("## New connections during fan-out\n\n");
+    let mut out = String::from(
+        "## New connections during fan-out\n\n\
+         1,000 extra clients connect, evenly over the middle half of a D step's \
+         window, and time the first byte of the answer. The step is the \
+         server's best D step (p99 < 100 ms, else < 250 ms, else its lowest rate).\n\n",
+    );
     let rows: Vec<Vec<String>> = SERVERS
         .iter()
         .flat_map(|&s| lines_of(records, Scenario::Extra, s))
@@ -654,6 +699,7 @@ fn section_extra(records: &[Record]) -> String {
             let fb = r.first_byte();
             vec![
                 r.server.label().to_owned(),
+                count(r.rate),
                 count(extra.and_then(|e| e.connections)),
                 ms(fb.and_then(|f| f.p50)),
                 ms(fb.and_then(|f| f.p99)),
@@ -668,6 +714,7 @@ fn section_extra(records: &[Record]) -> String {
     }
     let headers = [
         "Server",
+        "during D at rec/s",
         "extra clients",
         "first byte p50 ms",
         "first byte p99 ms",

@@ -340,7 +340,7 @@ enum Plan {
 
 /// Serves one accepted connection to the end.
 pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
+    let _ = stream.set_nodelay(ctx.config.connections.nodelay);
     // Boxed: the read buffer lives on the heap only while the head is read,
     // not in the connection's future for the life of the stream.
     let plan = match Box::pin(read_plan(&ctx, &mut stream)).await {
