@@ -138,6 +138,12 @@ struct SubscribeArgs {
     /// window and report connect-to-first-byte (then hang up).
     #[arg(long, env = "SSE_KAFKA_LOAD_EXTRA_CONNECTIONS", default_value_t = 0)]
     extra_connections: usize,
+    /// Microseconds to keep polling without sleeping after events arrive.
+    /// On loopback every wake-up of a sleeping reader is paid by the
+    /// sending server (an inter-processor interrupt per packet); spinning
+    /// takes that cost off the server, as clients on other hosts would.
+    #[arg(long, env = "SSE_KAFKA_LOAD_SPIN_US", default_value_t = 0)]
+    spin_us: u64,
 }
 
 fn non_negative(s: &str) -> Result<f64, String> {
@@ -205,6 +211,7 @@ impl SubscribeArgs {
             window: Duration::from_secs_f64(seconds),
             drop_fraction: self.drop_fraction,
             extra: self.extra_connections,
+            spin: Duration::from_micros(self.spin_us),
         })
     }
 }

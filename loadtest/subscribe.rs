@@ -145,6 +145,9 @@ pub struct SubscribeConfig {
     /// Extra clients that each connect once during the window, spread
     /// evenly over its middle half, and measure connect-to-first-byte.
     pub extra: usize,
+    /// After events arrive, keep polling without sleeping for this long
+    /// before blocking in `epoll_wait` again (0: always block).
+    pub spin: Duration,
 }
 
 /// Instants shared by every thread, from one origin.
@@ -409,6 +412,10 @@ impl Subscribers {
         }
         let mut next_housekeeping = Instant::now();
         let mut next_publish = Instant::now() + PUBLISH_EVERY;
+        // See `SubscribeConfig::spin`: a reader that sleeps between packets
+        // makes the sender pay a wake-up (an inter-processor interrupt) per
+        // packet, which a client on another host would never cost it.
+        let mut spin_until = Instant::now();
         loop {
             let now = Instant::now();
             if now >= self.timeline.end {
@@ -440,11 +447,19 @@ impl Subscribers {
             if let Some(&(at, _)) = self.pending_extras.front() {
                 wake = wake.min(at);
             }
-            let timeout = wake.saturating_duration_since(Instant::now());
+            let now = Instant::now();
+            let timeout = if now < spin_until {
+                Duration::ZERO
+            } else {
+                wake.saturating_duration_since(now)
+            };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e).context("epoll_wait"),
+            }
+            if !events.is_empty() && !self.cfg.spin.is_zero() {
+                spin_until = Instant::now() + self.cfg.spin;
             }
             for event in &events {
                 self.ready(event.token().0);

@@ -39,6 +39,8 @@ OUT=${OUT:-perf/results}
 # (the tuning settings, see README).
 PROXY_FLAGS=${PROXY_FLAGS:-}
 export PROXY_CONFIG_EXTRA=${PROXY_CONFIG_EXTRA:-}
+# Extra sse-kafka-load flags for every step.
+LOAD_FLAGS=${LOAD_FLAGS:-}
 
 if [ ! -e /usr/lib/nginx/modules/ngx_nchan_module.so ] || ! command -v jq >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light libnginx-mod-nchan jq >/dev/null
@@ -56,7 +58,7 @@ load=$bin/sse-kafka-load
 jq -cn --arg date "$(date -u +%FT%TZ)" --arg kernel "$(uname -r)" \
   --arg cpu "$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo) x $(nproc)" \
   --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo +dirty)" \
-  --arg command "SERVERS=\"$SERVERS\" SCENARIOS=\"$SCENARIOS\" SECS=$SECS WARMUP=$WARMUP PROXY_FLAGS=\"$PROXY_FLAGS\" PROXY_CONFIG_EXTRA=\"$PROXY_CONFIG_EXTRA\" perf/compare.sh" \
+  --arg command "SERVERS=\"$SERVERS\" SCENARIOS=\"$SCENARIOS\" SECS=$SECS WARMUP=$WARMUP PROXY_FLAGS=\"$PROXY_FLAGS\" PROXY_CONFIG_EXTRA=\"$PROXY_CONFIG_EXTRA\" LOAD_FLAGS=\"$LOAD_FLAGS\" perf/compare.sh" \
   '{meta: {date: $date, kernel: $kernel, cpu: $cpu, commit: $commit, command: $command}}' >>"$results"
 
 # The broker serves every sse-kafka step (beside the load, on CPU 1).
@@ -80,13 +82,18 @@ start_server() {
       # shellcheck disable=SC2086 # PROXY_FLAGS is a list of flags
       $bin/sse-kafka run --config "$work/proxy.yaml" --cpus 0 $PROXY_FLAGS 2>"$work/proxy.log" &
       SPID=$!; step_pids+=($SPID)
-      for _ in $(seq 100); do curl -sf "http://127.0.0.1:$aport/health/ready" >/dev/null && break; sleep 0.1; done
+      local ready=no
+      for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$aport/health/ready" >/dev/null && { ready=yes; break; }
+        sleep 0.1
+      done
+      [ $ready = yes ] || return 1
       URL="http://127.0.0.1:$port/items" ;;
     nchan)
       write_nginx_config "$port"
       nginx -c "$work/nginx.conf" -p "$work" &
       step_pids+=($!)
-      wait_port "$port"
+      wait_port "$port" || return 1
       SPID=$(pgrep -P "${step_pids[0]}" | head -1)
       if [ "$rate" != 0 ]; then
         taskset -c 1 $bin/examples/http_publish --addr "127.0.0.1:$port" --path /pub --rate "$rate" \
@@ -99,7 +106,7 @@ start_server() {
       taskset -c 0 $bin/examples/raw_ceiling --listen "127.0.0.1:$port" --rate "$rate" \
         --seconds $(( WARMUP + SECS + 30 )) 2>/dev/null &
       SPID=$!; step_pids+=($SPID)
-      wait_port "$port"
+      wait_port "$port" || return 1
       URL="http://127.0.0.1:$port/raw" ;;
   esac
 }
@@ -138,23 +145,32 @@ CONF
 # measure SERVER SCENARIO K RATE [generator flags...]: one step, one line.
 measure() {
   local server=$1 scenario=$2 k=$3 rate=$4; shift 4
-  start_server "$server" "$rate"
+  if ! start_server "$server" "$rate"; then
+    echo "$server did not start for $scenario at $rate rec/s" >&2
+    stop_server
+    jq -cn --arg server "$server" --arg scenario "$scenario" --argjson k "$k" --argjson rate "$rate" \
+      '{server: $server, scenario: $scenario, connections: $k, rate: $rate, load: null}' | tee -a "$results"
+    return
+  fi
   local mode=(subscribe)
   [ "$server" = sse-kafka ] && mode=(run --brokers "127.0.0.1:$KPORT" --topic items --rate "$rate" --producer-cpu 1)
   taskset -c 1 $load "${mode[@]}" --url "$URL" --connections "$k" --cpus 1 --warmup "$WARMUP" \
-    --seconds "$SECS" "$@" >"$work/load.json" 2>"$work/load.err" &
+    --seconds "$SECS" $LOAD_FLAGS "$@" >"$work/load.json" 2>"$work/load.err" &
   local gen=$!
   # CPU over the window only (the connect burst of the warm-up is apart).
   sleep "$WARMUP"
   local t0 w0 t1 w1 b0 b1 rss
-  t0=$(cpu_ticks "$SPID"); b0=$(busy_ticks 0); w0=$(date +%s.%N)
+  # A server that died leaves zeros (and its step's generator errors).
+  t0=$(cpu_ticks "$SPID" 2>/dev/null || echo 0); b0=$(busy_ticks 0); w0=$(date +%s.%N)
   sleep "$SECS"
-  t1=$(cpu_ticks "$SPID"); b1=$(busy_ticks 0); w1=$(date +%s.%N)
-  rss=$(rss_kb "$SPID")
+  t1=$(cpu_ticks "$SPID" 2>/dev/null || echo 0); b1=$(busy_ticks 0); w1=$(date +%s.%N)
+  rss=$(rss_kb "$SPID" 2>/dev/null || echo 0)
   wait "$gen" || echo "generator exited $? ($server $scenario): $(tail -3 "$work/load.err")" >&2
   stop_server
   local report
   report=$(tail -1 "$work/load.json" 2>/dev/null)
+  # The generator prints its first few errors: keep them in the log.
+  grep -E "^(subscriber|extra client|sse-kafka-load)" "$work/load.err" | head -5 | sed "s/^/  $server $scenario: /" >&2 || true
   jq -cn --arg server "$server" --arg scenario "$scenario" --argjson k "$k" --argjson rate "$rate" \
     --argjson secs "$SECS" --argjson cpu "$(cpu_seconds "$b0" "$b1")" --argjson pcpu "$(cpu_seconds "$t0" "$t1")" \
     --argjson window "$(awk -v a="$w0" -v b="$w1" 'BEGIN{printf "%.3f", b-a}')" --argjson rss "$rss" \

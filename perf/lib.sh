@@ -7,12 +7,22 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 # free_ports N: N distinct free loopback ports, held open together while
-# they are picked so none is handed out twice.
+# they are picked so none is handed out twice. They come from below the
+# kernel's ephemeral range: a port from inside it can be taken as a source
+# port by one of the thousands of client connections before the server
+# binds it.
 free_ports() {
-  python3 -c 'import socket, sys
-s=[socket.socket() for _ in range(int(sys.argv[1]))]
-[x.bind(("127.0.0.1",0)) for x in s]
-print(*[x.getsockname()[1] for x in s])' "$1"
+  python3 -c 'import random, socket, sys
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+held = []
+while len(held) < int(sys.argv[1]):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", random.randrange(10000, low)))
+        held.append(s)
+    except OSError:
+        s.close()
+print(*[x.getsockname()[1] for x in held])' "$1"
 }
 
 # wait_port PORT: until something accepts on 127.0.0.1:PORT (10 s at most).

@@ -2,12 +2,15 @@
 //! live (fed shared frames by the topic hub) or a catch-up cursor (reading
 //! Kafka at its own position until it reaches the hub's heads).
 //!
-//! Frames wait in the connection's outbox as reference-counted slices; the
-//! writer sends as many as fit with one `sendmsg` (`MSG_DONTWAIT`), and only
-//! when the socket is full does it fall back to glommio's io_uring write to
-//! wait for room. The outbox has a byte budget: a live connection over it is
-//! taken out of the broadcast by the hub and continues as a cursor, so a slow
-//! client costs bounded memory and never delays the others.
+//! Frames wait in the connection's outbox as reference-counted slices and
+//! go out as many as fit per `sendmsg` (`MSG_DONTWAIT`). A live connection's
+//! frames are written by the shard's write pass (`hub::write_pass`), one
+//! tight loop over every connection that has something new; only when a
+//! socket is full is the connection's own task woken, to wait for room with
+//! glommio's io_uring write. The outbox has a byte budget: a live connection
+//! over it is taken out of the broadcast by the hub and continues as a
+//! cursor, so a slow client costs bounded memory and never delays the
+//! others.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;

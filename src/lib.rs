@@ -26,7 +26,9 @@
 //! - The owner forwards each batch to every other shard over the mesh; each
 //!   shard merges the batches of a topic into one stream (the *hub*), encodes
 //!   each event once per rendering and hands the same bytes to every live
-//!   connection.
+//!   connection; one write pass per shard then sends each connection all it
+//!   has queued with one `sendmsg`, so batches that arrive during a pass
+//!   share the next one.
 //! - Event ids encode the next offset of every partition the stream has
 //!   passed, so any instance can resume any id exactly. A connection whose
 //!   position is not the hub's head (a resume, `start: earliest`, a slow
