@@ -193,6 +193,8 @@ idle() {
     [ "$(ss -Htn state established "( sport = :$port )" | wc -l)" -ge "$IDLE_K" ] && break
     sleep 0.1
   done
+  # Let set-up work finish (heads, first keep-alive tick) before reading.
+  sleep 3
   after=$(rss_kb "$SPID")
   kill "$gen" 2>/dev/null || true; wait "$gen" 2>/dev/null || true
   stop_server

@@ -301,8 +301,22 @@ fn d_passes(r: &Record) -> bool {
     d_passes_under(r, D_P99_LIMIT_MS)
 }
 
+/// A D step must also keep up: deliver at least this share of what was
+/// offered (K × rate). A server that falls behind its source stamps or
+/// fetches records late, and its latency no longer shows the backlog (the
+/// raw ceiling generates records in its send loop, so its stamps wait).
+const D_KEEP_UP: f64 = 0.95;
+
+fn keeps_up(r: &Record) -> bool {
+    match (r.events_per_s(), r.connections, r.rate) {
+        (Some(ev), Some(k), Some(rate)) => ev >= D_KEEP_UP * (k * rate) as f64,
+        _ => false,
+    }
+}
+
 fn d_passes_under(r: &Record, limit_ms: f64) -> bool {
-    r.p99().is_some_and(|p| p < limit_ms)
+    keeps_up(r)
+        && r.p99().is_some_and(|p| p < limit_ms)
         && r.loss() == Some(0)
         && r.duplicates() == Some(0)
         && r.events_per_s().is_some()
@@ -571,7 +585,9 @@ fn section_d(records: &[Record]) -> String {
     }
     out.push_str(
         "Best = the step with the most delivered events/s whose p99 is under \
-         100 ms with zero loss and zero duplicates.\n\n",
+         100 ms with zero loss and zero duplicates, delivering at least 95% of \
+         the offered K × rate (a server that falls behind its source is not \
+         keeping that rate, whatever its latency says).\n\n",
     );
     out.push_str(&d_best_table(records, D_P99_LIMIT_MS));
     out.push_str(&format!(
@@ -1375,7 +1391,9 @@ mod tests {
             d_line("sse-kafka", 200, 1_900_000.0, 80.0, 0),
             d_line("sse-kafka", 300, 2_500_000.0, 150.0, 0), // p99 too high
             d_line("sse-kafka", 400, 2_600_000.0, 50.0, 7),  // loses events
-            d_line("nchan", 100, 500_000.0, 99.0, 0),
+            d_line("sse-kafka", 500, 2_700_000.0, 50.0, 0),  // 54% of 10,000 × 500: behind
+            d_line("nchan", 100, 960_000.0, 99.0, 0),        // 96%: keeps up
+            d_line("raw", 100, 940_000.0, 50.0, 0),          // 94%: behind
         ]
         .join("\n");
         let input = parse(&text);
@@ -1388,7 +1406,7 @@ mod tests {
         assert!(best_d(&input.records, Server::Raw).is_none());
         let goal = goal_d_ratio(&input.records, Server::Nchan, 1.5);
         assert_eq!(goal.status, Status::Met);
-        assert!(goal.text.contains("3.800×"), "{}", goal.text);
+        assert!(goal.text.contains("1.979×"), "{}", goal.text);
         assert_eq!(
             goal_d_ratio(&input.records, Server::Raw, 0.8).status,
             Status::NotMeasured

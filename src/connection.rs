@@ -175,6 +175,33 @@ impl Conn {
         }
     }
 
+    /// Sends connection-specific bytes (the stream head) straight from the
+    /// caller's buffer when nothing is queued, queueing only what the socket
+    /// does not take: no shared copy for the common case.
+    pub fn send_or_queue(&self, bytes: &[u8], metrics: &ShardMetrics) {
+        let mut sent = 0;
+        if !self.closed.get() && !self.writing.get() && self.outbox.borrow().frames.is_empty() {
+            // SAFETY: `bytes` is valid for reads of its length; `fd` is this
+            // connection's open socket (not closed: checked above).
+            let n = unsafe {
+                libc::send(
+                    self.fd,
+                    bytes.as_ptr().cast(),
+                    bytes.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n > 0 {
+                sent = n as usize;
+                metrics.bytes_sent.add(sent as u64);
+            }
+        }
+        if sent < bytes.len() {
+            // Full, or failed: the writer meets the error again and ends.
+            self.push(Rc::from(&bytes[sent..]), 0);
+        }
+    }
+
     /// The hub's write after a batch: sends the queued frames right away,
     /// back to back with the other connections' writes and without waking
     /// this connection's task. Only what the socket does not take (or an
@@ -344,9 +371,14 @@ enum Plan {
 /// Serves one accepted connection to the end.
 pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(ctx.config.connections.nodelay);
-    // Boxed: the read buffer lives on the heap only while the head is read,
-    // not in the connection's future for the life of the stream.
-    let plan = match Box::pin(read_plan(&ctx, &mut stream)).await {
+    let read = match plan_now(&ctx, &stream) {
+        Ok(Head::Complete(plan)) => Ok(plan),
+        // Boxed: the read buffer lives on the heap only while the head is
+        // read, not in the connection's future for the life of the stream.
+        Ok(Head::Partial(buf)) => Box::pin(read_plan(&ctx, &mut stream, buf)).await,
+        Err(e) => Err(e),
+    };
+    let plan = match read {
         Ok(plan) => plan,
         Err(e) => {
             debug!(error = %e, "connection closed before a request");
@@ -397,14 +429,41 @@ impl Drop for MarkClosed<'_> {
     }
 }
 
-/// Reads the request head within the request timeout and decides what to
-/// do with it.
-async fn read_plan(ctx: &ShardCtx, stream: &mut TcpStream) -> io::Result<Plan> {
+/// What the socket held when the connection was accepted.
+enum Head {
+    /// A whole request head: its plan.
+    Complete(Plan),
+    /// The start of one (possibly nothing yet), to be read on.
+    Partial(Vec<u8>),
+}
+
+/// Usually the whole request head is in the socket by the time the
+/// connection is served: read and parse it in the shard's scratch buffer,
+/// without awaiting (so the borrow is never held across a suspension) and
+/// without allocating. Thousands of connections arriving at once would
+/// otherwise each allocate transient buffers that leave the allocator's
+/// heap fragmented for as long as the streams live.
+fn plan_now(ctx: &ShardCtx, stream: &TcpStream) -> io::Result<Head> {
+    let mut scratch = ctx.head_scratch.borrow_mut();
+    match recv_now(stream.as_raw_fd(), &mut scratch)? {
+        Some(0) => Err(io::ErrorKind::UnexpectedEof.into()),
+        Some(n) => match http::parse_request(&scratch[..n]) {
+            Ok(None) => Ok(Head::Partial(scratch[..n].to_vec())),
+            Ok(Some(head)) => Ok(Head::Complete(plan_for(ctx, &head))),
+            Err(e) => Ok(Head::Complete(bad_request(&e))),
+        },
+        None => Ok(Head::Partial(Vec::new())),
+    }
+}
+
+/// Reads the rest of a request head (`buf` holds what arrived so far)
+/// within the request timeout and decides what to do with it.
+async fn read_plan(ctx: &ShardCtx, stream: &mut TcpStream, mut buf: Vec<u8>) -> io::Result<Plan> {
     let deadline = Instant::now() + ctx.config.connections.request_timeout;
     // Most request heads fit in 1 KiB; the buffer doubles as needed and the
     // parser bounds it (431 past MAX_HEAD_BYTES). No separate read chunk: a
     // connection holds as little as possible while it is being set up.
-    let mut buf = Vec::with_capacity(1024);
+    buf.reserve(1024);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -424,11 +483,31 @@ async fn read_plan(ctx: &ShardCtx, stream: &mut TcpStream) -> io::Result<Plan> {
         match http::parse_request(&buf) {
             Ok(None) => continue,
             Ok(Some(head)) => return Ok(plan_for(ctx, &head)),
-            Err(e) => {
-                let mut out = Vec::new();
-                http::write_error(&mut out, e.status(), &e.to_string(), None);
-                return Ok(Plan::Respond(out));
-            }
+            Err(e) => return Ok(bad_request(&e)),
+        }
+    }
+}
+
+fn bad_request(e: &http::RequestError) -> Plan {
+    let mut out = Vec::new();
+    http::write_error(&mut out, e.status(), &e.to_string(), None);
+    Plan::Respond(out)
+}
+
+/// One non-blocking `recv`: `None` when nothing has arrived yet.
+fn recv_now(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    loop {
+        // SAFETY: `buf` is valid for writes of its length; `fd` is the
+        // connection's open socket.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::WouldBlock => return Ok(None),
+            io::ErrorKind::Interrupted => continue,
+            _ => return Err(err),
         }
     }
 }
@@ -493,27 +572,33 @@ async fn stream_events(
     http::write_stream_head(&mut head, allow_origin.as_deref());
     sse::encode_retry(&mut head, ctx.retry_millis());
     let hash = ctx.hub.borrow().topic(route.topic).hash;
-    let start = Box::pin(async {
-        match last_event_id {
-            Some(id) => match event_id::decode_progress(hash, &id) {
-                Ok(position) => {
-                    let partitions = ctx.hub.borrow().topic(route.topic).partitions();
-                    if position.len() > partitions {
-                        reset_event(&mut head, "id names more partitions than the topic has");
-                        configured_start(ctx, route).await
-                    } else {
-                        Ok(StartAt::Position(position))
+    let plain_live = last_event_id.is_none() && matches!(route.start, Start::Live);
+    let start = if plain_live {
+        // The common case needs no look-up (and no boxed future).
+        Ok(StartAt::Live)
+    } else {
+        Box::pin(async {
+            match last_event_id {
+                Some(id) => match event_id::decode_progress(hash, &id) {
+                    Ok(position) => {
+                        let partitions = ctx.hub.borrow().topic(route.topic).partitions();
+                        if position.len() > partitions {
+                            reset_event(&mut head, "id names more partitions than the topic has");
+                            configured_start(ctx, route).await
+                        } else {
+                            Ok(StartAt::Position(position))
+                        }
                     }
-                }
-                Err(e) => {
-                    reset_event(&mut head, &e.to_string());
-                    configured_start(ctx, route).await
-                }
-            },
-            None => configured_start(ctx, route).await,
-        }
-    })
-    .await;
+                    Err(e) => {
+                        reset_event(&mut head, &e.to_string());
+                        configured_start(ctx, route).await
+                    }
+                },
+                None => configured_start(ctx, route).await,
+            }
+        })
+        .await
+    };
     let start = match start {
         Ok(start) => start,
         Err(e) => {
@@ -523,7 +608,8 @@ async fn stream_events(
             return conn.flush(stream, &ctx.metrics).await;
         }
     };
-    conn.push(Rc::from(head), 0);
+    conn.send_or_queue(&head, &ctx.metrics);
+    drop(head);
     match start {
         StartAt::Live => ctx
             .hub

@@ -116,6 +116,10 @@ pub struct ShardCtx {
     rng: RefCell<fastrand::Rng>,
     /// Batches applied since the delivering tasks last stepped aside.
     applied_in_a_row: Cell<u32>,
+    /// Where request heads that have fully arrived are read and parsed, so
+    /// the common connection never allocates a head buffer of its own (a
+    /// freed buffer per connection still costs RSS: the allocator keeps it).
+    pub head_scratch: RefCell<Vec<u8>>,
 }
 
 impl ShardCtx {
@@ -204,6 +208,7 @@ async fn run(spec: ShardSpec) {
         tick: tick_for(&shared),
         rng: RefCell::new(fastrand::Rng::new()),
         applied_in_a_row: Cell::new(0),
+        head_scratch: RefCell::new(vec![0; crate::http::MAX_HEAD_BYTES]),
     });
 
     let mut senders = None;
