@@ -212,9 +212,8 @@ idle() {
 
 # d_search SERVER: D steps at rising rates until one misses p99 < D_STOP_MS
 # (above the goal's 100 ms, so the table shows where each server stands
-# even when none meets the goal), or loses or duplicates anything. Then
-# the step that stands for "while D runs" for the extra clients: the best
-# one under 100 ms, else under 250 ms, else the lowest rate.
+# even when none meets the goal), or loses or duplicates anything.
+# perf_summary picks the best step, and the one whose extra clients count.
 d_search() {
   local server=$1 rate line
   for rate in $D_RATES; do
@@ -222,9 +221,6 @@ d_search() {
     echo "$line" | jq -e --argjson stop "$D_STOP_MS" '.load != null and .load.latency_ms.p99 < $stop
       and .load.loss == 0 and .load.duplicates == 0' >/dev/null || break
   done
-  jq -c --arg s "$server" 'select(.scenario == "D" and .server == $s)' "$results" | jq -cs '
-    def ok($ms): map(select(.load != null and .load.latency_ms.p99 < $ms and .load.loss == 0));
-    sort_by(.rate) | ((ok(100) | last) // (ok(250) | last) // first) | .scenario = "extra"' >>"$results"
 }
 
 for scenario in $SCENARIOS; do
