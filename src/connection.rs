@@ -327,21 +327,8 @@ impl Conn {
         }
     }
 
-    /// Writes the whole outbox, waiting for socket room as needed. The
-    /// waiting part is boxed: a stream's long-lived future stays small.
-    async fn flush(&self, metrics: &ShardMetrics) -> io::Result<()> {
-        if self.try_send(metrics)? {
-            return Ok(());
-        }
-        Box::pin(self.flush_full(metrics)).await
-    }
-
-    /// The socket is full: wait for room with glommio's io_uring write, on
-    /// a temporary handle to a duplicate of the descriptor (a glommio
-    /// handle closes what it owns, and holding one for the whole stream
-    /// costs memory that an idle stream does not need).
-    async fn flush_full(&self, metrics: &ShardMetrics) -> io::Result<()> {
-        let mut stream = dup_stream(self.fd)?;
+    /// Writes the whole outbox, waiting for socket room as needed.
+    async fn flush(&self, stream: &mut TcpStream, metrics: &ShardMetrics) -> io::Result<()> {
         while !self.try_send(metrics)? {
             // Socket full: let glommio wait for room and write part of the
             // front frame (its writer sends straight from our slice).
@@ -382,18 +369,6 @@ enum Plan {
 }
 
 /// Serves one accepted connection to the end.
-/// A glommio stream on a duplicate of `fd`.
-fn dup_stream(fd: RawFd) -> io::Result<TcpStream> {
-    // SAFETY: dup(2) of an open descriptor; the new one is owned by the
-    // stream built from it and by nothing else.
-    let dup = unsafe { libc::dup(fd) };
-    if dup < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `dup` is a fresh descriptor of a connected TCP socket.
-    Ok(unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(dup) })
-}
-
 pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(ctx.config.connections.nodelay);
     let read = match plan_now(&ctx, &stream) {
@@ -424,20 +399,8 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
         } => (route, last_event_id, allow_origin),
     };
     let route = &ctx.routes[route_idx];
-    // A stream keeps only its descriptor; glommio handles are made for the
-    // moments the socket is full (see `Conn::flush_full`).
-    // SAFETY: dup(2) of the open descriptor of `stream`.
-    let dup = unsafe { libc::dup(stream.as_raw_fd()) };
-    if dup < 0 {
-        debug!(error = %io::Error::last_os_error(), "could not keep the connection");
-        return;
-    }
-    // SAFETY: `dup` is a fresh descriptor owned by nothing else. Declared
-    // before the connection and its guard, so it is closed after them.
-    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(dup) };
-    drop(stream);
     let conn = Rc::new(Conn::new(
-        fd.as_raw_fd(),
+        stream.as_raw_fd(),
         ctx.keepalive_ticks(route.keepalive),
     ));
     ctx.metrics.connections_open.inc();
@@ -448,13 +411,13 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
     // a write could reach whatever reuses the number. The guard also covers
     // the task being dropped mid-stream.
     let closing = MarkClosed(&conn);
-    let result = stream_events(&ctx, &conn, route, last_event_id, allow_origin).await;
+    let result = stream_events(&ctx, &conn, &mut stream, route, last_event_id, allow_origin).await;
     if let Err(e) = result {
         debug!(error = %e, route = %ctx.config.routes[route_idx].path, "stream ended");
     }
     drop(closing);
     ctx.metrics.connections_open.sub(1);
-    drop(fd);
+    let _ = stream.close().await;
 }
 
 /// Marks a connection closed when dropped (see `serve`).
@@ -600,6 +563,7 @@ fn plan_for(ctx: &ShardCtx, head: &http::RequestHead<'_>) -> Plan {
 async fn stream_events(
     ctx: &Rc<ShardCtx>,
     conn: &Rc<Conn>,
+    stream: &mut TcpStream,
     route: &RouteInfo,
     last_event_id: Option<Vec<u8>>,
     allow_origin: Option<Vec<u8>>,
@@ -641,7 +605,7 @@ async fn stream_events(
             // Kafka did not answer an offset look-up: say so on the stream.
             error_event(&mut head, &e.to_string());
             conn.push(Rc::from(head), 0);
-            return conn.flush(&ctx.metrics).await;
+            return conn.flush(stream, &ctx.metrics).await;
         }
     };
     conn.send_or_queue(&head, &ctx.metrics);
@@ -652,18 +616,20 @@ async fn stream_events(
             .borrow_mut()
             .topic_mut(route.topic)
             .join(Rc::clone(conn), route.render),
-        StartAt::Position(position) => Box::pin(catch_up(ctx, conn, route, position)).await?,
+        StartAt::Position(position) => {
+            Box::pin(catch_up(ctx, conn, stream, route, position)).await?
+        }
     }
     loop {
         conn.notified().await;
-        conn.flush(&ctx.metrics).await?;
+        conn.flush(stream, &ctx.metrics).await?;
         if ctx.shutting_down.get() {
             return Ok(());
         }
         if let Some(position) = conn.take_demotion() {
             // Boxed like the first catch-up: a live stream's resident
             // future stays small.
-            Box::pin(catch_up(ctx, conn, route, position)).await?;
+            Box::pin(catch_up(ctx, conn, stream, route, position)).await?;
         }
     }
 }
@@ -721,6 +687,7 @@ const CATCHUP_RETRY: Duration = Duration::from_millis(200);
 async fn catch_up(
     ctx: &Rc<ShardCtx>,
     conn: &Rc<Conn>,
+    stream: &mut TcpStream,
     route: &RouteInfo,
     mut position: Vec<i64>,
 ) -> io::Result<()> {
@@ -730,7 +697,7 @@ async fn catch_up(
     // Per partition: consecutive fetches that returned nothing new.
     let mut empty_streak: Vec<u8> = Vec::new();
     loop {
-        conn.flush(&ctx.metrics).await?;
+        conn.flush(stream, &ctx.metrics).await?;
         if ctx.shutting_down.get() {
             return Ok(());
         }

@@ -253,11 +253,6 @@ async fn run(spec: ShardSpec) {
             match listener.accept().await {
                 Ok(stream) => {
                     glommio::spawn_local(connection::serve(Rc::clone(&ctx), stream)).detach();
-                    // Let the new connection read its request and give up
-                    // its accept-time state before the next accept: freed
-                    // memory is then reused at once instead of being left
-                    // in holes between long-lived streams.
-                    futures_lite::future::yield_now().await;
                 }
                 Err(e) => {
                     warn!(shard = ctx.id.0, error = %e, "accept failed");
