@@ -442,6 +442,15 @@ fn times(v: Option<f64>) -> String {
 
 /// A Markdown table; the first `text_cols` columns are left-aligned, the
 /// rest (numbers) right-aligned so digits line up in the rendered page.
+/// The table, or "_Not measured._" when there are no rows.
+fn table_or_none(headers: &[&str], text_cols: usize, rows: &[Vec<String>]) -> String {
+    if rows.is_empty() {
+        "_Not measured._\n".to_owned()
+    } else {
+        table(headers, text_cols, rows)
+    }
+}
+
 fn table(headers: &[&str], text_cols: usize, rows: &[Vec<String>]) -> String {
     let mut out = format!("| {} |\n|", headers.join(" | "));
     for i in 0..headers.len() {
@@ -695,10 +704,6 @@ fn section_idle(records: &[Record]) -> String {
             ]
         })
         .collect();
-    if rows.is_empty() {
-        out.push_str("_Not measured._\n");
-        return out;
-    }
     let headers = [
         "Server",
         "connections",
@@ -706,7 +711,7 @@ fn section_idle(records: &[Record]) -> String {
         "RSS after MB",
         "bytes per connection",
     ];
-    out.push_str(&table(&headers, 1, &rows));
+    out.push_str(&table_or_none(&headers, 1, &rows));
     out
 }
 
@@ -734,10 +739,6 @@ fn section_extra(records: &[Record]) -> String {
             ]
         })
         .collect();
-    if rows.is_empty() {
-        out.push_str("_Not measured._\n");
-        return out;
-    }
     let headers = [
         "Server",
         "during D at rec/s",
@@ -747,7 +748,7 @@ fn section_extra(records: &[Record]) -> String {
         "first byte max ms",
         "errors",
     ];
-    out.push_str(&table(&headers, 1, &rows));
+    out.push_str(&table_or_none(&headers, 1, &rows));
     out
 }
 
@@ -770,16 +771,12 @@ fn section_sweep(records: &[Record]) -> String {
             ]
         })
         .collect();
-    if rows.is_empty() {
-        out.push_str("_Not measured._\n\n");
-    } else {
-        out.push_str(&table(
-            &["Server", "K", "rec/s", "ev/s", "p99 ms"],
-            1,
-            &rows,
-        ));
-        out.push('\n');
-    }
+    out.push_str(&table_or_none(
+        &["Server", "K", "rec/s", "ev/s", "p99 ms"],
+        1,
+        &rows,
+    ));
+    out.push('\n');
     out.push_str("![Sweep: delivered events/s and p99 latency against K](results.svg)\n");
     out
 }
