@@ -177,7 +177,7 @@ measure() {
   local report
   report=$(tail -1 "$work/load.json" 2>/dev/null)
   # The generator prints its first few errors: keep them in the log.
-  grep -E "^(subscriber|extra client|sse-kafka-load)" "$work/load.err" | head -5 | sed "s/^/  $server $scenario: /" >&2 || true
+  grep -E "^(subscriber: |extra client: |sse-kafka-load: )" "$work/load.err" | head -5 | sed "s/^/  $server $scenario: /" >&2 || true
   jq -cn --arg server "$server" --arg scenario "$scenario" --argjson k "$k" --argjson rate "$rate" \
     --argjson secs "$SECS" --argjson cpu "$(cpu_seconds "$b0" "$b1")" --argjson pcpu "$(cpu_seconds "$t0" "$t1")" \
     --argjson window "$(awk -v a="$w0" -v b="$w1" 'BEGIN{printf "%.3f", b-a}')" --argjson rss "$rss" \
