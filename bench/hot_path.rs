@@ -161,7 +161,16 @@ fn fanout(c: &mut Criterion) {
 
     let topic = TopicId(0);
     let metrics = ShardMetrics::default();
-    let mut hub = Hub::new(&["items".to_owned()]);
+    let mut hub = Hub::new(
+        &["items".to_owned()],
+        sse_kafka::log::Limits {
+            partition_bytes: 0,
+            total_bytes: 0,
+            max_age: std::time::Duration::from_secs(1),
+        },
+        0,
+        1,
+    );
     hub.set_partitions(topic, 4);
     let render = Render {
         value: ValueEncoding::Text,

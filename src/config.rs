@@ -80,6 +80,40 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 /// slowloris) are freed after this.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// 5s: partitions added to a topic, and topics deleted, show up in the streams
+/// within seconds, while one metadata request every 5s is negligible load for a
+/// broker. (Kafka's own clients wait 5 minutes, `metadata.max.age.ms`, but they
+/// are not holding streams open for people watching for new partitions.)
+pub const DEFAULT_METADATA_REFRESH: Duration = Duration::from_secs(5);
+
+/// 30s: rides out a broker restart or a leader election, which take seconds,
+/// without ending anyone's stream, yet clients of a deleted topic or a dead
+/// cluster hear about it within half a minute instead of waiting on a silent
+/// stream; six metadata refreshes at [`DEFAULT_METADATA_REFRESH`].
+pub const DEFAULT_UNAVAILABLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// 64 MiB: about 65 000 records of 1 KiB, minutes of history on a busy
+/// partition, so that clients reconnecting after a short outage resume from
+/// memory instead of each fetching the same records from Kafka again; sixteen
+/// full partitions fit in [`DEFAULT_CACHE_TOTAL_BYTES`].
+pub const DEFAULT_CACHE_PARTITION_BYTES: usize = 64 << 20;
+
+/// 1 GiB: a fixed bound the operator can plan memory around, whatever the
+/// number of partitions, and small next to the memory of a dedicated host.
+pub const DEFAULT_CACHE_TOTAL_BYTES: usize = 1 << 30;
+
+/// 10m: covers the usual reconnections (a network change, a few minutes of a
+/// sleeping laptop, a load balancer moving clients); older history is rarely
+/// asked for and Kafka serves it on demand, so memory is not held for it.
+pub const DEFAULT_CACHE_MAX_AGE: Duration = Duration::from_secs(10 * 60);
+
+/// 1 000 000 records: 100s behind at 10 000 records/s. A client that far
+/// behind is reading history rather than following the stream, and each such
+/// client makes the proxy fetch old data from Kafka for it alone. A count
+/// rather than an age, because it does not depend on producers setting
+/// sensible record timestamps.
+pub const DEFAULT_SLOW_CLIENT_MAX_LAG: MaxLag = MaxLag::Records(1_000_000);
+
 /// Kafka refuses topic names longer than 249 characters.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
 
@@ -199,6 +233,8 @@ pub struct Config {
     pub retry_jitter: Duration,
     pub cors: Cors,
     pub connections: Connections,
+    pub cache: CacheConfig,
+    pub slow_client: SlowClient,
     /// Never empty; paths are distinct.
     pub routes: Vec<Route>,
 }
@@ -212,6 +248,42 @@ pub struct KafkaConfig {
     /// Never zero.
     pub fetch_max_bytes: usize,
     pub client_id: String,
+    /// How often topic metadata is refreshed, to notice new partitions and
+    /// deleted topics; never zero.
+    pub metadata_refresh: Duration,
+    /// How long a topic may stay unreachable (broker down, topic deleted)
+    /// before its streams end with an SSE `error` event; never zero.
+    pub unavailable_timeout: Duration,
+}
+
+/// The partition logs: the in-memory cache of recent records from which late
+/// and reconnecting clients catch up without asking Kafka.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Byte budget of one partition's log; never more than `total_bytes`.
+    /// 0 disables the cache.
+    pub partition_bytes: usize,
+    /// Byte budget of all partition logs together; 0 only when
+    /// `partition_bytes` is 0 too.
+    pub total_bytes: usize,
+    /// Records older than this leave the cache even within budget; never zero.
+    pub max_age: Duration,
+}
+
+/// When a client that reads behind the live stream is too far behind.
+#[derive(Debug, Clone)]
+pub struct SlowClient {
+    pub max_lag: MaxLag,
+}
+
+/// How far behind the newest record a client may be, written in the file as
+/// a record count (`max_lag: 500000`) or a duration (`max_lag: 2m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxLag {
+    /// At most this many records behind; may be 0.
+    Records(u64),
+    /// At most this much time behind, by record timestamps; never zero.
+    Age(Duration),
 }
 
 #[derive(Debug, Clone)]
@@ -367,6 +439,10 @@ struct RawConfig {
     cors: RawCors,
     #[serde(default)]
     connections: RawConnections,
+    #[serde(default)]
+    cache: RawCache,
+    #[serde(default)]
+    slow_client: RawSlowClient,
     routes: NonEmpty<RawRoute>,
     /// Later feature; parsed so the model exists, rejected by `validate`.
     #[serde(default)]
@@ -386,6 +462,10 @@ struct RawKafka {
     fetch_max_bytes: Size,
     #[serde(default = "default_client_id")]
     client_id: String,
+    #[serde(default = "default_metadata_refresh")]
+    metadata_refresh: PositiveDuration,
+    #[serde(default = "default_unavailable_timeout")]
+    unavailable_timeout: PositiveDuration,
 }
 
 #[derive(Deserialize)]
@@ -436,6 +516,48 @@ impl Default for RawConnections {
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
+    expecting = "a mapping of cache settings (partition_bytes, total_bytes, max_age)"
+)]
+struct RawCache {
+    #[serde(default = "default_cache_partition_bytes")]
+    partition_bytes: AnySize,
+    #[serde(default = "default_cache_total_bytes")]
+    total_bytes: AnySize,
+    #[serde(default = "default_cache_max_age")]
+    max_age: PositiveDuration,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        RawCache {
+            partition_bytes: default_cache_partition_bytes(),
+            total_bytes: default_cache_total_bytes(),
+            max_age: default_cache_max_age(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of slow-client settings (max_lag)"
+)]
+struct RawSlowClient {
+    #[serde(default = "default_slow_client_max_lag")]
+    max_lag: LagLimit,
+}
+
+impl Default for RawSlowClient {
+    fn default() -> Self {
+        RawSlowClient {
+            max_lag: default_slow_client_max_lag(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
     expecting = "a route: a mapping with path, topic, ..."
 )]
 struct RawRoute {
@@ -477,16 +599,22 @@ fn default_fetch_max_wait() -> FetchWait {
     DurationAtLeast(DEFAULT_FETCH_MAX_WAIT)
 }
 fn default_fetch_max_bytes() -> Size {
-    Size(DEFAULT_FETCH_MAX_BYTES)
+    SizeAtLeast(DEFAULT_FETCH_MAX_BYTES)
 }
 fn default_client_id() -> String {
     DEFAULT_CLIENT_ID.to_string()
+}
+fn default_metadata_refresh() -> PositiveDuration {
+    DurationAtLeast(DEFAULT_METADATA_REFRESH)
+}
+fn default_unavailable_timeout() -> PositiveDuration {
+    DurationAtLeast(DEFAULT_UNAVAILABLE_TIMEOUT)
 }
 fn default_allow_origins() -> Vec<String> {
     vec![DEFAULT_ALLOW_ORIGIN.to_string()]
 }
 fn default_max_queued_bytes() -> Size {
-    Size(DEFAULT_MAX_QUEUED_BYTES)
+    SizeAtLeast(DEFAULT_MAX_QUEUED_BYTES)
 }
 fn default_max_connections() -> NonZeroUsize {
     NonZeroUsize::new(DEFAULT_MAX_CONNECTIONS).expect("DEFAULT_MAX_CONNECTIONS is not zero")
@@ -496,6 +624,18 @@ fn default_nodelay() -> bool {
 }
 fn default_request_timeout() -> PositiveDuration {
     DurationAtLeast(DEFAULT_REQUEST_TIMEOUT)
+}
+fn default_cache_partition_bytes() -> AnySize {
+    SizeAtLeast(DEFAULT_CACHE_PARTITION_BYTES)
+}
+fn default_cache_total_bytes() -> AnySize {
+    SizeAtLeast(DEFAULT_CACHE_TOTAL_BYTES)
+}
+fn default_cache_max_age() -> PositiveDuration {
+    DurationAtLeast(DEFAULT_CACHE_MAX_AGE)
+}
+fn default_slow_client_max_lag() -> LagLimit {
+    LagLimit(DEFAULT_SLOW_CLIENT_MAX_LAG)
 }
 fn default_start() -> Keyword<Start> {
     Keyword(Start::Live)
@@ -571,18 +711,21 @@ impl<'de, const MIN_NANOS: u64> Deserialize<'de> for DurationAtLeast<MIN_NANOS> 
     }
 }
 
-/// A byte size: a plain integer, or an integer with suffix B, KiB, MiB or GiB.
-/// Never zero: every size in the file is a budget, and a zero budget could
-/// never hold anything. The 1000-based KB/MB/GB are refused on purpose, so that
-/// nobody has to wonder which one was meant.
+/// A byte size of at least `MIN` bytes: a plain integer, or an integer with
+/// suffix B, KiB, MiB or GiB. The 1000-based KB/MB/GB are refused on purpose, so
+/// that nobody has to wonder which one was meant.
 #[derive(Clone, Copy, Debug)]
-struct Size(usize);
+struct SizeAtLeast<const MIN: u64>(usize);
+/// A budget that must hold something: a zero budget could never hold anything.
+type Size = SizeAtLeast<1>;
+/// A size where 0 means "off" (the cache budgets).
+type AnySize = SizeAtLeast<0>;
 
 const SIZE_FORMS: &str =
     "a plain integer of bytes or an integer with suffix B, KiB, MiB or GiB (e.g. 1MiB)";
 
-impl Size {
-    fn parse(s: &str) -> Result<Size, String> {
+impl<const MIN: u64> SizeAtLeast<MIN> {
+    fn parse(s: &str) -> Result<Self, String> {
         let bad = || format!("invalid size '{s}': expected {SIZE_FORMS}");
         let t = s.trim();
         let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -598,40 +741,105 @@ impl Size {
         let bytes = number
             .checked_mul(multiplier)
             .ok_or_else(|| format!("size '{s}' is too large"))?;
-        Size::from_u64(bytes)
+        Self::from_u64(bytes)
     }
 
-    fn from_u64(bytes: u64) -> Result<Size, String> {
-        if bytes == 0 {
-            return Err("size must be greater than 0".to_string());
+    fn from_u64(bytes: u64) -> Result<Self, String> {
+        if bytes < MIN {
+            return Err(if MIN == 1 {
+                "size must be greater than 0".to_string()
+            } else {
+                format!("size must be at least {MIN} bytes")
+            });
         }
         usize::try_from(bytes)
-            .map(Size)
+            .map(SizeAtLeast)
             .map_err(|_| format!("size {bytes} is too large for this machine"))
+    }
+
+    fn from_i64(v: i64) -> Result<Self, String> {
+        match u64::try_from(v) {
+            Ok(v) => Self::from_u64(v),
+            Err(_) if MIN == 0 => Err(format!("size {v} must not be negative")),
+            Err(_) if MIN == 1 => Err(format!("size {v} must be greater than 0")),
+            Err(_) => Err(format!("size {v} must be at least {MIN} bytes")),
+        }
     }
 }
 
-impl<'de> Deserialize<'de> for Size {
+impl<'de, const MIN: u64> Deserialize<'de> for SizeAtLeast<MIN> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct SizeVisitor;
-        impl<'de> Visitor<'de> for SizeVisitor {
-            type Value = Size;
+        struct SizeVisitor<const MIN: u64>;
+        impl<'de, const MIN: u64> Visitor<'de> for SizeVisitor<MIN> {
+            type Value = SizeAtLeast<MIN>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str(SIZE_FORMS)
             }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Size, E> {
-                Size::from_u64(v).map_err(E::custom)
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                SizeAtLeast::from_u64(v).map_err(E::custom)
             }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Size, E> {
-                let v = u64::try_from(v)
-                    .map_err(|_| E::custom(format!("size {v} must be greater than 0")))?;
-                self.visit_u64(v)
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                SizeAtLeast::from_i64(v).map_err(E::custom)
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Size, E> {
-                Size::parse(v).map_err(E::custom)
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                SizeAtLeast::parse(v).map_err(E::custom)
             }
         }
         d.deserialize_any(SizeVisitor)
+    }
+}
+
+/// A byte count as the file would write it: `64MiB` when exact, else bytes.
+fn show_size(bytes: usize) -> String {
+    match bytes {
+        0 => "0".to_string(),
+        b if b % (1 << 30) == 0 => format!("{}GiB", b >> 30),
+        b if b % (1 << 20) == 0 => format!("{}MiB", b >> 20),
+        b if b % (1 << 10) == 0 => format!("{}KiB", b >> 10),
+        b => b.to_string(),
+    }
+}
+
+/// `slow_client.max_lag`: a record count (a YAML integer, 0 allowed) or a
+/// humantime duration string greater than zero. Checked in the visitor, like
+/// the others, so an error points at the value.
+#[derive(Clone, Copy, Debug)]
+struct LagLimit(MaxLag);
+
+const LAG_FORMS: &str = "a record count (e.g. 500000) or a duration like \"2m\"";
+
+impl<'de> Deserialize<'de> for LagLimit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct LagVisitor;
+        impl<'de> Visitor<'de> for LagVisitor {
+            type Value = LagLimit;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(LAG_FORMS)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LagLimit, E> {
+                Ok(LagLimit(MaxLag::Records(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LagLimit, E> {
+                let v = u64::try_from(v).map_err(|_| {
+                    E::custom(format!(
+                        "invalid max lag {v}: expected {LAG_FORMS}; a count cannot be negative"
+                    ))
+                })?;
+                self.visit_u64(v)
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<LagLimit, E> {
+                let age = humantime::parse_duration(s).map_err(|e| {
+                    E::custom(format!(
+                        "invalid max lag '{s}': expected {LAG_FORMS} (as a duration: {e})"
+                    ))
+                })?;
+                if age.is_zero() {
+                    return Err(E::custom(format!("duration '{s}' must be greater than 0")));
+                }
+                Ok(LagLimit(MaxLag::Age(age)))
+            }
+        }
+        d.deserialize_any(LagVisitor)
     }
 }
 
@@ -869,6 +1077,25 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, ConfigErro
         }
     }
 
+    // A partition's budget larger than the whole cache could never be used;
+    // most likely one of the two was mistyped.
+    let (partition, total) = (raw.cache.partition_bytes.0, raw.cache.total_bytes.0);
+    if partition > total {
+        let hint = if total == 0 {
+            "; to disable the cache, set partition_bytes to 0 as well"
+        } else {
+            ""
+        };
+        return fail(
+            "cache.partition_bytes".into(),
+            format!(
+                "partition_bytes ({}) must not exceed total_bytes ({}){hint}",
+                show_size(partition),
+                show_size(total)
+            ),
+        );
+    }
+
     Ok(Config {
         listen: raw.listen,
         admin_listen: raw.admin_listen,
@@ -877,6 +1104,8 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, ConfigErro
             fetch_max_wait: raw.kafka.fetch_max_wait.0,
             fetch_max_bytes: raw.kafka.fetch_max_bytes.0,
             client_id: raw.kafka.client_id,
+            metadata_refresh: raw.kafka.metadata_refresh.0,
+            unavailable_timeout: raw.kafka.unavailable_timeout.0,
         },
         keepalive: raw.keepalive.0,
         retry: raw.retry.0,
@@ -889,6 +1118,14 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, ConfigErro
             max: raw.connections.max.get(),
             request_timeout: raw.connections.request_timeout.0,
             nodelay: raw.connections.nodelay,
+        },
+        cache: CacheConfig {
+            partition_bytes: partition,
+            total_bytes: total,
+            max_age: raw.cache.max_age.0,
+        },
+        slow_client: SlowClient {
+            max_lag: raw.slow_client.max_lag.0,
         },
         routes: raw
             .routes
@@ -1113,6 +1350,8 @@ kafka:
   fetch_max_wait: 250ms
   fetch_max_bytes: 2MiB
   client_id: edge-proxy
+  metadata_refresh: 2s
+  unavailable_timeout: 1m
 keepalive: 20s
 retry: 3s
 retry_jitter: 500ms
@@ -1122,6 +1361,12 @@ connections:
   max: 5000
   request_timeout: 5s
   nodelay: false
+cache:
+  partition_bytes: 16MiB
+  total_bytes: 2GiB
+  max_age: 90s
+slow_client:
+  max_lag: 2m
 routes:
   - path: /items
     topic: items
@@ -1153,6 +1398,8 @@ routes:
         assert_eq!(c.kafka.fetch_max_wait, Duration::from_millis(250));
         assert_eq!(c.kafka.fetch_max_bytes, 2 << 20);
         assert_eq!(c.kafka.client_id, "edge-proxy");
+        assert_eq!(c.kafka.metadata_refresh, Duration::from_secs(2));
+        assert_eq!(c.kafka.unavailable_timeout, Duration::from_secs(60));
         assert_eq!(c.keepalive, Duration::from_secs(20));
         assert_eq!(c.retry, Duration::from_secs(3));
         assert_eq!(c.retry_jitter, Duration::from_millis(500));
@@ -1164,6 +1411,10 @@ routes:
         assert_eq!(c.connections.max, 5000);
         assert_eq!(c.connections.request_timeout, Duration::from_secs(5));
         assert!(!c.connections.nodelay);
+        assert_eq!(c.cache.partition_bytes, 16 << 20);
+        assert_eq!(c.cache.total_bytes, 2 << 30);
+        assert_eq!(c.cache.max_age, Duration::from_secs(90));
+        assert_eq!(c.slow_client.max_lag, MaxLag::Age(Duration::from_secs(120)));
         assert_eq!(c.routes.len(), 3);
         let r = &c.routes[0];
         assert_eq!((r.path.as_str(), r.topic.as_str()), ("/items", "items"));
@@ -1203,6 +1454,8 @@ routes:
         assert_eq!(c.kafka.fetch_max_wait, Duration::from_millis(100));
         assert_eq!(c.kafka.fetch_max_bytes, 1 << 20);
         assert_eq!(c.kafka.client_id, "sse-kafka");
+        assert_eq!(c.kafka.metadata_refresh, Duration::from_secs(5));
+        assert_eq!(c.kafka.unavailable_timeout, Duration::from_secs(30));
         assert_eq!(c.keepalive, Duration::from_secs(15));
         assert_eq!(c.retry, Duration::from_secs(2));
         assert_eq!(c.retry_jitter, Duration::from_secs(1));
@@ -1211,6 +1464,10 @@ routes:
         assert_eq!(c.connections.max, 100_000);
         assert_eq!(c.connections.request_timeout, Duration::from_secs(10));
         assert!(c.connections.nodelay);
+        assert_eq!(c.cache.partition_bytes, 64 << 20);
+        assert_eq!(c.cache.total_bytes, 1 << 30);
+        assert_eq!(c.cache.max_age, Duration::from_secs(600));
+        assert_eq!(c.slow_client.max_lag, MaxLag::Records(1_000_000));
         let r = &c.routes[0];
         assert_eq!(
             (r.start, r.value, r.event_id),
@@ -1223,9 +1480,15 @@ routes:
             "GET /items -> topic items (start live, value text, id progress)\n"
         );
         // Empty sections mean "all defaults" too.
-        let c = parse_ok(&format!("{MINIMAL}cors: {{}}\nconnections: {{}}\n"));
+        let c = parse_ok(&format!(
+            "{MINIMAL}cors: {{}}\nconnections: {{}}\ncache: {{}}\nslow_client: {{}}\n"
+        ));
         assert_eq!(c.cors.allow_origins, ["*"]);
         assert_eq!(c.connections.max, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(c.cache.partition_bytes, DEFAULT_CACHE_PARTITION_BYTES);
+        assert_eq!(c.cache.total_bytes, DEFAULT_CACHE_TOTAL_BYTES);
+        assert_eq!(c.cache.max_age, DEFAULT_CACHE_MAX_AGE);
+        assert_eq!(c.slow_client.max_lag, DEFAULT_SLOW_CLIENT_MAX_LAG);
     }
 
     /// `MINIMAL` with `extra` appended to the first route (4-space indent).
@@ -1298,6 +1561,39 @@ routes:
                 6, 5, "routes[0].partitioner", "not supported yet"),
             ("unsupported guards", format!("guards:\n  jwt: {{}}\n{MINIMAL}"),
                 1, 1, "guards", "not supported yet"),
+            ("zero metadata refresh", format!("{HEAD}  metadata_refresh: 0s\nroutes: [{{path: /a, topic: a}}]\n"),
+                3, 21, "kafka.metadata_refresh", "duration '0s' must be greater than 0"),
+            ("unavailable timeout without unit", format!("{HEAD}  unavailable_timeout: 30\nroutes: [{{path: /a, topic: a}}]\n"),
+                3, 24, "kafka.unavailable_timeout", "invalid duration '30': time unit needed"),
+            ("unknown cache field", format!("{MINIMAL}cache:\n  max_bytes: 1GiB\n"),
+                7, 3, "cache.max_bytes",
+                "unknown field `max_bytes`, expected one of `partition_bytes`, `total_bytes`, `max_age`"),
+            ("bad cache size", format!("{MINIMAL}cache:\n  total_bytes: 1GB\n"),
+                7, 16, "cache.total_bytes", "invalid size '1GB': expected a plain integer of bytes"),
+            ("negative cache size", format!("{MINIMAL}cache:\n  partition_bytes: -1\n"),
+                7, 20, "cache.partition_bytes", "size -1 must not be negative"),
+            ("zero cache age", format!("{MINIMAL}cache:\n  max_age: 0s\n"),
+                7, 12, "cache.max_age", "duration '0s' must be greater than 0"),
+            ("partition over total", format!("{MINIMAL}cache:\n  total_bytes: 1GiB\n  partition_bytes: 2GiB\n"),
+                8, 3, "cache.partition_bytes", "partition_bytes (2GiB) must not exceed total_bytes (1GiB)"),
+            ("default partition over total", format!("{MINIMAL}cache:\n  total_bytes: 1000000\n"),
+                6, 1, "cache.partition_bytes", "partition_bytes (64MiB) must not exceed total_bytes (1000000)"),
+            ("cache off by total only", format!("{MINIMAL}cache:\n  total_bytes: 0\n"),
+                6, 1, "cache.partition_bytes",
+                "partition_bytes (64MiB) must not exceed total_bytes (0); to disable the cache, set partition_bytes to 0 as well"),
+            ("max lag a word", format!("{MINIMAL}slow_client:\n  max_lag: soon\n"),
+                7, 12, "slow_client.max_lag",
+                "invalid max lag 'soon': expected a record count (e.g. 500000) or a duration like \"2m\" (as a duration: "),
+            ("max lag negative", format!("{MINIMAL}slow_client:\n  max_lag: -1\n"),
+                7, 12, "slow_client.max_lag",
+                "invalid max lag -1: expected a record count (e.g. 500000) or a duration like \"2m\"; a count cannot be negative"),
+            ("max lag zero age", format!("{MINIMAL}slow_client:\n  max_lag: 0s\n"),
+                7, 12, "slow_client.max_lag", "duration '0s' must be greater than 0"),
+            ("max lag fractional", format!("{MINIMAL}slow_client:\n  max_lag: 1.5\n"),
+                7, 12, "slow_client.max_lag",
+                "invalid type: floating point `1.5`, expected a record count (e.g. 500000) or a duration like \"2m\""),
+            ("max lag at the top", format!("{MINIMAL}slow_client: 2m\n"),
+                6, 14, "slow_client", "invalid type: string \"2m\", expected a mapping of slow-client settings (max_lag)"),
             ("admin on the listen port", format!("listen: 0.0.0.0:8080\nadmin_listen: 127.0.0.1:8080\n{MINIMAL}"),
                 2, 1, "admin_listen", "127.0.0.1:8080 overlaps listen 0.0.0.0:8080"),
             ("YAML syntax error",
@@ -1389,6 +1685,83 @@ routes:
             (err.line, err.field.as_str()),
             (6, "connections.max_queued_bytes")
         );
+    }
+
+    #[test]
+    fn cache_sizes_may_be_zero() {
+        assert_eq!(AnySize::parse("0").map(|s| s.0), Ok(0));
+        assert_eq!(AnySize::parse("0B").map(|s| s.0), Ok(0));
+        assert!(Size::parse("0").is_err());
+        let c = parse_ok(&format!(
+            "{MINIMAL}cache:\n  partition_bytes: 0\n  total_bytes: 0\n"
+        ));
+        assert_eq!((c.cache.partition_bytes, c.cache.total_bytes), (0, 0));
+        // Equal budgets are fine: one partition may use the whole cache.
+        let c = parse_ok(&format!(
+            "{MINIMAL}cache: {{partition_bytes: 512KiB, total_bytes: 524288}}\n"
+        ));
+        assert_eq!(
+            (c.cache.partition_bytes, c.cache.total_bytes),
+            (512 << 10, 512 << 10)
+        );
+        // Off per partition, with the default total.
+        let c = parse_ok(&format!("{MINIMAL}cache:\n  partition_bytes: 0B\n"));
+        assert_eq!((c.cache.partition_bytes, c.cache.total_bytes), (0, 1 << 30));
+    }
+
+    #[test]
+    fn show_size_uses_the_files_units() {
+        let cases = [
+            (0, "0"),
+            (1000, "1000"),
+            (4096, "4KiB"),
+            (64 << 20, "64MiB"),
+            (3 << 30, "3GiB"),
+            ((1 << 30) + 1024, "1048577KiB"),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(show_size(bytes), want, "{bytes}");
+        }
+    }
+
+    #[test]
+    fn max_lag_forms() {
+        let cases = [
+            ("500000", Some(MaxLag::Records(500_000))),
+            ("0", Some(MaxLag::Records(0))),
+            ("18446744073709551615", Some(MaxLag::Records(u64::MAX))),
+            ("2m", Some(MaxLag::Age(Duration::from_secs(120)))),
+            ("\"1h 30m\"", Some(MaxLag::Age(Duration::from_secs(5400)))),
+            ("250ms", Some(MaxLag::Age(Duration::from_millis(250)))),
+            ("soon", None),
+            ("\"500000\"", None), // a quoted number is a string: no unit
+            ("-1", None),
+            ("0s", None),
+            ("1.5", None),
+            ("[1]", None),
+        ];
+        for (value, want) in cases {
+            let text = format!("{MINIMAL}slow_client:\n  max_lag: {value}\n");
+            match (parse(&text, FILE), want) {
+                (Ok(c), Some(want)) => assert_eq!(c.slow_client.max_lag, want, "{value}"),
+                (Err(e), None) => {
+                    assert_eq!(
+                        (e.line, e.column, e.field.as_str()),
+                        (7, 12, "slow_client.max_lag"),
+                        "{value}: {e}"
+                    );
+                    // Every refusal but the zero duration says what would do.
+                    if value != "0s" {
+                        assert!(
+                            e.message
+                                .contains("a record count (e.g. 500000) or a duration like \"2m\""),
+                            "{value}: {e}"
+                        );
+                    }
+                }
+                (got, want) => panic!("{value}: got {got:?}, want {want:?}"),
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One client connection: request head, then an event stream that is either
 //! live (fed shared frames by the topic hub) or a catch-up cursor (reading
-//! Kafka at its own position until it reaches the hub's heads).
+//! the cache or Kafka at its own position until it reaches the hub's heads;
+//! see `cursor`).
 //!
 //! Frames wait in the connection's outbox as reference-counted slices and
 //! go out as many as fit per `sendmsg` (`MSG_DONTWAIT`). A live connection's
@@ -19,18 +20,18 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use futures::channel::oneshot;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use smallvec::SmallVec;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use crate::config::{EventIdForm, Start};
+use crate::config::Start;
+use crate::cursor;
 use crate::event_id;
 use crate::http::{self, Method};
-use crate::kafka::{Fetched, KafkaError, OffsetQuery, Request, TopicId};
+use crate::kafka::{KafkaError, OffsetQuery, TopicId};
 use crate::metrics::ShardMetrics;
 use crate::shard::{RouteInfo, ShardCtx};
 use crate::sse;
@@ -277,6 +278,27 @@ impl Conn {
         .await
     }
 
+    /// Resolves on the next movement of the topic's heads or the next push
+    /// to the connection (keep-alive, shutdown).
+    pub(crate) async fn wait_for_heads(&self, ctx: &ShardCtx, topic: TopicId) {
+        let mut registered = false;
+        poll_fn(|cx| {
+            if registered || self.notified.replace(false) {
+                return Poll::Ready(());
+            }
+            registered = true;
+            ctx.hub
+                .borrow_mut()
+                .topic_mut(topic)
+                .wait_for_heads(cx.waker());
+            self.waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+        .await;
+        // The conn's pushes may have been what woke us; keep the writer going.
+        self.notified.set(true);
+    }
+
     /// Writes as much of the outbox as the socket takes without blocking.
     /// Returns true when the outbox is empty.
     fn try_send(&self, metrics: &ShardMetrics) -> io::Result<bool> {
@@ -328,7 +350,11 @@ impl Conn {
     }
 
     /// Writes the whole outbox, waiting for socket room as needed.
-    async fn flush(&self, stream: &mut TcpStream, metrics: &ShardMetrics) -> io::Result<()> {
+    pub(crate) async fn flush(
+        &self,
+        stream: &mut TcpStream,
+        metrics: &ShardMetrics,
+    ) -> io::Result<()> {
         while !self.try_send(metrics)? {
             // Socket full: let glommio wait for room and write part of the
             // front frame (its writer sends straight from our slice).
@@ -617,7 +643,7 @@ async fn stream_events(
             .topic_mut(route.topic)
             .join(Rc::clone(conn), route.render),
         StartAt::Position(position) => {
-            Box::pin(catch_up(ctx, conn, stream, route, position)).await?
+            Box::pin(cursor::catch_up(ctx, conn, stream, route, position)).await?
         }
     }
     loop {
@@ -629,7 +655,7 @@ async fn stream_events(
         if let Some(position) = conn.take_demotion() {
             // Boxed like the first catch-up: a live stream's resident
             // future stays small.
-            Box::pin(catch_up(ctx, conn, stream, route, position)).await?;
+            Box::pin(cursor::catch_up(ctx, conn, stream, route, position)).await?;
         }
     }
 }
@@ -641,7 +667,8 @@ async fn configured_start(ctx: &ShardCtx, route: &RouteInfo) -> Result<StartAt, 
             let partitions = ctx.hub.borrow().topic(route.topic).partitions();
             let mut position = Vec::with_capacity(partitions);
             for p in 0..partitions {
-                position.push(offset(ctx, route.topic, p as u32, OffsetQuery::Earliest).await?);
+                position
+                    .push(cursor::offset(ctx, route.topic, p as u32, OffsetQuery::Earliest).await?);
             }
             Ok(StartAt::Position(position))
         }
@@ -652,7 +679,7 @@ fn reset_event(out: &mut Vec<u8>, reason: &str) {
     sse::encode_event(out, None, "reset", json_reason(reason).as_bytes());
 }
 
-fn error_event(out: &mut Vec<u8>, reason: &str) {
+pub(crate) fn error_event(out: &mut Vec<u8>, reason: &str) {
     sse::encode_event(out, None, "error", json_reason(reason).as_bytes());
 }
 
@@ -670,260 +697,6 @@ fn json_reason(reason: &str) -> String {
     }
     s.push_str("\"}");
     s
-}
-
-/// Empty answers (each with `CATCHUP_MAX_WAIT_MS`) for a range the hub has
-/// seen records in, before the range is taken to hold no visible records:
-/// 2.5 s of a broker that answers but returns nothing.
-const EMPTY_FETCHES_BEFORE_SKIP: u8 = 5;
-
-/// Backoff after a failed catch-up fetch; the stream stays open meanwhile
-/// (keep-alives continue).
-const CATCHUP_RETRY: Duration = Duration::from_millis(200);
-
-/// Reads Kafka from `position` until it equals the hub's heads, then joins
-/// the live stream. Exact: every record at or after `position` is delivered
-/// once, in partition order.
-async fn catch_up(
-    ctx: &Rc<ShardCtx>,
-    conn: &Rc<Conn>,
-    stream: &mut TcpStream,
-    route: &RouteInfo,
-    mut position: Vec<i64>,
-) -> io::Result<()> {
-    let topic = route.topic;
-    let mut scratch = Vec::new();
-    let mut id = Vec::new();
-    // Per partition: consecutive fetches that returned nothing new.
-    let mut empty_streak: Vec<u8> = Vec::new();
-    loop {
-        conn.flush(stream, &ctx.metrics).await?;
-        if ctx.shutting_down.get() {
-            return Ok(());
-        }
-        // Partitions that appeared since the id was made start at earliest.
-        let partitions = ctx.hub.borrow().topic(topic).partitions();
-        while position.len() < partitions {
-            let p = position.len() as u32;
-            match offset(ctx, topic, p, OffsetQuery::Earliest).await {
-                Ok(earliest) => position.push(earliest),
-                Err(e) => {
-                    debug!(error = %e, "offset look-up failed; retrying");
-                    glommio::timer::sleep(CATCHUP_RETRY).await;
-                }
-            }
-        }
-        empty_streak.resize(position.len(), 0);
-        // The decision and the join happen with no await in between: this
-        // is what makes the switch to live exact (see hub.rs).
-        let behind: SmallVec<[(u32, i64); 8]> = {
-            let mut hub = ctx.hub.borrow_mut();
-            let ts = hub.topic_mut(topic);
-            if ts.heads() == &position[..] {
-                ts.join(Rc::clone(conn), route.render);
-                return Ok(());
-            }
-            position
-                .iter()
-                .zip(ts.heads())
-                .enumerate()
-                .filter(|(_, (at, head))| at < head)
-                .map(|(p, (at, _))| (p as u32, *at))
-                .collect()
-        };
-        if behind.is_empty() {
-            // Ahead of this shard on some partition (the id came from a
-            // faster shard or instance): wait for the heads to move.
-            wait_for_heads(ctx, conn, topic).await;
-            continue;
-        }
-        let results =
-            futures::future::join_all(behind.iter().map(|&(p, at)| fetch(ctx, topic, p, at))).await;
-        let mut frames = Vec::new();
-        let mut events = 0u32;
-        let mut gaps: SmallVec<[u32; 4]> = SmallVec::new();
-        let mut failed = false;
-        {
-            let hub = ctx.hub.borrow();
-            let ts = hub.topic(topic);
-            for (&(p, at), result) in behind.iter().zip(results) {
-                let pi = p as usize;
-                let head = ts.heads()[pi];
-                match result {
-                    Ok(fetched) => {
-                        let mut reached_head = false;
-                        for rec in &fetched.records {
-                            if rec.offset < position[pi] {
-                                continue;
-                            }
-                            if rec.offset >= head {
-                                reached_head = true;
-                                break;
-                            }
-                            position[pi] = rec.offset + 1;
-                            id.clear();
-                            match route.render.id {
-                                EventIdForm::Progress => event_id::encode_progress(
-                                    ts.hash,
-                                    &position,
-                                    &mut scratch,
-                                    &mut id,
-                                ),
-                                EventIdForm::KeyAndProgress => event_id::encode_key_and_progress(
-                                    rec.record.key.as_deref(),
-                                    ts.hash,
-                                    &position,
-                                    &mut scratch,
-                                    &mut id,
-                                ),
-                            }
-                            sse::encode_record(
-                                &mut frames,
-                                &id,
-                                rec.record.key.as_deref(),
-                                rec.record.value.as_deref(),
-                                route.render.value,
-                            );
-                            events += 1;
-                        }
-                        if reached_head {
-                            // Everything in [position, head) was delivered.
-                            position[pi] = head;
-                            empty_streak[pi] = 0;
-                        } else if fetched.records.iter().any(|r| r.offset >= at) {
-                            empty_streak[pi] = 0;
-                        } else {
-                            // Nothing came back although [position, head)
-                            // held records when the owner fetched it. Ask
-                            // again; only after several empty answers, each
-                            // with a generous wait, is the range taken to
-                            // hold nothing visible (transaction markers,
-                            // compaction) and skipped, loudly.
-                            empty_streak[pi] = empty_streak[pi].saturating_add(1);
-                            if empty_streak[pi] > EMPTY_FETCHES_BEFORE_SKIP
-                                && fetched.high_watermark > position[pi]
-                            {
-                                warn!(topic = %ts.name, partition = p, from = position[pi], to = head.min(fetched.high_watermark), "no visible records in range; skipping");
-                                position[pi] = head.min(fetched.high_watermark);
-                                empty_streak[pi] = 0;
-                            }
-                        }
-                    }
-                    Err(KafkaError::OffsetOutOfRange { .. }) => gaps.push(p),
-                    Err(e) => {
-                        debug!(error = %e, "catch-up fetch failed; retrying");
-                        failed = true;
-                    }
-                }
-            }
-        }
-        if events > 0 {
-            conn.push(Rc::from(frames), events);
-        }
-        for p in gaps {
-            resume_after_gap(ctx, conn, topic, p, &mut position).await;
-        }
-        if failed {
-            glommio::timer::sleep(CATCHUP_RETRY).await;
-        }
-    }
-}
-
-/// The requested offset is no longer (or not yet) in Kafka: continue from
-/// what Kafka holds and tell the client with `event:gap`.
-async fn resume_after_gap(
-    ctx: &ShardCtx,
-    conn: &Conn,
-    topic: TopicId,
-    p: u32,
-    position: &mut [i64],
-) {
-    let pi = p as usize;
-    let earliest = offset(ctx, topic, p, OffsetQuery::Earliest).await;
-    let latest = offset(ctx, topic, p, OffsetQuery::Latest).await;
-    let (Ok(earliest), Ok(latest)) = (earliest, latest) else {
-        glommio::timer::sleep(CATCHUP_RETRY).await;
-        return;
-    };
-    let requested = position[pi];
-    let resumed_at = if requested < earliest {
-        earliest
-    } else {
-        latest.min(requested)
-    };
-    if resumed_at == requested {
-        return;
-    }
-    position[pi] = resumed_at;
-    let data =
-        format!("{{\"partition\":{p},\"requested\":{requested},\"resumed_at\":{resumed_at}}}");
-    let mut frame = Vec::with_capacity(data.len() + 24);
-    sse::encode_event(&mut frame, None, "gap", data.as_bytes());
-    conn.push(Rc::from(frame), 0);
-}
-
-/// Resolves on the next movement of the topic's heads or the next push to
-/// the connection (keep-alive, shutdown).
-async fn wait_for_heads(ctx: &ShardCtx, conn: &Conn, topic: TopicId) {
-    let mut registered = false;
-    poll_fn(|cx| {
-        if registered || conn.notified.replace(false) {
-            return Poll::Ready(());
-        }
-        registered = true;
-        ctx.hub
-            .borrow_mut()
-            .topic_mut(topic)
-            .wait_for_heads(cx.waker());
-        conn.waker.set(Some(cx.waker().clone()));
-        Poll::Pending
-    })
-    .await;
-    // The conn's pushes may have been what woke us; keep the writer going.
-    conn.notified.set(true);
-}
-
-async fn fetch(
-    ctx: &ShardCtx,
-    topic: TopicId,
-    partition: u32,
-    offset: i64,
-) -> Result<Fetched, KafkaError> {
-    ask(ctx, |reply| Request::Fetch {
-        topic,
-        partition,
-        offset,
-        reply,
-    })
-    .await
-}
-
-async fn offset(
-    ctx: &ShardCtx,
-    topic: TopicId,
-    partition: u32,
-    at: OffsetQuery,
-) -> Result<i64, KafkaError> {
-    ask(ctx, |reply| Request::Offset {
-        topic,
-        partition,
-        at,
-        reply,
-    })
-    .await
-}
-
-/// Sends a request to the shard's Kafka sidecar and waits for its answer.
-async fn ask<T>(
-    ctx: &ShardCtx,
-    request: impl FnOnce(oneshot::Sender<Result<T, KafkaError>>) -> Request,
-) -> Result<T, KafkaError> {
-    let (reply, rx) = oneshot::channel();
-    ctx.requests
-        .send_async(request(reply))
-        .await
-        .map_err(|_| KafkaError::Unavailable)?;
-    rx.await.map_err(|_| KafkaError::Unavailable)?
 }
 
 #[cfg(test)]

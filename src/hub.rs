@@ -18,7 +18,9 @@
 //! repeated.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::Waker;
+use std::time::Instant;
 
 use rskafka::record::RecordAndOffset;
 
@@ -26,6 +28,7 @@ use crate::config::EventIdForm;
 use crate::connection::{Conn, Offer};
 use crate::event_id;
 use crate::kafka::{Batch, TopicId};
+use crate::log::{Cache, Limits};
 use crate::metrics::ShardMetrics;
 use crate::sse::{self, ValueEncoding};
 
@@ -274,9 +277,11 @@ impl TopicStream {
     }
 }
 
-/// The topic streams of one shard, indexed by `TopicId`.
+/// The topic streams of one shard, indexed by `TopicId`, and its
+/// partition cache.
 pub struct Hub {
     topics: Vec<TopicStream>,
+    pub cache: Cache,
     /// Some connection has frames waiting for the write pass.
     writes_pending: bool,
     /// The write pass task, when it sleeps.
@@ -284,9 +289,12 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(topics: &[String]) -> Self {
+    /// `shard` of `shards`: which partitions' cache bytes this shard
+    /// reports (see `Cache`).
+    pub fn new(topics: &[String], limits: Limits, shard: usize, shards: usize) -> Self {
         Self {
             topics: topics.iter().cloned().map(TopicStream::new).collect(),
+            cache: Cache::new(limits, topics.len(), shard, shards),
             writes_pending: false,
             write_waker: None,
         }
@@ -308,6 +316,17 @@ impl Hub {
 
     pub fn topic_mut(&mut self, id: TopicId) -> &mut TopicStream {
         &mut self.topics[id.0 as usize]
+    }
+
+    /// A topic's stream and the cache, borrowed together.
+    pub fn topic_and_cache(&mut self, id: TopicId) -> (&mut TopicStream, &mut Cache) {
+        (&mut self.topics[id.0 as usize], &mut self.cache)
+    }
+
+    /// Drops cached records older than the cache's age bound.
+    pub fn evict_expired(&mut self, now: Instant, metrics: &ShardMetrics) {
+        self.cache.evict(now);
+        metrics.cache_bytes.set(self.cache.owned_bytes() as u64);
     }
 
     pub fn all_ready(&self) -> bool {
@@ -333,14 +352,24 @@ impl Hub {
 /// during large fan-outs.
 pub async fn apply_batch(
     hub: &std::cell::RefCell<Hub>,
-    batch: &Batch,
+    batch: &Arc<Batch>,
     budget: usize,
     metrics: &ShardMetrics,
 ) {
     let p = batch.partition as usize;
-    hub.borrow_mut()
-        .topic_mut(batch.topic)
-        .begin_batch(p, batch.from, metrics);
+    {
+        let mut hub = hub.borrow_mut();
+        // Cached before the heads move: a cursor reads the log only below
+        // the heads (see `cursor`), so it never sees a record the live
+        // stream has not passed, and the batch is there for every cursor
+        // the moment the heads pass it.
+        if !batch.records.is_empty() {
+            hub.cache.insert(batch, Instant::now());
+            metrics.cache_bytes.set(hub.cache.owned_bytes() as u64);
+        }
+        hub.topic_mut(batch.topic)
+            .begin_batch(p, batch.from, metrics);
+    }
     let mut pushed_since_check = 0;
     for rec in &batch.records {
         pushed_since_check += hub
@@ -456,15 +485,21 @@ mod tests {
         }
     }
 
-    fn batch(partition: u32, from: i64, to: i64, offsets: std::ops::Range<i64>) -> Batch {
-        Batch {
+    fn batch(partition: u32, from: i64, to: i64, offsets: std::ops::Range<i64>) -> Arc<Batch> {
+        Arc::new(Batch {
             topic: T,
             partition,
             from,
             to,
             records: offsets.map(|o| record(o, &format!("r{o}"))).collect(),
-        }
+        })
     }
+
+    pub(crate) const NO_LIMITS: Limits = Limits {
+        partition_bytes: usize::MAX,
+        total_bytes: usize::MAX,
+        max_age: std::time::Duration::from_secs(3600),
+    };
 
     /// Runs `f` on a glommio executor with a 2-partition hub whose heads
     /// are announced at 0, and a connected socket pair for connections.
@@ -484,7 +519,7 @@ mod tests {
         ex.run(async move {
             let (a, b) = UnixStream::pair().unwrap();
             b.set_nonblocking(true).unwrap();
-            let hub = RefCell::new(Hub::new(&["t".to_owned()]));
+            let hub = RefCell::new(Hub::new(&["t".to_owned()], NO_LIMITS, 0, 1));
             hub.borrow_mut().set_partitions(T, 2);
             let metrics = ShardMetrics::default();
             apply_w(&hub, &batch(0, 0, 0, 0..0), 1 << 20, &metrics).await;
@@ -497,7 +532,7 @@ mod tests {
     }
 
     /// Applies a batch and runs the write pass, as the shard's tasks would.
-    async fn apply_w(hub: &RefCell<Hub>, batch: &Batch, budget: usize, m: &ShardMetrics) {
+    async fn apply_w(hub: &RefCell<Hub>, batch: &Arc<Batch>, budget: usize, m: &ShardMetrics) {
         apply_batch(hub, batch, budget, m).await;
         write_pending(hub, m).await;
     }
@@ -545,10 +580,13 @@ mod tests {
             Box::pin(async move {
                 hub.borrow_mut().topic_mut(T).join(Rc::clone(&conn), RENDER);
                 // Far more than a socket buffer holds, in one batch.
-                let big = Batch {
+                let big = Arc::new(Batch {
+                    topic: T,
+                    partition: 0,
+                    from: 0,
+                    to: 400,
                     records: (0..400).map(|o| record(o, &"x".repeat(4000))).collect(),
-                    ..batch(0, 0, 400, 0..0)
-                };
+                });
                 apply_w(&hub, &big, 1 << 30, &m).await;
                 assert!(conn.queued_frames() > 0, "the socket took 1.6 MB?");
                 // The writer task was woken for the rest.

@@ -29,11 +29,15 @@
 //!   connection; one write pass per shard then sends each connection all it
 //!   has queued with one `sendmsg`, so batches that arrive during a pass
 //!   share the next one.
+//! - Every shard caches the batches it applies in per-partition logs
+//!   (shared `Arc`s, bounded by bytes and age).
 //! - Event ids encode the next offset of every partition the stream has
 //!   passed, so any instance can resume any id exactly. A connection whose
 //!   position is not the hub's head (a resume, `start: earliest`, a slow
-//!   client, a shard that missed batches) is a *cursor*: it reads Kafka at
-//!   its own position and joins the live stream when it reaches the head.
+//!   client, a shard that missed batches) is a *cursor*: it reads the cache
+//!   at its own position, or Kafka (one fetch shared by every cursor that
+//!   needs the range) where the cache does not reach, and joins the live
+//!   stream when it reaches the head.
 //!
 //! ## Module map (in data-flow order)
 //!
@@ -41,8 +45,10 @@
 //! - [`server`]: process wiring, listeners, signals.
 //! - [`shard`]: the per-CPU executors, the mesh and its full-queue policy.
 //! - [`kafka`]: the sidecar: metadata, fetch loops, on-demand requests.
+//! - [`log`]: the partition cache.
 //! - [`hub`]: per-shard topic streams and the live fan-out.
-//! - [`connection`]: request handling, the outbox writer, catch-up cursors.
+//! - [`connection`]: request handling and the outbox writer.
+//! - [`cursor`]: catch-up readers and their shared Kafka fetches.
 //! - Codecs, pure functions of bytes: [`http`] (requests, responses),
 //!   [`router`] (path templates), [`sse`] (event frames and a parser),
 //!   [`event_id`] (the progress id).
@@ -52,10 +58,12 @@ pub mod admin;
 pub mod config;
 pub mod connection;
 pub mod cpus;
+pub mod cursor;
 pub mod event_id;
 pub mod http;
 pub mod hub;
 pub mod kafka;
+pub mod log;
 pub mod metrics;
 pub mod router;
 pub mod server;

@@ -33,6 +33,11 @@ impl Counter {
         );
     }
 
+    /// For gauges.
+    pub fn set(&self, n: u64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
+
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -58,6 +63,23 @@ pub struct ShardMetrics {
     pub records_fetched: Counter,
     pub catchup_fetches: Counter,
     pub kafka_errors: Counter,
+    /// Gauge: bytes the partition cache holds for the partitions this shard
+    /// owns (the shards index the same shared records; each reports its
+    /// own partitions, so the sum is what the process holds).
+    pub cache_bytes: Counter,
+    /// Records catch-up readers took from the partition cache.
+    pub catchup_cached_records: Counter,
+    /// Records catch-up readers took from Kafka fetches.
+    pub catchup_fetched_records: Counter,
+    /// Catch-up readers that waited for a fetch another reader had asked
+    /// for instead of asking Kafka themselves.
+    pub catchup_fetch_joins: Counter,
+    /// Streams ended because their client fell behind by more than
+    /// `slow_client.max_lag`.
+    pub slow_clients_ended: Counter,
+    /// Streams ended because their topic was unavailable for longer than
+    /// `kafka.unavailable_timeout`.
+    pub topic_unavailable_ends: Counter,
     /// Set once this shard has metadata and positions for every topic.
     pub ready: AtomicBool,
 }
@@ -126,9 +148,45 @@ const FAMILIES: &[Family] = &[
     },
     Family {
         name: "sse_kafka_catchup_fetches_total",
-        help: "On-demand fetches for catch-up readers.",
+        help: "Kafka fetches made for catch-up readers (shared by every reader that needs the same range).",
         kind: "counter",
         get: |m| m.catchup_fetches.get(),
+    },
+    Family {
+        name: "sse_kafka_catchup_fetch_joins_total",
+        help: "Catch-up reads that shared a Kafka fetch already under way.",
+        kind: "counter",
+        get: |m| m.catchup_fetch_joins.get(),
+    },
+    Family {
+        name: "sse_kafka_catchup_cached_records_total",
+        help: "Records catch-up readers read from the partition cache.",
+        kind: "counter",
+        get: |m| m.catchup_cached_records.get(),
+    },
+    Family {
+        name: "sse_kafka_catchup_fetched_records_total",
+        help: "Records catch-up readers read from Kafka fetches.",
+        kind: "counter",
+        get: |m| m.catchup_fetched_records.get(),
+    },
+    Family {
+        name: "sse_kafka_cache_bytes",
+        help: "Bytes of records held by the partition cache.",
+        kind: "gauge",
+        get: |m| m.cache_bytes.get(),
+    },
+    Family {
+        name: "sse_kafka_slow_clients_ended_total",
+        help: "Streams ended with an error event because the client fell behind by more than slow_client.max_lag.",
+        kind: "counter",
+        get: |m| m.slow_clients_ended.get(),
+    },
+    Family {
+        name: "sse_kafka_topic_unavailable_ends_total",
+        help: "Streams ended with an error event because their topic was unavailable for longer than kafka.unavailable_timeout.",
+        kind: "counter",
+        get: |m| m.topic_unavailable_ends.get(),
     },
     Family {
         name: "sse_kafka_kafka_errors_total",

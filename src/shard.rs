@@ -21,8 +21,10 @@ use tracing::{info, warn};
 
 use crate::config::{Config, Start};
 use crate::connection::{self, Conn};
+use crate::cursor::Fetches;
 use crate::hub::{self, Hub, Render};
 use crate::kafka::{Batch, Request, ToShard, TopicId};
+use crate::log::Limits;
 use crate::metrics::ShardMetrics;
 use crate::router::{PathTemplate, Router};
 use crate::sse;
@@ -105,6 +107,8 @@ pub struct ShardCtx {
     pub routes: Vec<RouteInfo>,
     pub router: Router,
     pub hub: RefCell<Hub>,
+    /// Kafka fetches in flight for catch-up readers, shared among them.
+    pub fetches: Fetches,
     pub requests: flume::Sender<Request>,
     pub metrics: Arc<ShardMetrics>,
     /// Every open stream, for keep-alives and shutdown.
@@ -199,7 +203,17 @@ async fn run(spec: ShardSpec) {
         config: Arc::clone(&shared.config),
         routes: shared.routes.clone(),
         router,
-        hub: RefCell::new(Hub::new(&shared.topics)),
+        hub: RefCell::new(Hub::new(
+            &shared.topics,
+            Limits {
+                partition_bytes: shared.config.cache.partition_bytes,
+                total_bytes: shared.config.cache.total_bytes,
+                max_age: shared.config.cache.max_age,
+            },
+            spec.id.0,
+            spec.shards,
+        )),
+        fetches: Fetches::default(),
         requests: spec.requests,
         metrics: Arc::clone(&shared.metrics[spec.id.0]),
         conns: RefCell::default(),
@@ -309,7 +323,7 @@ async fn intake(
 /// few enough that a steady inflow cannot hold the writes back.
 const BATCHES_PER_WRITE_PASS: u32 = 32;
 
-async fn apply(ctx: &ShardCtx, batch: &Batch) {
+async fn apply(ctx: &ShardCtx, batch: &Arc<Batch>) {
     hub::apply_batch(
         &ctx.hub,
         batch,
@@ -417,6 +431,9 @@ async fn keepalive_ticker(ctx: Rc<ShardCtx>) {
         if ctx.shutting_down.get() {
             return;
         }
+        ctx.hub
+            .borrow_mut()
+            .evict_expired(std::time::Instant::now(), &ctx.metrics);
         let mut conns = ctx.conns.borrow_mut();
         conns.retain(|c| !c.is_closed());
         for conn in conns.iter() {

@@ -460,10 +460,12 @@ fn slow_client_catches_up_losslessly_without_delaying_others() {
         proxy.metric("sse_kafka_demotions_total") >= 1
     });
     // ... and when it reads again it gets every record once, in order,
-    // from Kafka, then rejoins the live stream.
+    // from the partition cache (Kafka is not asked), then rejoins the live
+    // stream.
     let mut slow_events = slow.take(4 * per);
     assert_complete_and_ordered(&slow_events, 4, per);
-    assert!(proxy.metric("sse_kafka_catchup_fetches_total") >= 1);
+    assert!(proxy.metric("sse_kafka_catchup_cached_records_total") >= 1);
+    assert_eq!(proxy.metric("sse_kafka_catchup_fetches_total"), 0);
     produce_round(&broker, "items", 4, per..per + 1);
     slow_events.extend(slow.take(4));
     assert_complete_and_ordered(&slow_events, 4, per + 1);

@@ -1,0 +1,481 @@
+//! Partition logs: the shard's cache of recent records.
+//!
+//! Every batch a shard applies (fetched by its own sidecar or forwarded by
+//! the owning shard) is already immutable and reference-counted once
+//! (`Arc<Batch>`), so the cache stores the same `Arc`s: no record is copied,
+//! and each shard's logs are an index of data the shards share. A log maps
+//! offset ranges to batches; ranges never overlap, and a range may be
+//! missing (a hole: evicted, never fetched, or skipped by a full mesh
+//! queue), in which case a reader goes to Kafka (see `cursor`). Besides the
+//! live batches, a log takes batches fetched from Kafka for readers behind
+//! it (back-fill), trimmed to the range nothing else covers.
+//!
+//! Bounds: bytes per partition, bytes in total, and age. Eviction drops the
+//! segment that has been in the cache longest; when a partition is over its
+//! own bound, its lowest segment. Every shard applies the same batches with
+//! the same bounds, so the shards keep (nearly) the same segments and the
+//! shared memory stays within `total_bytes` plus what readers still hold.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rskafka::record::RecordAndOffset;
+
+use crate::kafka::{Batch, TopicId};
+
+/// The cache bounds (see `config::CacheConfig`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub partition_bytes: usize,
+    pub total_bytes: usize,
+    pub max_age: Duration,
+}
+
+/// What a record costs in the cache: its bytes plus its in-memory record.
+pub fn record_bytes(r: &RecordAndOffset) -> usize {
+    std::mem::size_of::<RecordAndOffset>()
+        + r.record.key.as_ref().map_or(0, Vec::len)
+        + r.record.value.as_ref().map_or(0, Vec::len)
+        + r.record
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 48)
+            .sum::<usize>()
+}
+
+fn batch_bytes(b: &Batch) -> usize {
+    std::mem::size_of::<Batch>() + b.records.iter().map(record_bytes).sum::<usize>()
+}
+
+struct Segment {
+    batch: Arc<Batch>,
+    bytes: usize,
+    /// Insertion number: tells a live segment from a stale eviction entry.
+    seq: u64,
+}
+
+/// The cached ranges of one partition.
+#[derive(Default)]
+pub struct PartitionLog {
+    /// Keyed by `batch.from`. INVARIANT: ranges `[from, to)` do not overlap.
+    segs: BTreeMap<i64, Segment>,
+    bytes: usize,
+}
+
+impl PartitionLog {
+    /// The cached batch whose range holds `offset`.
+    pub fn lookup(&self, offset: i64) -> Option<&Arc<Batch>> {
+        let (_, seg) = self.segs.range(..=offset).next_back()?;
+        (offset < seg.batch.to).then_some(&seg.batch)
+    }
+
+    /// The start of the first cached range above `offset`.
+    fn next_start(&self, offset: i64) -> Option<i64> {
+        self.segs
+            .range(offset.saturating_add(1)..)
+            .next()
+            .map(|(k, _)| *k)
+    }
+
+    fn overlaps(&self, from: i64, to: i64) -> bool {
+        let below = self
+            .segs
+            .range(..=from)
+            .next_back()
+            .is_some_and(|(_, s)| s.batch.to > from);
+        below || self.next_start(from).is_some_and(|s| s < to)
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The cached ranges, in order (tests and diagnostics).
+    pub fn ranges(&self) -> Vec<(i64, i64)> {
+        self.segs
+            .values()
+            .map(|s| (s.batch.from, s.batch.to))
+            .collect()
+    }
+}
+
+/// A shard's partition logs for every topic.
+pub struct Cache {
+    limits: Limits,
+    /// `[topic][partition]`, grown as partitions appear.
+    logs: Vec<Vec<PartitionLog>>,
+    total: usize,
+    /// Insertion order: (when, seq, topic, partition, from). Entries of
+    /// segments evicted by their partition's bound go stale and are skipped.
+    order: VecDeque<(Instant, u64, u32, u32, i64)>,
+    seq: u64,
+    /// Which partitions this shard owns (`p % shards == shard`): only their
+    /// bytes are reported, so the shards' reports add up to the data held.
+    shard: usize,
+    shards: usize,
+    owned_bytes: usize,
+}
+
+impl Cache {
+    pub fn new(limits: Limits, topics: usize, shard: usize, shards: usize) -> Self {
+        Self {
+            limits,
+            logs: (0..topics).map(|_| Vec::new()).collect(),
+            total: 0,
+            order: VecDeque::new(),
+            seq: 0,
+            shard,
+            shards: shards.max(1),
+            owned_bytes: 0,
+        }
+    }
+
+    pub fn log(&self, topic: TopicId, partition: u32) -> Option<&PartitionLog> {
+        self.logs[topic.0 as usize].get(partition as usize)
+    }
+
+    fn log_mut(&mut self, topic: TopicId, partition: u32) -> &mut PartitionLog {
+        let logs = &mut self.logs[topic.0 as usize];
+        let p = partition as usize;
+        if logs.len() <= p {
+            logs.resize_with(p + 1, PartitionLog::default);
+        }
+        &mut logs[p]
+    }
+
+    /// Bytes held, counting every partition.
+    pub fn total_bytes(&self) -> usize {
+        self.total
+    }
+
+    /// Bytes held for the partitions this shard owns.
+    pub fn owned_bytes(&self) -> usize {
+        self.owned_bytes
+    }
+
+    /// Caches a batch if it fits and overlaps nothing cached. Returns true
+    /// if it was cached. Evicts to stay within the bounds.
+    pub fn insert(&mut self, batch: &Arc<Batch>, now: Instant) -> bool {
+        if batch.from >= batch.to {
+            return false;
+        }
+        let bytes = batch_bytes(batch);
+        if bytes > self.limits.partition_bytes || bytes > self.limits.total_bytes {
+            return false;
+        }
+        let (topic, p) = (batch.topic, batch.partition);
+        if self.log_mut(topic, p).overlaps(batch.from, batch.to) {
+            return false;
+        }
+        self.seq += 1;
+        let seq = self.seq;
+        let log = self.log_mut(topic, p);
+        log.segs.insert(
+            batch.from,
+            Segment {
+                batch: Arc::clone(batch),
+                bytes,
+                seq,
+            },
+        );
+        log.bytes += bytes;
+        self.total += bytes;
+        if self.owns(p) {
+            self.owned_bytes += bytes;
+        }
+        self.order.push_back((now, seq, topic.0, p, batch.from));
+        // This partition over its bound: drop its lowest ranges.
+        while self.log_mut(topic, p).bytes > self.limits.partition_bytes {
+            let from = *self
+                .log_mut(topic, p)
+                .segs
+                .keys()
+                .next()
+                .expect("bytes > 0");
+            self.remove(topic, p, from);
+        }
+        self.evict(now);
+        true
+    }
+
+    /// Drops the segments that are over the total bound or older than the
+    /// age bound, longest cached first.
+    pub fn evict(&mut self, now: Instant) {
+        while let Some(&(at, seq, t, p, from)) = self.order.front() {
+            let over = self.total > self.limits.total_bytes;
+            let old = now.saturating_duration_since(at) > self.limits.max_age;
+            if !over && !old {
+                break;
+            }
+            self.order.pop_front();
+            let live = self
+                .log(TopicId(t), p)
+                .and_then(|l| l.segs.get(&from))
+                .is_some_and(|s| s.seq == seq);
+            if live {
+                self.remove(TopicId(t), p, from);
+            }
+        }
+        // Stale entries (segments a partition bound removed) would pile up
+        // when nothing else evicts: drop them once they dominate.
+        let live_segments: usize = self.logs.iter().flatten().map(|l| l.segs.len()).sum();
+        if self.order.len() > 2 * live_segments + 64 {
+            let logs = &self.logs;
+            self.order.retain(|&(_, seq, t, p, from)| {
+                logs[t as usize]
+                    .get(p as usize)
+                    .and_then(|l| l.segs.get(&from))
+                    .is_some_and(|s| s.seq == seq)
+            });
+        }
+    }
+
+    fn remove(&mut self, topic: TopicId, p: u32, from: i64) {
+        let owned = self.owns(p);
+        let log = self.log_mut(topic, p);
+        if let Some(seg) = log.segs.remove(&from) {
+            log.bytes -= seg.bytes;
+            self.total -= seg.bytes;
+            if owned {
+                self.owned_bytes -= seg.bytes;
+            }
+        }
+    }
+
+    fn owns(&self, p: u32) -> bool {
+        p as usize % self.shards == self.shard
+    }
+
+    /// Turns records fetched from Kafka at `at` (for readers the cache did
+    /// not serve) into a batch covering what no cached range covers, below
+    /// `limit` (the hub's head: the live stream caches what follows), and
+    /// caches it. Returns the batch that now holds `at`: the new one, or the
+    /// cached one if another fetch got there first. `None` when Kafka
+    /// returned nothing at or after `at`.
+    pub fn backfill(
+        &mut self,
+        topic: TopicId,
+        p: u32,
+        at: i64,
+        limit: i64,
+        records: Vec<RecordAndOffset>,
+        now: Instant,
+    ) -> Option<Arc<Batch>> {
+        let log = self.log_mut(topic, p);
+        if let Some(cached) = log.lookup(at) {
+            return Some(Arc::clone(cached));
+        }
+        let limit = log.next_start(at).map_or(limit, |s| s.min(limit));
+        let last = records.last()?.offset;
+        if last < at {
+            return None;
+        }
+        // Everything fetched in [at, to) is known: a record missing from it
+        // is not visible (deleted by compaction, a transaction marker).
+        let to = (last + 1).min(limit);
+        let records: Vec<_> = records
+            .into_iter()
+            .filter(|r| r.offset >= at && r.offset < to)
+            .collect();
+        let batch = Arc::new(Batch {
+            topic,
+            partition: p,
+            from: at,
+            to,
+            records,
+        });
+        self.insert(&batch, now);
+        Some(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rskafka::chrono::DateTime;
+    use rskafka::record::Record;
+
+    const T: TopicId = TopicId(0);
+
+    fn rec(offset: i64, len: usize) -> RecordAndOffset {
+        RecordAndOffset {
+            record: Record {
+                key: None,
+                value: Some(vec![b'x'; len]),
+                headers: Default::default(),
+                timestamp: DateTime::from_timestamp(0, 0).unwrap(),
+            },
+            offset,
+        }
+    }
+
+    fn batch(p: u32, from: i64, to: i64) -> Arc<Batch> {
+        Arc::new(Batch {
+            topic: T,
+            partition: p,
+            from,
+            to,
+            records: (from..to).map(|o| rec(o, 100)).collect(),
+        })
+    }
+
+    fn unbounded() -> Limits {
+        Limits {
+            partition_bytes: usize::MAX,
+            total_bytes: usize::MAX,
+            max_age: Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn lookup_finds_the_range_holding_an_offset() {
+        let mut c = Cache::new(unbounded(), 1, 0, 1);
+        let now = Instant::now();
+        assert!(c.insert(&batch(0, 0, 5), now));
+        assert!(c.insert(&batch(0, 5, 9), now));
+        assert!(c.insert(&batch(0, 20, 22), now));
+        let log = c.log(T, 0).unwrap();
+        assert_eq!(log.lookup(0).unwrap().from, 0);
+        assert_eq!(log.lookup(4).unwrap().from, 0);
+        assert_eq!(log.lookup(5).unwrap().from, 5);
+        assert_eq!(log.lookup(8).unwrap().from, 5);
+        assert!(log.lookup(9).is_none(), "a hole");
+        assert!(log.lookup(22).is_none());
+        assert_eq!(log.lookup(21).unwrap().from, 20);
+        assert!(c.log(T, 1).is_none());
+    }
+
+    #[test]
+    fn overlapping_and_empty_batches_are_refused() {
+        let mut c = Cache::new(unbounded(), 1, 0, 1);
+        let now = Instant::now();
+        assert!(c.insert(&batch(0, 10, 20), now));
+        for (from, to) in [(5, 11), (19, 25), (12, 13), (0, 30)] {
+            assert!(!c.insert(&batch(0, from, to), now), "[{from},{to})");
+        }
+        assert!(!c.insert(&batch(0, 30, 30), now));
+        assert!(c.insert(&batch(0, 5, 10), now));
+        assert!(c.insert(&batch(0, 20, 25), now));
+        assert_eq!(c.log(T, 0).unwrap().ranges(), [(5, 10), (10, 20), (20, 25)]);
+    }
+
+    #[test]
+    fn partition_bound_evicts_its_lowest_ranges() {
+        let one = batch_bytes(&batch(0, 0, 10));
+        let limits = Limits {
+            partition_bytes: 2 * one,
+            ..unbounded()
+        };
+        let mut c = Cache::new(limits, 1, 0, 1);
+        let now = Instant::now();
+        for i in 0..4 {
+            assert!(c.insert(&batch(0, i * 10, i * 10 + 10), now));
+        }
+        assert!(c.insert(&batch(1, 0, 10), now));
+        assert_eq!(c.log(T, 0).unwrap().ranges(), [(20, 30), (30, 40)]);
+        assert_eq!(c.log(T, 1).unwrap().ranges(), [(0, 10)]);
+        assert_eq!(c.total_bytes(), 3 * one);
+    }
+
+    #[test]
+    fn total_bound_and_age_evict_longest_cached_first() {
+        let one = batch_bytes(&batch(0, 0, 10));
+        let limits = Limits {
+            total_bytes: 3 * one,
+            max_age: Duration::from_secs(10),
+            ..unbounded()
+        };
+        let mut c = Cache::new(limits, 1, 0, 1);
+        let t0 = Instant::now();
+        c.insert(&batch(0, 0, 10), t0);
+        c.insert(&batch(1, 0, 10), t0 + Duration::from_secs(1));
+        c.insert(&batch(0, 10, 20), t0 + Duration::from_secs(2));
+        c.insert(&batch(1, 10, 20), t0 + Duration::from_secs(3));
+        // Over the total: the first inserted went.
+        assert_eq!(c.log(T, 0).unwrap().ranges(), [(10, 20)]);
+        assert_eq!(c.log(T, 1).unwrap().ranges(), [(0, 10), (10, 20)]);
+        // Age: everything inserted more than 10 s before now.
+        c.evict(t0 + Duration::from_millis(11_500));
+        assert_eq!(c.log(T, 0).unwrap().ranges(), [(10, 20)]);
+        assert_eq!(c.log(T, 1).unwrap().ranges(), [(10, 20)]);
+        c.evict(t0 + Duration::from_secs(60));
+        assert_eq!(c.total_bytes(), 0);
+        assert!(c.order.is_empty());
+    }
+
+    #[test]
+    fn owned_bytes_count_only_this_shards_partitions() {
+        let mut c = Cache::new(unbounded(), 1, 1, 2);
+        let now = Instant::now();
+        c.insert(&batch(0, 0, 10), now);
+        c.insert(&batch(1, 0, 10), now);
+        c.insert(&batch(3, 0, 5), now);
+        assert_eq!(
+            c.owned_bytes(),
+            batch_bytes(&batch(1, 0, 10)) + batch_bytes(&batch(3, 0, 5))
+        );
+        assert!(c.total_bytes() > c.owned_bytes());
+    }
+
+    #[test]
+    fn backfill_covers_only_what_nothing_else_covers() {
+        let mut c = Cache::new(unbounded(), 1, 0, 1);
+        let now = Instant::now();
+        c.insert(&batch(0, 100, 110), now);
+        // Kafka returns whole record batches: from 90 (before `at`) to 104.
+        let fetched: Vec<_> = (90..105).map(|o| rec(o, 10)).collect();
+        let b = c.backfill(T, 0, 95, 110, fetched, now).unwrap();
+        assert_eq!((b.from, b.to), (95, 100));
+        let offsets: Vec<_> = b.records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, [95, 96, 97, 98, 99]);
+        assert_eq!(c.log(T, 0).unwrap().ranges(), [(95, 100), (100, 110)]);
+        // Already covered: the cached batch.
+        let again = c.backfill(T, 0, 97, 110, vec![rec(97, 1)], now).unwrap();
+        assert!(Arc::ptr_eq(&again, &b));
+        // Nothing at or after `at`.
+        assert!(c.backfill(T, 0, 50, 110, vec![rec(40, 1)], now).is_none());
+        assert!(c.backfill(T, 0, 50, 110, Vec::new(), now).is_none());
+    }
+
+    #[test]
+    fn backfill_stops_at_the_head_and_marks_invisible_ranges() {
+        let mut c = Cache::new(unbounded(), 1, 0, 1);
+        let now = Instant::now();
+        // The head is 30: records past it belong to the live stream.
+        let b = c
+            .backfill(T, 0, 20, 30, (20..40).map(|o| rec(o, 1)).collect(), now)
+            .unwrap();
+        assert_eq!((b.from, b.to, b.records.len()), (20, 30, 10));
+        // Offsets 0..10 hold nothing visible: the first record is at 10.
+        let b = c
+            .backfill(T, 0, 0, 30, (10..15).map(|o| rec(o, 1)).collect(), now)
+            .unwrap();
+        assert_eq!((b.from, b.to), (0, 15));
+        assert_eq!(b.records.first().unwrap().offset, 10);
+        // A fetch past the next cached range: cut where it starts, even
+        // with no record in between.
+        let b = c
+            .backfill(T, 0, 15, 30, (25..26).map(|o| rec(o, 1)).collect(), now)
+            .unwrap();
+        assert_eq!((b.from, b.to, b.records.len()), (15, 20, 0));
+        assert_eq!(c.log(T, 0).unwrap().ranges(), [(0, 15), (15, 20), (20, 30)]);
+    }
+
+    #[test]
+    fn a_disabled_cache_still_hands_back_fetched_batches() {
+        let limits = Limits {
+            partition_bytes: 0,
+            total_bytes: 0,
+            max_age: Duration::from_secs(1),
+        };
+        let mut c = Cache::new(limits, 1, 0, 1);
+        let now = Instant::now();
+        assert!(!c.insert(&batch(0, 0, 10), now));
+        let b = c
+            .backfill(T, 0, 0, 10, (0..10).map(|o| rec(o, 1)).collect(), now)
+            .unwrap();
+        assert_eq!(b.records.len(), 10);
+        assert_eq!(c.total_bytes(), 0);
+    }
+}
