@@ -99,6 +99,9 @@ pub struct Conn {
     /// the position the connection had reached.
     demoted: RefCell<Option<Vec<i64>>>,
     closed: Cell<bool>,
+    /// The stream ends once its outbox is written (an error event is the
+    /// last frame).
+    ending: Cell<bool>,
     /// The writer task is waiting for socket room with part of the front
     /// frame in flight: nobody else may write until it is done.
     writing: Cell<bool>,
@@ -118,6 +121,7 @@ impl Conn {
             waker: Cell::new(None),
             demoted: RefCell::new(None),
             closed: Cell::new(false),
+            ending: Cell::new(false),
             writing: Cell::new(false),
             idle_ticks: Cell::new(0),
             keepalive_ticks,
@@ -244,6 +248,13 @@ impl Conn {
         ob.frames.clear();
         ob.front_sent = 0;
         ob.bytes = 0;
+    }
+
+    /// Queues the stream's last frame: the connection's task writes it and
+    /// ends the stream.
+    pub fn end(&self, last: Rc<[u8]>) {
+        self.ending.set(true);
+        self.push(last, 0);
     }
 
     /// Called by the hub when it removes the connection from the broadcast.
@@ -390,6 +401,8 @@ enum Plan {
     Stream {
         route: usize,
         last_event_id: Option<Vec<u8>>,
+        /// `?since=`, in milliseconds since the epoch.
+        since: Option<i64>,
         allow_origin: Option<Vec<u8>>,
     },
 }
@@ -411,7 +424,7 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
             return;
         }
     };
-    let (route_idx, last_event_id, allow_origin) = match plan {
+    let (route_idx, last_event_id, since, allow_origin) = match plan {
         Plan::Respond(bytes) => {
             ctx.metrics.http_errors.inc();
             let _ = stream.write_all(&bytes).await;
@@ -421,8 +434,9 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
         Plan::Stream {
             route,
             last_event_id,
+            since,
             allow_origin,
-        } => (route, last_event_id, allow_origin),
+        } => (route, last_event_id, since, allow_origin),
     };
     let route = &ctx.routes[route_idx];
     let conn = Rc::new(Conn::new(
@@ -437,7 +451,11 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
     // a write could reach whatever reuses the number. The guard also covers
     // the task being dropped mid-stream.
     let closing = MarkClosed(&conn);
-    let result = stream_events(&ctx, &conn, &mut stream, route, last_event_id, allow_origin).await;
+    let requested = Requested {
+        last_event_id,
+        since,
+    };
+    let result = stream_events(&ctx, &conn, &mut stream, route, requested, allow_origin).await;
     if let Err(e) = result {
         debug!(error = %e, route = %ctx.config.routes[route_idx].path, "stream ended");
     }
@@ -562,15 +580,39 @@ fn plan_for(ctx: &ShardCtx, head: &http::RequestHead<'_>) -> Plan {
         }
     }
     let info = &ctx.routes[route];
-    if !ctx.hub.borrow().topic(info.topic).ready() {
-        http::write_error(
-            &mut out,
-            503,
-            "kafka metadata for this topic is not loaded yet",
-            Some(1),
-        );
-        return Plan::Respond(out);
+    {
+        let hub = ctx.hub.borrow();
+        let ts = hub.topic(info.topic);
+        if !ts.ready() {
+            http::write_error(
+                &mut out,
+                503,
+                "kafka metadata for this topic is not loaded yet",
+                Some(1),
+            );
+            return Plan::Respond(out);
+        }
+        if let Some((_, why)) = ts.unavailable() {
+            let reason = format!("kafka cannot serve this topic now: {why}");
+            http::write_error(&mut out, 503, &reason, Some(UNAVAILABLE_RETRY_AFTER));
+            return Plan::Respond(out);
+        }
     }
+    let since = match http::query_param(head.query, "since") {
+        None => None,
+        Some(text) => match parse_since(&text) {
+            Some(ms) => Some(ms),
+            None => {
+                http::write_error(
+                    &mut out,
+                    400,
+                    "since: expected an RFC 3339 time (2026-11-28T09:00:00Z) or milliseconds since the epoch",
+                    None,
+                );
+                return Plan::Respond(out);
+            }
+        },
+    };
     if ctx.metrics.connections_open.get() as usize >= ctx.max_connections {
         http::write_error(&mut out, 503, "connection limit reached", Some(1));
         return Plan::Respond(out);
@@ -582,8 +624,29 @@ fn plan_for(ctx: &ShardCtx, head: &http::RequestHead<'_>) -> Plan {
     Plan::Stream {
         route,
         last_event_id,
+        since,
         allow_origin: allow_origin.map(<[u8]>::to_vec),
     }
+}
+
+/// Seconds a client is asked to wait when Kafka cannot serve its topic.
+const UNAVAILABLE_RETRY_AFTER: u64 = 5;
+
+/// `?since=`: an RFC 3339 time or milliseconds since the epoch.
+fn parse_since(text: &str) -> Option<i64> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().ok();
+    }
+    rskafka::chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// Where the client asked to start: its last event id wins over `since`,
+/// which wins over the route's `start`.
+struct Requested {
+    last_event_id: Option<Vec<u8>>,
+    since: Option<i64>,
 }
 
 async fn stream_events(
@@ -591,14 +654,19 @@ async fn stream_events(
     conn: &Rc<Conn>,
     stream: &mut TcpStream,
     route: &RouteInfo,
-    last_event_id: Option<Vec<u8>>,
+    requested: Requested,
     allow_origin: Option<Vec<u8>>,
 ) -> io::Result<()> {
+    let Requested {
+        last_event_id,
+        since,
+    } = requested;
     let mut head = Vec::with_capacity(256);
     http::write_stream_head(&mut head, allow_origin.as_deref());
     sse::encode_retry(&mut head, ctx.retry_millis());
     let hash = ctx.hub.borrow().topic(route.topic).hash;
-    let plain_live = last_event_id.is_none() && matches!(route.start, Start::Live);
+    let plain_live =
+        last_event_id.is_none() && since.is_none() && matches!(route.start, Start::Live);
     let start = if plain_live {
         // The common case needs no look-up (and no boxed future).
         Ok(StartAt::Live)
@@ -610,17 +678,17 @@ async fn stream_events(
                         let partitions = ctx.hub.borrow().topic(route.topic).partitions();
                         if position.len() > partitions {
                             reset_event(&mut head, "id names more partitions than the topic has");
-                            configured_start(ctx, route).await
+                            start_without_id(ctx, route, since).await
                         } else {
                             Ok(StartAt::Position(position))
                         }
                     }
                     Err(e) => {
                         reset_event(&mut head, &e.to_string());
-                        configured_start(ctx, route).await
+                        start_without_id(ctx, route, since).await
                     }
                 },
-                None => configured_start(ctx, route).await,
+                None => start_without_id(ctx, route, since).await,
             }
         })
         .await
@@ -649,7 +717,7 @@ async fn stream_events(
     loop {
         conn.notified().await;
         conn.flush(stream, &ctx.metrics).await?;
-        if ctx.shutting_down.get() {
+        if ctx.shutting_down.get() || conn.ending.get() {
             return Ok(());
         }
         if let Some(position) = conn.take_demotion() {
@@ -660,19 +728,22 @@ async fn stream_events(
     }
 }
 
-async fn configured_start(ctx: &ShardCtx, route: &RouteInfo) -> Result<StartAt, KafkaError> {
-    match route.start {
-        Start::Live => Ok(StartAt::Live),
-        Start::Earliest => {
-            let partitions = ctx.hub.borrow().topic(route.topic).partitions();
-            let mut position = Vec::with_capacity(partitions);
-            for p in 0..partitions {
-                position
-                    .push(cursor::offset(ctx, route.topic, p as u32, OffsetQuery::Earliest).await?);
-            }
-            Ok(StartAt::Position(position))
-        }
-    }
+/// The start of a stream without a usable id: `since` (a Kafka look-up by
+/// timestamp per partition), else the route's `start`.
+async fn start_without_id(
+    ctx: &ShardCtx,
+    route: &RouteInfo,
+    since: Option<i64>,
+) -> Result<StartAt, KafkaError> {
+    let query = match (since, route.start) {
+        (Some(ms), _) => OffsetQuery::Timestamp(ms),
+        (None, Start::Live) => return Ok(StartAt::Live),
+        (None, Start::Earliest) => OffsetQuery::Earliest,
+    };
+    let partitions = ctx.hub.borrow().topic(route.topic).partitions();
+    let lookups = (0..partitions).map(|p| cursor::offset(ctx, route.topic, p as u32, query));
+    let position = futures::future::try_join_all(lookups).await?;
+    Ok(StartAt::Position(position))
 }
 
 fn reset_event(out: &mut Vec<u8>, reason: &str) {
@@ -717,6 +788,30 @@ mod tests {
         assert_eq!(ob.advance(3), 2);
         assert!(ob.frames.is_empty());
         assert_eq!(ob.bytes, 0);
+    }
+
+    #[test]
+    fn since_is_rfc_3339_or_epoch_millis() {
+        assert_eq!(parse_since("1700000000123"), Some(1_700_000_000_123));
+        assert_eq!(parse_since("0"), Some(0));
+        assert_eq!(
+            parse_since("2023-11-14T22:13:20.123Z"),
+            Some(1_700_000_000_123)
+        );
+        assert_eq!(
+            parse_since("2023-11-15T00:13:20+02:00"),
+            Some(1_700_000_000_000)
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "-5",
+            "1.5",
+            "2023-11-14",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_since(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

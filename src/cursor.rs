@@ -297,6 +297,18 @@ pub async fn catch_up(
         if ctx.shutting_down.get() {
             return Ok(());
         }
+        let gone = {
+            let hub = ctx.hub.borrow();
+            let ts = hub.topic(topic);
+            let timeout = ctx.config.kafka.unavailable_timeout;
+            ts.unavailable()
+                .filter(|(since, _)| since.elapsed() > timeout)
+                .map(|(_, why)| crate::shard::unavailable_reason(&ts.name, why, timeout))
+        };
+        if let Some(reason) = gone {
+            ctx.metrics.topic_unavailable_ends.inc();
+            return end_with_error(ctx, conn, stream, reason).await;
+        }
         // Partitions that appeared since the id was made start at earliest.
         let partitions = ctx.hub.borrow().topic(topic).partitions();
         while position.len() < partitions {
@@ -360,12 +372,7 @@ pub async fn catch_up(
             .map(|ts| (now_millis() - ts).max(0) as u64);
         if let Some(reason) = lag.exceeded(behind_by, age_ms) {
             ctx.metrics.slow_clients_ended.inc();
-            enc.frames.clear();
-            let mut frame = Vec::new();
-            connection::error_event(&mut frame, &reason);
-            conn.push(Rc::from(frame), 0);
-            conn.flush(stream, &ctx.metrics).await?;
-            return Err(io::Error::other(reason));
+            return end_with_error(ctx, conn, stream, reason).await;
         }
         if !enc.frames.is_empty() {
             enc.push_to(conn);
@@ -440,6 +447,21 @@ pub async fn catch_up(
             glommio::timer::sleep(CATCHUP_RETRY).await;
         }
     }
+}
+
+/// Ends the stream with `event:error` (the client reconnects and resumes
+/// from its last id).
+async fn end_with_error(
+    ctx: &ShardCtx,
+    conn: &Conn,
+    stream: &mut TcpStream,
+    reason: String,
+) -> io::Result<()> {
+    let mut frame = Vec::new();
+    connection::error_event(&mut frame, &reason);
+    conn.push(Rc::from(frame), 0);
+    conn.flush(stream, &ctx.metrics).await?;
+    Err(io::Error::other(reason))
 }
 
 fn now_millis() -> i64 {

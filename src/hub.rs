@@ -59,6 +59,10 @@ pub struct TopicStream {
     /// Next offset per partition. INVARIANT: `heads.len() == known.len()`.
     heads: Vec<i64>,
     known: Vec<bool>,
+    /// Every partition's position was known once (see `ready`).
+    was_ready: bool,
+    /// Set while Kafka cannot serve the topic: since when, and why.
+    unavailable: Option<(Instant, String)>,
     groups: Vec<Group>,
     /// Catch-up readers waiting for the heads to move.
     waiters: Vec<Waker>,
@@ -80,6 +84,8 @@ impl TopicStream {
             partitions: None,
             heads: Vec::new(),
             known: Vec::new(),
+            was_ready: false,
+            unavailable: None,
             groups: Vec::new(),
             waiters: Vec::new(),
             id_scratch: Vec::new(),
@@ -92,11 +98,53 @@ impl TopicStream {
 
     /// True once the partition count and the position of every partition
     /// are known.
+    ///
+    /// Once true it stays true: partitions added later join the stream when
+    /// their fetch loops announce them (a live stream's position on such a
+    /// partition is its start, where those loops begin reading).
     pub fn ready(&self) -> bool {
-        match self.partitions {
-            Some(n) => self.known.len() >= n && self.known[..n].iter().all(|k| *k),
-            None => false,
+        self.was_ready
+    }
+
+    fn update_ready(&mut self) {
+        if !self.was_ready {
+            self.was_ready = match self.partitions {
+                Some(n) => self.known.len() >= n && self.known[..n].iter().all(|k| *k),
+                None => false,
+            };
         }
+    }
+
+    /// Since when and why Kafka cannot serve this topic, if it cannot.
+    pub fn unavailable(&self) -> Option<&(Instant, String)> {
+        self.unavailable.as_ref()
+    }
+
+    /// Records what the sidecar's metadata watch reported, and wakes the
+    /// waiting cursors so they look.
+    pub fn set_available(&mut self, available: bool, reason: String, now: Instant) {
+        if available {
+            self.unavailable = None;
+        } else if self.unavailable.is_none() {
+            self.unavailable = Some((now, reason));
+        }
+        self.wake_waiters();
+    }
+
+    /// Ends every live stream with `frame` (an error event): the topic has
+    /// been unavailable for too long. Returns how many were ended.
+    pub fn end_live(&mut self, frame: &Rc<[u8]>) -> u64 {
+        let mut ended = 0;
+        for g in &mut self.groups {
+            for conn in g.conns.drain(..) {
+                if !conn.is_closed() {
+                    conn.end(Rc::clone(frame));
+                    ended += 1;
+                }
+            }
+        }
+        self.wake_waiters();
+        ended
     }
 
     /// The heads of all partitions; meaningful once `ready()`.
@@ -178,6 +226,7 @@ impl TopicStream {
         if !self.known[p] {
             self.known[p] = true;
             self.heads[p] = from;
+            self.update_ready();
         } else if from > self.heads[p] {
             // Records [head, from) never reached this shard (a full mesh
             // queue, or the fetch loop jumped after an out-of-range reset).
@@ -335,8 +384,9 @@ impl Hub {
 
     pub fn set_partitions(&mut self, id: TopicId, partitions: u32) {
         let ts = self.topic_mut(id);
-        ts.partitions = Some(partitions as usize);
+        ts.partitions = Some(ts.partitions.unwrap_or(0).max(partitions as usize));
         ts.ensure_partition(partitions as usize - 1);
+        ts.update_ready();
         ts.wake_waiters();
     }
 
@@ -365,6 +415,19 @@ pub async fn apply_batch(
         // the moment the heads pass it.
         if !batch.records.is_empty() {
             hub.cache.insert(batch, Instant::now());
+            metrics.cache_bytes.set(hub.cache.owned_bytes() as u64);
+        }
+        let ts = hub.topic_mut(batch.topic);
+        if batch.records.is_empty()
+            && ts.known.get(p).copied().unwrap_or(false)
+            && batch.from < ts.heads[p]
+        {
+            // An announcement below the head: the partition's log was
+            // replaced (the topic was deleted and created again). Its
+            // cached records belong to the old log; the live streams go on
+            // with the new one from its start.
+            ts.heads[p] = batch.from;
+            hub.cache.clear_partition(batch.topic, batch.partition);
             metrics.cache_bytes.set(hub.cache.owned_bytes() as u64);
         }
         hub.topic_mut(batch.topic)

@@ -50,8 +50,16 @@ pub struct Batch {
 /// What a sidecar tells its shard.
 #[derive(Debug)]
 pub enum ToShard {
-    /// Metadata for a topic is known: it has this many partitions.
+    /// Metadata for a topic is known: it has this many partitions (sent
+    /// again when partitions are added).
     Meta { topic: TopicId, partitions: u32 },
+    /// The topic became unavailable (the broker does not answer, or the
+    /// topic is gone), or available again.
+    Health {
+        topic: TopicId,
+        available: bool,
+        reason: String,
+    },
     /// A batch fetched by an owned partition's fetch loop.
     Batch(Arc<Batch>),
 }
@@ -61,6 +69,10 @@ pub enum ToShard {
 pub enum OffsetQuery {
     Earliest,
     Latest,
+    /// The first offset whose record timestamp is at or after this many
+    /// milliseconds since the epoch (Kafka ListOffsets by timestamp); the
+    /// latest offset when no record is that recent.
+    Timestamp(i64),
 }
 
 /// Records fetched on demand for a catch-up reader.
@@ -142,6 +154,27 @@ pub struct Sidecar {
     pub to_shard: flume::Sender<ToShard>,
     pub requests: flume::Receiver<Request>,
     pub metrics: Arc<ShardMetrics>,
+    /// Per topic, what the metadata watch last saw.
+    pub watches: Box<[TopicWatch]>,
+}
+
+/// What a sidecar's metadata watch knows about a topic; read by the
+/// topic's fetch loops (same thread).
+#[derive(Debug)]
+pub struct TopicWatch {
+    /// As last reported to the shard.
+    available: std::cell::Cell<bool>,
+    /// Metadata answers that listed the topic.
+    found: std::cell::Cell<u64>,
+}
+
+impl Default for TopicWatch {
+    fn default() -> Self {
+        Self {
+            available: std::cell::Cell::new(true),
+            found: std::cell::Cell::new(0),
+        }
+    }
 }
 
 impl Sidecar {
@@ -177,7 +210,7 @@ impl Sidecar {
         let me = Arc::new(self);
         for (idx, name) in me.topics.iter().enumerate() {
             let topic = TopicId(idx as u32);
-            tokio::task::spawn_local(Arc::clone(&me).discover(
+            tokio::task::spawn_local(Arc::clone(&me).watch(
                 Arc::clone(&client),
                 topic,
                 name.clone(),
@@ -233,11 +266,7 @@ impl Sidecar {
                     let name = me.topics[topic.0 as usize].clone();
                     tokio::task::spawn_local(async move {
                         let result = match pc.await {
-                            Ok(pc) => pc
-                                .get_offset(match at {
-                                    OffsetQuery::Earliest => OffsetAt::Earliest,
-                                    OffsetQuery::Latest => OffsetAt::Latest,
-                                })
+                            Ok(pc) => lookup_offset(&pc, at)
                                 .await
                                 .map_err(|e| map_error(&name, partition, -1, e)),
                             Err(e) => Err(e),
@@ -278,57 +307,118 @@ impl Sidecar {
         }
     }
 
-    /// Waits for the topic's metadata, tells the shard, and starts a fetch
-    /// loop for each partition this shard owns.
-    async fn discover(self: Arc<Self>, client: Arc<Client>, topic: TopicId, name: String) {
-        let partitions = loop {
-            match client.list_topics().await {
-                Ok(topics) => {
-                    if let Some(t) = topics.iter().find(|t| t.name == name) {
-                        if !t.partitions.is_empty() {
-                            break t.partitions.len() as u32;
+    /// Watches a topic's metadata for the life of the shard: waits for the
+    /// topic to exist, tells the shard its partition count and starts a
+    /// fetch loop for each partition this shard owns; then refreshes every
+    /// `kafka.metadata_refresh` to discover added partitions (whose loops
+    /// start at their earliest offset, so nothing produced to them is
+    /// missed) and to tell the shard when the topic becomes unavailable
+    /// (the broker does not answer, or the topic is gone) and available
+    /// again. `list_topics` never creates a topic, whatever the broker's
+    /// auto-create setting.
+    async fn watch(self: Arc<Self>, client: Arc<Client>, topic: TopicId, name: String) {
+        let watch = &self.watches[topic.0 as usize];
+        let mut started = 0u32;
+        loop {
+            let found = client.list_topics().await.map(|topics| {
+                topics
+                    .iter()
+                    .find(|t| t.name == name)
+                    .map(|t| t.partitions.len() as u32)
+                    .filter(|n| *n > 0)
+            });
+            let trouble = match found {
+                Ok(Some(partitions)) => {
+                    watch.found.set(watch.found.get() + 1);
+                    if partitions > started {
+                        info!(shard = self.shard.0, topic = %name, partitions, "topic metadata loaded");
+                        if self
+                            .to_shard
+                            .send_async(ToShard::Meta { topic, partitions })
+                            .await
+                            .is_err()
+                        {
+                            return;
                         }
+                        // At start-up, streams begin at the end of the
+                        // log; partitions added later are read whole.
+                        let from = if started == 0 {
+                            OffsetAt::Latest
+                        } else {
+                            OffsetAt::Earliest
+                        };
+                        for partition in (started..partitions)
+                            .filter(|p| *p as usize % self.shards == self.shard.0)
+                        {
+                            tokio::task::spawn_local(Arc::clone(&self).fetch_loop(
+                                Arc::clone(&client),
+                                topic,
+                                name.clone(),
+                                partition,
+                                from,
+                            ));
+                        }
+                        started = partitions;
                     }
-                    debug!(topic = %name, "topic not found yet");
+                    None
+                }
+                Ok(None) => {
+                    debug!(topic = %name, "topic not found");
+                    Some("the topic does not exist".to_owned())
                 }
                 Err(e) => {
                     self.metrics.kafka_errors.inc();
                     warn!(topic = %name, error = %e, "metadata request failed");
+                    Some(format!("kafka does not answer: {e}"))
+                }
+            };
+            if started > 0 {
+                let available = trouble.is_none();
+                if watch.available.replace(available) != available {
+                    let reason = trouble.unwrap_or_default();
+                    if !available {
+                        warn!(topic = %name, reason, "topic unavailable");
+                    } else {
+                        info!(topic = %name, "topic available again");
+                    }
+                    if self
+                        .to_shard
+                        .send_async(ToShard::Health {
+                            topic,
+                            available,
+                            reason,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
             }
             if self.to_shard.is_disconnected() {
                 return;
             }
-            tokio::time::sleep(METADATA_POLL).await;
-        };
-        info!(shard = self.shard.0, topic = %name, partitions, "topic metadata loaded");
-        if self
-            .to_shard
-            .send_async(ToShard::Meta { topic, partitions })
-            .await
-            .is_err()
-        {
-            return;
-        }
-        for partition in (0..partitions).filter(|p| *p as usize % self.shards == self.shard.0) {
-            tokio::task::spawn_local(Arc::clone(&self).fetch_loop(
-                Arc::clone(&client),
-                topic,
-                name.clone(),
-                partition,
-            ));
+            let every = if started == 0 {
+                METADATA_POLL.min(self.kafka.metadata_refresh)
+            } else {
+                self.kafka.metadata_refresh
+            };
+            tokio::time::sleep(every).await;
         }
     }
 
-    /// The live fetch loop of one owned partition: starts at the latest
-    /// offset, long-polls, and sends every batch to the shard. Errors are
-    /// logged, counted and retried with backoff; never a crash.
+    /// The live fetch loop of one owned partition: starts at `start`,
+    /// long-polls, and sends every batch to the shard. Errors are logged,
+    /// counted and retried with backoff; never a crash. Through a broker
+    /// restart the loop keeps its position, so fetching resumes exactly
+    /// where it stopped.
     async fn fetch_loop(
         self: Arc<Self>,
         client: Arc<Client>,
         topic: TopicId,
         name: String,
         partition: u32,
+        start: OffsetAt,
     ) {
         let mut delay = RETRY_INITIAL;
         let pc = loop {
@@ -344,7 +434,7 @@ impl Sidecar {
             }
         };
         let mut next = loop {
-            match pc.get_offset(OffsetAt::Latest).await {
+            match pc.get_offset(start).await {
                 Ok(offset) => break offset,
                 Err(e) => self.backoff(&name, partition, &e, &mut delay).await,
             }
@@ -359,9 +449,26 @@ impl Sidecar {
         let max_wait = (self.kafka.fetch_max_wait.as_millis() as i32).max(1);
         loop {
             match pc.fetch_records(next, 1..max_bytes, max_wait).await {
-                Ok((records, _high_watermark)) => {
+                Ok((records, high_watermark)) => {
                     delay = RETRY_INITIAL;
                     let Some(last) = records.last() else {
+                        if (0..next).contains(&high_watermark) {
+                            // The log ends below our position: the topic
+                            // was deleted and created again (brokers that
+                            // answer past the end with nothing instead of
+                            // OFFSET_OUT_OF_RANGE, like nisshi).
+                            self.metrics.kafka_errors.inc();
+                            match pc.get_offset(OffsetAt::Earliest).await {
+                                Ok(earliest) => {
+                                    warn!(topic = %name, partition, next, high_watermark, earliest, "log ends below the fetch position; reading the new log from its start");
+                                    next = earliest;
+                                    if !self.announce(topic, partition, next).await {
+                                        return;
+                                    }
+                                }
+                                Err(e) => self.backoff(&name, partition, &e, &mut delay).await,
+                            }
+                        }
                         continue;
                     };
                     let from = next;
@@ -387,18 +494,40 @@ impl Sidecar {
                     protocol_error: ProtocolError::OffsetOutOfRange,
                     ..
                 }) => {
-                    // Records were deleted under us (retention) or the topic
-                    // was recreated: continue from what Kafka holds. Readers
-                    // behind the jump see the discontinuity and catch up.
+                    // Records were deleted under us (retention: the position
+                    // is below the earliest offset), or the topic was
+                    // recreated (the position is past its end): either way
+                    // continue from the earliest record Kafka holds. Readers
+                    // behind a forward jump see the discontinuity and catch
+                    // up; a backward jump resets the partition (see hub).
                     self.metrics.kafka_errors.inc();
-                    let earliest = pc.get_offset(OffsetAt::Earliest).await;
-                    let latest = pc.get_offset(OffsetAt::Latest).await;
-                    if let (Ok(earliest), Ok(latest)) = (earliest, latest) {
-                        warn!(topic = %name, partition, next, earliest, latest, "fetch offset out of range; repositioning");
-                        next = if next < earliest { earliest } else { latest };
-                        if !self.announce(topic, partition, next).await {
+                    match pc.get_offset(OffsetAt::Earliest).await {
+                        Ok(earliest) => {
+                            warn!(topic = %name, partition, next, earliest, "fetch offset out of range; repositioning");
+                            next = earliest;
+                            if !self.announce(topic, partition, next).await {
+                                return;
+                            }
+                        }
+                        Err(e) => self.backoff(&name, partition, &e, &mut delay).await,
+                    }
+                }
+                Err(RsError::ServerError {
+                    protocol_error: ProtocolError::UnknownTopicOrPartition,
+                    ..
+                }) => {
+                    // The topic is gone. Asking again would make brokers
+                    // that auto-create topics create it anew: wait until
+                    // the metadata watch sees it again.
+                    self.metrics.kafka_errors.inc();
+                    let watch = &self.watches[topic.0 as usize];
+                    let seen = watch.found.get();
+                    warn!(topic = %name, partition, "topic or partition unknown to kafka; waiting for metadata");
+                    while watch.found.get() == seen {
+                        if self.to_shard.is_disconnected() {
                             return;
                         }
+                        tokio::time::sleep(self.kafka.metadata_refresh).await;
                     }
                 }
                 Err(e) => self.backoff(&name, partition, &e, &mut delay).await,
@@ -428,6 +557,23 @@ impl Sidecar {
         warn!(topic, partition, error = %error, retry_in = ?*delay, "kafka request failed");
         tokio::time::sleep(*delay).await;
         *delay = (*delay * 2).min(RETRY_MAX);
+    }
+}
+
+async fn lookup_offset(pc: &PartitionClient, at: OffsetQuery) -> Result<i64, RsError> {
+    match at {
+        OffsetQuery::Earliest => pc.get_offset(OffsetAt::Earliest).await,
+        OffsetQuery::Latest => pc.get_offset(OffsetAt::Latest).await,
+        OffsetQuery::Timestamp(ms) => {
+            let Some(when) = rskafka::chrono::DateTime::from_timestamp_millis(ms) else {
+                return pc.get_offset(OffsetAt::Earliest).await;
+            };
+            match pc.get_offset(OffsetAt::Timestamp(when)).await? {
+                // No record that recent: start at the end.
+                -1 => pc.get_offset(OffsetAt::Latest).await,
+                offset => Ok(offset),
+            }
+        }
     }
 }
 

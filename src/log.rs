@@ -243,6 +243,14 @@ impl Cache {
         }
     }
 
+    /// Forgets a partition's cached records (its log was replaced).
+    pub fn clear_partition(&mut self, topic: TopicId, p: u32) {
+        let froms: Vec<i64> = self.log_mut(topic, p).segs.keys().copied().collect();
+        for from in froms {
+            self.remove(topic, p, from);
+        }
+    }
+
     fn owns(&self, p: u32) -> bool {
         p as usize % self.shards == self.shard
     }

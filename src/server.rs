@@ -100,6 +100,7 @@ pub fn run(config: Config, cpus: &[usize]) -> Result<(), ServerError> {
             to_shard,
             requests: requests_rx,
             metrics: Arc::clone(&shared.metrics[i]),
+            watches: shared.topics.iter().map(|_| Default::default()).collect(),
         }
         .spawn()
         .map_err(ServerError::Sidecar)?;

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
 use glommio::net::TcpListener;
@@ -111,6 +111,7 @@ pub struct ShardCtx {
     pub fetches: Fetches,
     pub requests: flume::Sender<Request>,
     pub metrics: Arc<ShardMetrics>,
+    pub topic_count: usize,
     /// Every open stream, for keep-alives and shutdown.
     pub conns: RefCell<Vec<Rc<Conn>>>,
     pub shutting_down: Cell<bool>,
@@ -216,6 +217,7 @@ async fn run(spec: ShardSpec) {
         fetches: Fetches::default(),
         requests: spec.requests,
         metrics: Arc::clone(&shared.metrics[spec.id.0]),
+        topic_count: shared.topics.len(),
         conns: RefCell::default(),
         shutting_down: Cell::new(false),
         max_connections: shared.config.connections.max.div_ceil(spec.shards),
@@ -306,6 +308,17 @@ async fn intake(
             ToShard::Meta { topic, partitions } => {
                 ctx.hub.borrow_mut().set_partitions(topic, partitions);
                 update_ready(&ctx);
+            }
+            ToShard::Health {
+                topic,
+                available,
+                reason,
+            } => {
+                ctx.hub.borrow_mut().topic_mut(topic).set_available(
+                    available,
+                    reason,
+                    std::time::Instant::now(),
+                );
             }
             ToShard::Batch(batch) => {
                 if let Some(f) = &forwarder {
@@ -422,6 +435,39 @@ impl Forwarder {
     }
 }
 
+/// Ends the live streams of topics Kafka has not served for longer than
+/// `kafka.unavailable_timeout` with an `event:error` (cursors check the
+/// same in their loop); the clients reconnect and resume exactly once the
+/// topic is back.
+fn end_unavailable(ctx: &ShardCtx, now: Instant) {
+    let timeout = ctx.config.kafka.unavailable_timeout;
+    let mut hub = ctx.hub.borrow_mut();
+    for t in 0..ctx.topic_count {
+        let ts = hub.topic_mut(TopicId(t as u32));
+        let reason = match ts.unavailable() {
+            Some((since, reason)) if now.saturating_duration_since(*since) > timeout => {
+                unavailable_reason(&ts.name, reason, timeout)
+            }
+            _ => continue,
+        };
+        if ts.live_connections() == 0 {
+            continue;
+        }
+        let mut frame = Vec::new();
+        connection::error_event(&mut frame, &reason);
+        let ended = ts.end_live(&Rc::from(frame));
+        ctx.metrics.topic_unavailable_ends.add(ended);
+    }
+}
+
+/// The reason given to clients whose topic stayed unavailable.
+pub fn unavailable_reason(topic: &str, why: &str, timeout: Duration) -> String {
+    format!(
+        "topic {topic} unavailable for more than {}: {why}; reconnect to resume",
+        humantime::format_duration(timeout)
+    )
+}
+
 /// Queues keep-alive comments on streams that were silent for their
 /// route's `keepalive`, and forgets closed streams.
 async fn keepalive_ticker(ctx: Rc<ShardCtx>) {
@@ -431,9 +477,9 @@ async fn keepalive_ticker(ctx: Rc<ShardCtx>) {
         if ctx.shutting_down.get() {
             return;
         }
-        ctx.hub
-            .borrow_mut()
-            .evict_expired(std::time::Instant::now(), &ctx.metrics);
+        let now = std::time::Instant::now();
+        ctx.hub.borrow_mut().evict_expired(now, &ctx.metrics);
+        end_unavailable(&ctx, now);
         let mut conns = ctx.conns.borrow_mut();
         conns.retain(|c| !c.is_closed());
         for conn in conns.iter() {
