@@ -10,6 +10,7 @@
 //! channels, which work under any executor.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -207,10 +208,10 @@ impl Sidecar {
             return;
         };
         let client = Arc::new(client);
-        let me = Arc::new(self);
+        let me = Rc::new(self);
         for (idx, name) in me.topics.iter().enumerate() {
             let topic = TopicId(idx as u32);
-            tokio::task::spawn_local(Arc::clone(&me).watch(
+            tokio::task::spawn_local(Rc::clone(&me).watch(
                 Arc::clone(&client),
                 topic,
                 name.clone(),
@@ -316,7 +317,7 @@ impl Sidecar {
     /// (the broker does not answer, or the topic is gone) and available
     /// again. `list_topics` never creates a topic, whatever the broker's
     /// auto-create setting.
-    async fn watch(self: Arc<Self>, client: Arc<Client>, topic: TopicId, name: String) {
+    async fn watch(self: Rc<Self>, client: Arc<Client>, topic: TopicId, name: String) {
         let watch = &self.watches[topic.0 as usize];
         let mut started = 0u32;
         loop {
@@ -350,7 +351,7 @@ impl Sidecar {
                         for partition in (started..partitions)
                             .filter(|p| *p as usize % self.shards == self.shard.0)
                         {
-                            tokio::task::spawn_local(Arc::clone(&self).fetch_loop(
+                            tokio::task::spawn_local(Rc::clone(&self).fetch_loop(
                                 Arc::clone(&client),
                                 topic,
                                 name.clone(),
@@ -413,7 +414,7 @@ impl Sidecar {
     /// restart the loop keeps its position, so fetching resumes exactly
     /// where it stopped.
     async fn fetch_loop(
-        self: Arc<Self>,
+        self: Rc<Self>,
         client: Arc<Client>,
         topic: TopicId,
         name: String,
