@@ -167,6 +167,8 @@ pub struct TopicWatch {
     available: std::cell::Cell<bool>,
     /// Metadata answers that listed the topic.
     found: std::cell::Cell<u64>,
+    /// Metadata answers that did not.
+    missing: std::cell::Cell<u64>,
 }
 
 impl Default for TopicWatch {
@@ -174,6 +176,7 @@ impl Default for TopicWatch {
         Self {
             available: std::cell::Cell::new(true),
             found: std::cell::Cell::new(0),
+            missing: std::cell::Cell::new(0),
         }
     }
 }
@@ -364,6 +367,7 @@ impl Sidecar {
                     None
                 }
                 Ok(None) => {
+                    watch.missing.set(watch.missing.get() + 1);
                     debug!(topic = %name, "topic not found");
                     Some("the topic does not exist".to_owned())
                 }
@@ -424,7 +428,7 @@ impl Sidecar {
         let mut delay = RETRY_INITIAL;
         let pc = loop {
             match client
-                .partition_client(name.clone(), partition as i32, UnknownTopicHandling::Retry)
+                .partition_client(name.clone(), partition as i32, UnknownTopicHandling::Error)
                 .await
             {
                 Ok(pc) => break pc,
@@ -448,10 +452,16 @@ impl Sidecar {
         }
         let max_bytes = clamp_i32(self.kafka.fetch_max_bytes);
         let max_wait = (self.kafka.fetch_max_wait.as_millis() as i32).max(1);
+        // The last record delivered (offset, timestamp): tells whether the
+        // log is still the same one after the topic went missing.
+        let mut last_seen: Option<(i64, i64)> = None;
         loop {
             match pc.fetch_records(next, 1..max_bytes, max_wait).await {
                 Ok((records, high_watermark)) => {
                     delay = RETRY_INITIAL;
+                    if let Some(r) = records.last() {
+                        last_seen = Some((r.offset, r.record.timestamp.timestamp_millis()));
+                    }
                     let Some(last) = records.last() else {
                         if (0..next).contains(&high_watermark) {
                             // The log ends below our position: the topic
@@ -523,12 +533,52 @@ impl Sidecar {
                     self.metrics.kafka_errors.inc();
                     let watch = &self.watches[topic.0 as usize];
                     let seen = watch.found.get();
+                    let missing = watch.missing.get();
                     warn!(topic = %name, partition, "topic or partition unknown to kafka; waiting for metadata");
                     while watch.found.get() == seen {
                         if self.to_shard.is_disconnected() {
                             return;
                         }
                         tokio::time::sleep(self.kafka.metadata_refresh).await;
+                    }
+                    let replaced = watch.missing.get() != missing || {
+                        // The metadata may not have caught the topic
+                        // missing: compare the last record delivered with
+                        // what the log holds at its offset now.
+                        match last_seen {
+                            Some((offset, timestamp)) => {
+                                match pc.fetch_records(offset, 1..max_bytes, max_wait).await {
+                                    Ok((records, _)) => !records.iter().any(|r| {
+                                        r.offset == offset
+                                            && r.record.timestamp.timestamp_millis() == timestamp
+                                    }),
+                                    Err(RsError::ServerError {
+                                        protocol_error: ProtocolError::OffsetOutOfRange,
+                                        ..
+                                    }) => true,
+                                    // Unknown: stay; a log that is shorter
+                                    // than our position is still noticed.
+                                    Err(_) => false,
+                                }
+                            }
+                            None => false,
+                        }
+                    };
+                    if !replaced {
+                        // A spurious error (brokers report it briefly after
+                        // creating a topic): go on where we were.
+                        continue;
+                    }
+                    // It exists again: a new log, read from its start.
+                    match pc.get_offset(OffsetAt::Earliest).await {
+                        Ok(earliest) => {
+                            info!(topic = %name, partition, earliest, "topic is back; reading its log from the start");
+                            next = earliest;
+                            if !self.announce(topic, partition, next).await {
+                                return;
+                            }
+                        }
+                        Err(e) => self.backoff(&name, partition, &e, &mut delay).await,
                     }
                 }
                 Err(e) => self.backoff(&name, partition, &e, &mut delay).await,
@@ -599,7 +649,7 @@ impl PartitionClients {
         async move {
             cell.get_or_try_init(|| async {
                 client
-                    .partition_client(name.clone(), partition as i32, UnknownTopicHandling::Retry)
+                    .partition_client(name.clone(), partition as i32, UnknownTopicHandling::Error)
                     .await
                     .map(Arc::new)
                     .map_err(|e| map_error(&name, partition, -1, e))

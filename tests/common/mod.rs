@@ -26,7 +26,7 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// The nisshi binary: `$NISSHI_BIN`, else `~/.cargo/bin/nisshi`. Missing is
 /// a test failure with instructions, never a silent skip.
-fn nisshi_bin() -> PathBuf {
+pub fn nisshi_bin() -> PathBuf {
     if let Ok(p) = std::env::var("NISSHI_BIN") {
         return PathBuf::from(p);
     }
@@ -399,6 +399,11 @@ impl SseClient {
         }
     }
 
+    /// Comments (keep-alives) seen so far.
+    pub fn comments(&self) -> u64 {
+        self.parser.comments()
+    }
+
     /// Reads until the server closes the stream.
     pub fn wait_eof(&mut self) {
         let deadline = Instant::now() + DEADLINE;
@@ -425,6 +430,28 @@ pub struct ProducerOnly {
 }
 
 impl ProducerOnly {
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        self.rt
+            .block_on(async {
+                self.client
+                    .controller_client()?
+                    .create_topic(name, partitions, 1, 5_000)
+                    .await
+            })
+            .expect("create topic");
+    }
+
+    pub fn delete_topic(&self, name: &str) {
+        self.rt
+            .block_on(async {
+                self.client
+                    .controller_client()?
+                    .delete_topic(name, 5_000)
+                    .await
+            })
+            .expect("delete topic");
+    }
+
     pub fn connect(addr: SocketAddr) -> ProducerOnly {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -473,4 +500,237 @@ impl ProducerOnly {
             })
             .expect("produce")
     }
+}
+
+// ---------------------------------------------------------------------------
+// Resume, cache and slow-client helpers (tests/resume.rs).
+// ---------------------------------------------------------------------------
+
+impl Broker {
+    /// Kafka DeleteRecords: the partition's earliest offset becomes
+    /// `offset`, as retention would make it.
+    pub fn delete_records(&self, topic: &str, partition: i32, offset: i64) {
+        self.producer
+            .rt
+            .block_on(async {
+                self.producer
+                    .client
+                    .partition_client(topic, partition, UnknownTopicHandling::Retry)
+                    .await?
+                    .delete_records(offset, 5_000)
+                    .await
+            })
+            .expect("delete records");
+    }
+}
+
+impl Proxy {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The proxy's resident set size (`VmRSS` in `/proc/<pid>/status`).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read the proxy's /proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .expect("VmRSS in /proc status")
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .unwrap();
+        kib * 1024
+    }
+}
+
+/// A stream whose request is sent but whose response head is not read yet:
+/// open many of these first, then [`Requested::open`] each, and the server
+/// sees one burst of requests.
+pub struct Requested {
+    stream: TcpStream,
+}
+
+impl SseClient {
+    /// Sends the request from the loopback address `source` (127.x.y.z), so
+    /// thousands of connections do not share one source's ephemeral ports.
+    pub fn request_from(
+        source: std::net::IpAddr,
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Requested {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .expect("bind the source address");
+        socket.connect(&addr.into()).unwrap();
+        let mut stream: TcpStream = socket.into();
+        let mut req = format!("GET {path} HTTP/1.1\r\nhost: test\r\naccept: text/event-stream\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        stream.write_all(req.as_bytes()).unwrap();
+        Requested { stream }
+    }
+
+    /// [`SseClient::connect`] from the loopback address `source`.
+    pub fn connect_from(
+        source: std::net::IpAddr,
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> SseClient {
+        Self::request_from(source, addr, path, headers).open()
+    }
+
+    /// [`SseClient::connect_small_buffer`] with request headers (a resume).
+    pub fn connect_small_buffer_with(
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> SseClient {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&addr.into()).unwrap();
+        Self::over(socket.into(), path, headers)
+    }
+
+    /// Events already received and parsed but not yet taken.
+    pub fn buffered_events(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Reads whatever arrives within `wait` (at most one read); true if
+    /// bytes arrived. For tests that read a slow client a little at a time.
+    pub fn read_some(&mut self, wait: Duration) -> bool {
+        self.read_more(Instant::now() + wait)
+    }
+}
+
+impl Requested {
+    /// Reads the response head; the stream is then an [`SseClient`].
+    pub fn open(self) -> SseClient {
+        let mut stream = self.stream;
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            let n = stream.read(&mut byte).expect("response head");
+            assert!(
+                n == 1,
+                "connection closed before the response head: {:?}",
+                String::from_utf8_lossy(&buf)
+            );
+            buf.push(byte[0]);
+        }
+        SseClient {
+            stream,
+            parser: Parser::new(),
+            head: String::from_utf8(buf).unwrap(),
+            raw: Vec::new(),
+            events: Default::default(),
+            eof: false,
+        }
+    }
+}
+
+/// A record value `p<partition>-<seq>`, optionally `-<padding>` after it.
+pub fn seq_value(p: i32, i: usize, pad: &str) -> Vec<u8> {
+    if pad.is_empty() {
+        format!("p{p}-{i}").into_bytes()
+    } else {
+        format!("p{p}-{i}-{pad}").into_bytes()
+    }
+}
+
+/// The partition and sequence number of a [`seq_value`] event.
+pub fn value_of(e: &Event) -> (usize, usize) {
+    let parse = || {
+        let mut parts = e.data.strip_prefix('p')?.split('-');
+        let p = parts.next()?.parse().ok()?;
+        let i = parts.next()?.parse().ok()?;
+        Some((p, i))
+    };
+    parse().unwrap_or_else(|| panic!("not a sequenced record: {e:?}"))
+}
+
+/// Produces [`seq_value`]s `seq` to every partition, `chunk` records per
+/// produce request; returns how many records were produced.
+pub fn produce_seq(
+    broker: &Broker,
+    topic: &str,
+    partitions: i32,
+    seq: std::ops::Range<usize>,
+    pad: &str,
+    chunk: usize,
+) -> usize {
+    let mut n = 0;
+    for p in 0..partitions {
+        for part in seq.clone().collect::<Vec<_>>().chunks(chunk.max(1)) {
+            let records = part
+                .iter()
+                .map(|&i| (None, Some(seq_value(p, i, pad))))
+                .collect();
+            n += broker.produce_many(topic, p, records).len();
+        }
+    }
+    n
+}
+
+/// Checks a stream of [`seq_value`] events as it arrives: within each
+/// partition every sequence number exactly once, in order.
+#[derive(Debug, Clone)]
+pub struct Sequences {
+    next: Vec<usize>,
+}
+
+impl Sequences {
+    /// Expects partition `p` to start at `start[p]`.
+    pub fn starting_at(start: Vec<usize>) -> Sequences {
+        Sequences { next: start }
+    }
+
+    pub fn new(partitions: usize) -> Sequences {
+        Self::starting_at(vec![0; partitions])
+    }
+
+    pub fn check(&mut self, e: &Event) {
+        assert_eq!(e.event, None, "expected a record, got {e:?}");
+        let (p, i) = value_of(e);
+        assert!(p < self.next.len(), "unexpected partition {p}: {e:?}");
+        assert_eq!(
+            i, self.next[p],
+            "partition {p} out of order, duplicated or with a gap: {e:?}"
+        );
+        self.next[p] += 1;
+    }
+
+    /// The next sequence number expected per partition.
+    pub fn next(&self) -> &[usize] {
+        &self.next
+    }
+
+    pub fn assert_each_at(&self, per_partition: usize) {
+        assert_eq!(self.next, vec![per_partition; self.next.len()]);
+    }
+}
+
+/// Every record exactly once; within a partition, in offset order.
+pub fn assert_complete_and_ordered(events: &[Event], partitions: usize, per_partition: usize) {
+    let mut seq = Sequences::new(partitions);
+    for e in events {
+        seq.check(e);
+    }
+    seq.assert_each_at(per_partition);
+}
+
+/// Milliseconds since the Unix epoch, as Kafka timestamps count.
+pub fn now_millis() -> i64 {
+    Utc::now().timestamp_millis()
 }
