@@ -44,7 +44,7 @@ use crate::shard::{RouteInfo, ShardCtx};
 use crate::sse;
 
 /// Frame bytes a cursor encodes before it lets the socket take them.
-const CHUNK_BYTES: usize = 64 << 10;
+const CHUNK_BYTES: usize = 32 << 10;
 
 /// Kafka fetches in flight per partition per shard, however many cursors
 /// wait: a reconnect storm must not become a fetch storm.
