@@ -20,7 +20,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -250,6 +250,17 @@ impl Conn {
         ob.bytes = 0;
     }
 
+    /// The client hung up (seen by the shard's ticker): the stream ends
+    /// without waiting for a write to fail.
+    pub fn hang_up(&self) {
+        self.ending.set(true);
+        self.notify();
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+
     /// Queues the stream's last frame: the connection's task writes it and
     /// ends the stream.
     pub fn end(&self, last: Rc<[u8]>) {
@@ -312,7 +323,7 @@ impl Conn {
 
     /// Writes as much of the outbox as the socket takes without blocking.
     /// Returns true when the outbox is empty.
-    fn try_send(&self, metrics: &ShardMetrics) -> io::Result<bool> {
+    pub(crate) fn try_send(&self, metrics: &ShardMetrics) -> io::Result<bool> {
         loop {
             let mut ob = self.outbox.borrow_mut();
             if ob.frames.is_empty() {
@@ -358,6 +369,35 @@ impl Conn {
                 return Ok(ob.frames.is_empty());
             }
         }
+    }
+
+    /// Like `flush`, but gives up when the socket takes nothing for
+    /// `wait`: returns false then (glommio's write sends only inside its
+    /// poll, so giving up loses nothing). Lets a stream whose client
+    /// stopped reading look at its state (demoted? too far behind?).
+    pub(crate) async fn flush_within(
+        &self,
+        stream: &mut TcpStream,
+        metrics: &ShardMetrics,
+        wait: Duration,
+    ) -> io::Result<bool> {
+        stream.set_write_timeout(Some(wait))?;
+        let flushed = self.flush(stream, metrics).await;
+        stream.set_write_timeout(None)?;
+        match flushed {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the hub has taken the connection out of the live stream.
+    pub(crate) fn is_ending(&self) -> bool {
+        self.ending.get()
+    }
+
+    fn is_demoted(&self) -> bool {
+        self.demoted.borrow().is_some()
     }
 
     /// Writes the whole outbox, waiting for socket room as needed.
@@ -716,7 +756,17 @@ async fn stream_events(
     }
     loop {
         conn.notified().await;
-        conn.flush(stream, &ctx.metrics).await?;
+        // A full socket: keep waiting while the connection is live; once
+        // the hub has demoted it, the cursor takes over the waiting (and
+        // checks `slow_client.max_lag` while it does).
+        while !conn
+            .flush_within(stream, &ctx.metrics, cursor::STUCK_CHECK)
+            .await?
+        {
+            if conn.is_demoted() || conn.ending.get() {
+                break;
+            }
+        }
         if ctx.shutting_down.get() || conn.ending.get() {
             return Ok(());
         }

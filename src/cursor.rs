@@ -46,6 +46,12 @@ use crate::sse;
 /// Frame bytes a cursor encodes before it lets the socket take them.
 const CHUNK_BYTES: usize = 32 << 10;
 
+/// How often a cursor whose client takes nothing checks its lag.
+pub const STUCK_CHECK: Duration = Duration::from_secs(1);
+
+/// Cursors of a shard that encode at the same time (see `catch_up`).
+pub const CATCHUP_SLOTS: u64 = 32;
+
 /// Kafka fetches in flight per partition per shard, however many cursors
 /// wait: a reconnect storm must not become a fetch storm.
 const FETCHES_PER_PARTITION: usize = 2;
@@ -289,12 +295,34 @@ pub async fn catch_up(
     // Per partition: the last batch read, kept while it may serve the next
     // read (the cache may evict it meanwhile), and consecutive fetches
     // that returned nothing new.
-    let mut held: Vec<Option<Arc<Batch>>> = Vec::new();
+    // (The flag: the batch came from a Kafka fetch of this cursor's.)
+    let mut held: Vec<Option<(Arc<Batch>, bool)>> = Vec::new();
     let mut empty_streak: Vec<u8> = Vec::new();
     let mut turn = 0usize;
+    // The age of the oldest record in the chunk last handed to the socket.
+    let mut pending_since: Option<i64> = None;
+    // This cursor's turn to encode (see CATCHUP_SLOTS): kept while its
+    // client takes what it is given, handed back whenever it waits.
+    let mut slot = None;
     loop {
-        conn.flush(stream, &ctx.metrics).await?;
-        if ctx.shutting_down.get() {
+        if !conn.try_send(&ctx.metrics)? {
+            // The socket is full: wait for room without a turn. A client
+            // that stops reading must still meet `max_lag`: the flush gives
+            // up waiting every STUCK_CHECK to look at the lag.
+            slot = None;
+        }
+        if slot.is_none() && !conn.flush_within(stream, &ctx.metrics, STUCK_CHECK).await? {
+            let behind_by = lag_of(ctx.hub.borrow().topic(topic).heads(), &position);
+            let age_ms = pending_since.map(|ts| (now_millis() - ts).max(0) as u64);
+            if let Some(reason) = lag.exceeded(behind_by, age_ms) {
+                // Its socket is full: the error event cannot reach it. It
+                // sees the stream end and resumes from its last id.
+                ctx.metrics.slow_clients_ended.inc();
+                return Err(io::Error::other(reason));
+            }
+            continue;
+        }
+        if ctx.shutting_down.get() || conn.is_ending() {
             return Ok(());
         }
         let gone = {
@@ -325,27 +353,37 @@ pub async fn catch_up(
         empty_streak.resize(position.len(), 0);
 
         // Read what this cursor holds or the cache has, up to a chunk;
-        // join when the heads are reached.
+        // join when the heads are reached. Only so many cursors of the
+        // shard encode at a time, and each steps aside after every chunk:
+        // the others wait for a turn off the run queue, so a storm of
+        // thousands of readers neither pushes new connections and live
+        // writes behind thousands of tasks nor makes every reader finish
+        // last (turns are handed out in order).
+        match slot {
+            Some(_) => futures_lite::future::yield_now().await,
+            None => slot = ctx.catchup_slots.acquire_permit(1).await.ok(),
+        }
         let mut misses: SmallVec<[(u32, i64); 8]> = SmallVec::new();
         let behind_by = {
             let mut hub = ctx.hub.borrow_mut();
             let (ts, cache) = hub.topic_and_cache(topic);
             let heads = ts.heads();
             let n = position.len();
-            let mut cached = 0;
+            let (mut cached, mut fetched) = (0, 0);
             for i in 0..n {
                 let p = (turn + i) % n;
                 while position[p] < heads[p] && enc.frames.len() < CHUNK_BYTES {
                     let at = position[p];
-                    let covers = |b: &Arc<Batch>| b.from <= at && at < b.to;
+                    let covers = |(b, _): &(Arc<Batch>, bool)| b.from <= at && at < b.to;
                     if !held[p].as_ref().is_some_and(covers) {
                         held[p] = cache
                             .log(topic, p as u32)
                             .and_then(|l| l.lookup(at))
-                            .cloned();
+                            .map(|b| (Arc::clone(b), false));
                     }
                     match &held[p] {
-                        Some(b) => cached += enc.read(b, p, &mut position, heads[p]),
+                        Some((b, false)) => cached += enc.read(b, p, &mut position, heads[p]),
+                        Some((b, true)) => fetched += enc.read(b, p, &mut position, heads[p]),
                         None => {
                             misses.push((p as u32, at));
                             break;
@@ -355,21 +393,19 @@ pub async fn catch_up(
             }
             turn = turn.wrapping_add(1);
             ctx.metrics.catchup_cached_records.add(cached);
+            ctx.metrics.catchup_fetched_records.add(fetched);
             if heads == &position[..] {
                 enc.push_to(conn);
                 ts.join(Rc::clone(conn), route.render);
                 return Ok(());
             }
-            position
-                .iter()
-                .zip(heads)
-                .map(|(at, head)| (head - at).max(0) as u64)
-                .sum::<u64>()
+            lag_of(heads, &position)
         };
-        let age_ms = enc
-            .oldest
-            .take()
-            .map(|ts| (now_millis() - ts).max(0) as u64);
+        let oldest = enc.oldest.take();
+        if oldest.is_some() {
+            pending_since = oldest;
+        }
+        let age_ms = oldest.map(|ts| (now_millis() - ts).max(0) as u64);
         if let Some(reason) = lag.exceeded(behind_by, age_ms) {
             ctx.metrics.slow_clients_ended.inc();
             return end_with_error(ctx, conn, stream, reason).await;
@@ -381,10 +417,12 @@ pub async fn catch_up(
         if misses.is_empty() {
             // Ahead of this shard on the partitions not yet equal (the id
             // came from a faster shard or instance): wait for the heads.
+            slot = None;
             conn.wait_for_heads(ctx, topic).await;
             continue;
         }
         misses.truncate(PARTITIONS_PER_ROUND);
+        slot = None;
         let results = futures::future::join_all(
             misses
                 .iter()
@@ -408,7 +446,7 @@ pub async fn catch_up(
                         if b.from <= at && at < b.to {
                             let n = enc.read(&b, pi, &mut position, head);
                             ctx.metrics.catchup_fetched_records.add(n);
-                            held[pi] = Some(b);
+                            held[pi] = Some((b, true));
                         }
                         // Else a fetch that started below `at` ended before
                         // it: the next round fetches from `at`.
@@ -462,6 +500,15 @@ async fn end_with_error(
     conn.push(Rc::from(frame), 0);
     conn.flush(stream, &ctx.metrics).await?;
     Err(io::Error::other(reason))
+}
+
+/// Offsets between a position and the heads, summed over partitions.
+fn lag_of(heads: &[i64], position: &[i64]) -> u64 {
+    position
+        .iter()
+        .zip(heads)
+        .map(|(at, head)| (head - at).max(0) as u64)
+        .sum()
 }
 
 fn now_millis() -> i64 {

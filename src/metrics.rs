@@ -77,6 +77,8 @@ pub struct ShardMetrics {
     /// Streams ended because their client fell behind by more than
     /// `slow_client.max_lag`.
     pub slow_clients_ended: Counter,
+    /// Streams ended because their client closed its end.
+    pub hang_ups: Counter,
     /// Streams ended because their topic was unavailable for longer than
     /// `kafka.unavailable_timeout`.
     pub topic_unavailable_ends: Counter,
@@ -181,6 +183,12 @@ const FAMILIES: &[Family] = &[
         help: "Streams ended with an error event because the client fell behind by more than slow_client.max_lag.",
         kind: "counter",
         get: |m| m.slow_clients_ended.get(),
+    },
+    Family {
+        name: "sse_kafka_hang_ups_total",
+        help: "Streams ended because the client closed its end of the connection.",
+        kind: "counter",
+        get: |m| m.hang_ups.get(),
     },
     Family {
         name: "sse_kafka_topic_unavailable_ends_total",

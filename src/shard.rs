@@ -109,6 +109,8 @@ pub struct ShardCtx {
     pub hub: RefCell<Hub>,
     /// Kafka fetches in flight for catch-up readers, shared among them.
     pub fetches: Fetches,
+    /// Turns for catch-up readers to encode (see `cursor::catch_up`).
+    pub catchup_slots: glommio::sync::Semaphore,
     pub requests: flume::Sender<Request>,
     pub metrics: Arc<ShardMetrics>,
     pub topic_count: usize,
@@ -215,6 +217,7 @@ async fn run(spec: ShardSpec) {
             spec.shards,
         )),
         fetches: Fetches::default(),
+        catchup_slots: glommio::sync::Semaphore::new(crate::cursor::CATCHUP_SLOTS),
         requests: spec.requests,
         metrics: Arc::clone(&shared.metrics[spec.id.0]),
         topic_count: shared.topics.len(),
@@ -469,9 +472,11 @@ pub fn unavailable_reason(topic: &str, why: &str, timeout: Duration) -> String {
 }
 
 /// Queues keep-alive comments on streams that were silent for their
-/// route's `keepalive`, and forgets closed streams.
+/// route's `keepalive`, ends the streams whose clients hung up, and forgets
+/// closed streams.
 async fn keepalive_ticker(ctx: Rc<ShardCtx>) {
     let frame: Rc<[u8]> = Rc::from(sse::KEEPALIVE);
+    let mut polled: Vec<libc::pollfd> = Vec::new();
     loop {
         glommio::timer::sleep(ctx.tick).await;
         if ctx.shutting_down.get() {
@@ -486,6 +491,34 @@ async fn keepalive_ticker(ctx: Rc<ShardCtx>) {
             if conn.tick(&frame) {
                 ctx.metrics.keepalives_sent.inc();
             }
+        }
+        hang_ups(&conns, &mut polled, &ctx.metrics);
+    }
+}
+
+/// Ends the streams whose clients closed their end. A stream's socket is
+/// otherwise only written, so a client that went away would hold its
+/// descriptor until a keep-alive failed; one `poll` over every stream per
+/// tick finds them (an SSE client sends nothing after its request, so
+/// end-of-input means it is gone, as nginx also takes it).
+fn hang_ups(conns: &[Rc<Conn>], polled: &mut Vec<libc::pollfd>, metrics: &ShardMetrics) {
+    polled.clear();
+    polled.extend(conns.iter().map(|c| libc::pollfd {
+        fd: c.fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    }));
+    // SAFETY: `polled` is a valid array of its length; the descriptors are
+    // open (closed streams were dropped from `conns` above, and a stream's
+    // descriptor is closed only after it is marked closed).
+    let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, 0) };
+    if n <= 0 {
+        return;
+    }
+    for (conn, p) in conns.iter().zip(polled.iter()) {
+        if p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 && !conn.is_ending() {
+            metrics.hang_ups.inc();
+            conn.hang_up();
         }
     }
 }
