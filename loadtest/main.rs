@@ -4,11 +4,14 @@
 //! latency, per-connection throughput and exact sequence continuity
 //! (including across deliberate `Last-Event-ID` resumes); `run` does both for
 //! one fixed window and prints a table on stderr and one JSON object on
-//! stdout. Every flag has an `SSE_KAFKA_LOAD_*` environment variable.
+//! stdout; `storm` hangs N connections up at once, produces a gap, and times
+//! all of them reconnecting together until each has caught up exactly.
+//! Every flag has an `SSE_KAFKA_LOAD_*` environment variable.
 
 mod addr;
 mod produce;
 mod report;
+mod storm;
 mod subscribe;
 mod track;
 mod value;
@@ -24,6 +27,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use produce::{ProduceConfig, ProduceStats, Spread};
 use report::Summary;
+use storm::StormConfig;
 use subscribe::{Live, SubscribeConfig, Target};
 
 /// Progress line refresh period.
@@ -68,6 +72,14 @@ enum Command {
         /// Measurement window after the warm-up, in seconds.
         #[arg(long, env = "SSE_KAFKA_LOAD_SECONDS", default_value_t = 10.0, value_parser = non_negative)]
         seconds: f64,
+    },
+    /// Hang N connections up at once, produce --behind records, reconnect
+    /// all N together with Last-Event-ID and time their catch-up.
+    Storm {
+        #[command(flatten)]
+        produce: ProduceArgs,
+        #[command(flatten)]
+        storm: StormArgs,
     },
 }
 
@@ -146,6 +158,50 @@ struct SubscribeArgs {
     spin_us: u64,
 }
 
+#[derive(Args, Debug, Clone)]
+struct StormArgs {
+    /// The SSE endpoint of phase 1.
+    #[arg(
+        long,
+        env = "SSE_KAFKA_LOAD_URL",
+        default_value = "http://127.0.0.1:8080/items"
+    )]
+    url: String,
+    /// Where every connection reconnects (default: --url), e.g. another
+    /// instance.
+    #[arg(long, env = "SSE_KAFKA_LOAD_RESUME_URL")]
+    resume_url: Option<String>,
+    /// Connections that hang up and reconnect together.
+    #[arg(long, env = "SSE_KAFKA_LOAD_CONNECTIONS", default_value_t = 1000)]
+    connections: usize,
+    /// CPUs for the connection threads (one pinned thread per CPU).
+    #[arg(long, env = "SSE_KAFKA_LOAD_CPUS", default_value = "0")]
+    cpus: String,
+    /// Source addresses to bind, round-robin (e.g. 127.0.0.2-127.0.0.60);
+    /// needed beyond ~28k connections to one server address.
+    #[arg(long, env = "SSE_KAFKA_LOAD_SOURCE_ADDRESSES")]
+    source_addresses: Option<String>,
+    /// Records to produce between the hang-up and the reconnect.
+    #[arg(long, env = "SSE_KAFKA_LOAD_BEHIND", default_value_t = 4000)]
+    behind: u64,
+    /// Bound of each phase (connect, gap, storm), in seconds.
+    #[arg(long, env = "SSE_KAFKA_LOAD_TIMEOUT", default_value_t = 120.0, value_parser = positive)]
+    timeout: f64,
+    /// The proxy's admin listener (host:port), for the catch-up counters.
+    #[arg(long, env = "SSE_KAFKA_LOAD_ADMIN")]
+    admin: Option<String>,
+    /// The admin listener of the --resume-url instance (default: --admin).
+    #[arg(long, env = "SSE_KAFKA_LOAD_RESUME_ADMIN")]
+    resume_admin: Option<String>,
+}
+
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err(format!("'{s}' is not a positive number")),
+    }
+}
+
 fn non_negative(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
@@ -212,6 +268,36 @@ impl SubscribeArgs {
             drop_fraction: self.drop_fraction,
             extra: self.extra_connections,
             spin: Duration::from_micros(self.spin_us),
+        })
+    }
+}
+
+impl StormArgs {
+    fn config(&self, value_size: usize) -> anyhow::Result<StormConfig> {
+        let target = Target::parse(&self.url)?;
+        let resume_target = match &self.resume_url {
+            Some(url) => Target::parse(url)?,
+            None => target.clone(),
+        };
+        if resume_target != target && self.resume_admin.is_none() && self.admin.is_some() {
+            eprintln!(
+                "sse-kafka-load: --resume-url without --resume-admin: the catch-up counters come from --admin"
+            );
+        }
+        let sources = match &self.source_addresses {
+            Some(text) => addr::parse_address_list(text).map_err(anyhow::Error::msg)?,
+            None => Vec::new(),
+        };
+        Ok(StormConfig {
+            target,
+            resume_target,
+            connections: self.connections,
+            cpus: sse_kafka::cpus::parse_cpu_list(&self.cpus)?,
+            sources,
+            behind: self.behind,
+            timeout: Duration::from_secs_f64(self.timeout),
+            admin: self.resume_admin.clone().or_else(|| self.admin.clone()),
+            max_line: StormConfig::max_line_for(value_size),
         })
     }
 }
@@ -301,6 +387,26 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                     Ok(1)
                 }
             }
+        }
+        Command::Storm { produce, storm } => {
+            let cfg = storm.config(produce.value_size)?;
+            // The producer runs through phases 1 and 2, each bounded by the
+            // timeout; the storm stops it at the end of phase 2.
+            let duration = cfg.timeout * 2;
+            let stats = storm::paused_producer_stats();
+            let stop = Arc::new(AtomicBool::new(false));
+            let handle = spawn_producer(&produce, duration, &stats, &stop)?;
+            let report = storm::run(
+                cfg,
+                storm::Producer {
+                    stats,
+                    stop,
+                    handle,
+                },
+            )?;
+            eprint!("{}", report.table());
+            println!("{}", report.to_json());
+            Ok(if report.passed() { 0 } else { 1 })
         }
     }
 }

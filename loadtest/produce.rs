@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -90,6 +90,95 @@ pub struct ProduceStats {
     pub skipped: AtomicU64,
     /// Built but not yet acknowledged or failed.
     backlog: AtomicU64,
+    /// While set, the producer sends nothing and owes nothing: the time
+    /// paused is not made up when it resumes (off unless someone sets it).
+    pub paused: AtomicBool,
+    /// The partitions this run writes (after `--partitions-spread`), set
+    /// once the topic is known.
+    pub partitions: OnceLock<Vec<u32>>,
+    /// Per partition, one past the highest sequence number the broker
+    /// acknowledged: once the producer has stopped, the sequence a
+    /// subscriber that saw everything has reached.
+    heads: Mutex<BTreeMap<u32, u64>>,
+    /// Set when the producer thread's work is over (stopped, done or
+    /// failed); nothing is acknowledged after it.
+    finished: AtomicBool,
+    /// Taken briefly after every change that `wait_produced` waits for, so
+    /// a waiter cannot miss the notification between its check and its wait.
+    progress: Mutex<()>,
+    progress_changed: Condvar,
+}
+
+/// How `ProduceStats::wait_produced` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProducedWait {
+    /// At least the requested number of records are acknowledged.
+    Reached,
+    /// The producer ended first (its duration, a stop or an error).
+    ProducerEnded,
+    /// The deadline passed first.
+    Deadline,
+}
+
+impl ProduceStats {
+    /// Per partition, one past the highest acknowledged sequence number
+    /// (partitions with nothing acknowledged are absent).
+    pub fn heads(&self) -> BTreeMap<u32, u64> {
+        self.heads.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    /// Blocks until `at_least` records are acknowledged, the producer ends,
+    /// or `deadline` passes.
+    pub fn wait_produced(&self, at_least: u64, deadline: Instant) -> ProducedWait {
+        let Ok(mut guard) = self.progress.lock() else {
+            return ProducedWait::ProducerEnded;
+        };
+        loop {
+            if self.produced.load(Ordering::Relaxed) >= at_least {
+                return ProducedWait::Reached;
+            }
+            if self.finished.load(Ordering::Relaxed) {
+                return ProducedWait::ProducerEnded;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return ProducedWait::Deadline;
+            }
+            guard = match self.progress_changed.wait_timeout(guard, deadline - now) {
+                Ok((guard, _)) => guard,
+                Err(_) => return ProducedWait::ProducerEnded,
+            };
+        }
+    }
+
+    /// Whether the producer's work is over (stopped, done or failed).
+    pub fn finished(&self) -> bool {
+        self.finished.load(Ordering::Relaxed)
+    }
+
+    /// Blocks until the producer's work is over or `deadline` passes; true
+    /// when it is over.
+    pub fn wait_finished(&self, deadline: Instant) -> bool {
+        self.wait_produced(u64::MAX, deadline) == ProducedWait::ProducerEnded
+    }
+
+    /// Wakes `wait_produced` after a counter it reads has changed.
+    fn notify_progress(&self) {
+        // Taking the lock orders this change before a waiter's next check or
+        // after its wait began; either way it sees the change.
+        drop(self.progress.lock());
+        self.progress_changed.notify_all();
+    }
+
+    /// Records an acknowledged request for `partition` whose last record
+    /// had sequence number `last_seq`.
+    pub fn acknowledged(&self, partition: u32, last_seq: Option<u64>, records: u64) {
+        if let (Some(seq), Ok(mut heads)) = (last_seq, self.heads.lock()) {
+            let head = heads.entry(partition).or_insert(0);
+            *head = (*head).max(seq + 1);
+        }
+        self.produced.fetch_add(records, Ordering::Relaxed);
+    }
 }
 
 /// Parses `k=v,k2=v2` into record headers.
@@ -119,7 +208,10 @@ pub fn run_blocking(
         .enable_all()
         .build()
         .context("building the producer's tokio runtime")?;
-    rt.block_on(produce(cfg, stats, stop))
+    let result = rt.block_on(produce(cfg, Arc::clone(&stats), stop));
+    stats.finished.store(true, Ordering::Relaxed);
+    stats.notify_progress();
+    result
 }
 
 /// rskafka retries internally; bound each operation so a dead broker fails
@@ -154,6 +246,9 @@ async fn produce(
         }
         partitions.truncate(n);
     }
+    let _ = stats
+        .partitions
+        .set(partitions.iter().map(|&p| p as u32).collect());
 
     let mut senders = Vec::with_capacity(partitions.len());
     let mut tasks = Vec::with_capacity(partitions.len());
@@ -187,6 +282,10 @@ async fn produce(
             break;
         }
         let due = (cfg.rate as f64 * elapsed.as_secs_f64()) as u64;
+        if stats.paused.load(Ordering::Relaxed) {
+            credited = due;
+            continue;
+        }
         let owed = due.saturating_sub(credited);
         let n = owed.min(max_per_tick);
         // Credit beyond the catch-up cap is forgiven, not carried.
@@ -259,9 +358,15 @@ async fn partition_loop(
             }
         }
         let n = batch.len() as u64;
+        // Records are queued in sequence order: the last is the highest.
+        let last_seq = batch
+            .last()
+            .and_then(|r| r.value.as_deref())
+            .and_then(value::parse)
+            .map(|stamp| stamp.seq);
         match pc.produce(batch, Compression::NoCompression).await {
             Ok(_) => {
-                stats.produced.fetch_add(n, Ordering::Relaxed);
+                stats.acknowledged(pc.partition() as u32, last_seq, n);
             }
             Err(e) => {
                 stats.failed.fetch_add(n, Ordering::Relaxed);
@@ -273,6 +378,7 @@ async fn partition_loop(
             }
         }
         stats.backlog.fetch_sub(n, Ordering::Relaxed);
+        stats.notify_progress();
     }
 }
 
@@ -324,6 +430,51 @@ async fn ensure_topic(client: &Client, cfg: &ProduceConfig) -> anyhow::Result<Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heads_are_one_past_the_highest_acknowledged() {
+        let stats = ProduceStats::default();
+        stats.acknowledged(0, Some(9), 10);
+        stats.acknowledged(3, Some(4), 5);
+        stats.acknowledged(0, Some(5), 2); // an older request acknowledged late
+        stats.acknowledged(1, None, 1); // a value without a stamp
+        let heads: Vec<(u32, u64)> = stats.heads().into_iter().collect();
+        assert_eq!(heads, vec![(0, 10), (3, 5)]);
+        assert_eq!(stats.produced.load(Ordering::Relaxed), 18);
+    }
+
+    #[test]
+    fn wait_produced_ends_on_count_producer_end_or_deadline() {
+        let stats = Arc::new(ProduceStats::default());
+        let past = Instant::now();
+        assert_eq!(stats.wait_produced(0, past), ProducedWait::Reached);
+        assert_eq!(stats.wait_produced(1, past), ProducedWait::Deadline);
+        // Woken from another thread, well before the deadline.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let acker = {
+            let stats = Arc::clone(&stats);
+            std::thread::spawn(move || {
+                stats.acknowledged(0, Some(2), 3);
+                stats.notify_progress();
+            })
+        };
+        assert_eq!(stats.wait_produced(3, deadline), ProducedWait::Reached);
+        acker.join().unwrap();
+        assert!(!stats.finished());
+        let ender = {
+            let stats = Arc::clone(&stats);
+            std::thread::spawn(move || {
+                stats.finished.store(true, Ordering::Relaxed);
+                stats.notify_progress();
+            })
+        };
+        assert!(stats.wait_finished(deadline));
+        assert_eq!(
+            stats.wait_produced(100, deadline),
+            ProducedWait::ProducerEnded
+        );
+        ender.join().unwrap();
+    }
 
     #[test]
     fn parses_spread() {

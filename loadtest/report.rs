@@ -218,7 +218,7 @@ impl Summary {
 }
 
 /// Three decimals (µs precision for ms values) keeps the JSON readable.
-fn round3(x: f64) -> f64 {
+pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 

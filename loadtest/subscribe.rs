@@ -816,7 +816,11 @@ impl Subscribers {
     clippy::disallowed_methods,
     reason = "a non-blocking write: the amount is used to resume it"
 )]
-fn write_request(stream: &mut TcpStream, request: &[u8], sent: &mut usize) -> anyhow::Result<bool> {
+pub(crate) fn write_request(
+    stream: &mut TcpStream,
+    request: &[u8],
+    sent: &mut usize,
+) -> anyhow::Result<bool> {
     while *sent < request.len() {
         match stream.write(&request[*sent..]) {
             Ok(0) => bail!("connection closed while sending the request"),
@@ -857,7 +861,7 @@ fn read_head(
     }
 }
 
-fn build_request(out: &mut Vec<u8>, target: &Target, last_event_id: Option<&str>) {
+pub(crate) fn build_request(out: &mut Vec<u8>, target: &Target, last_event_id: Option<&str>) {
     out.clear();
     out.extend_from_slice(b"GET ");
     out.extend_from_slice(target.path.as_bytes());
@@ -872,7 +876,7 @@ fn build_request(out: &mut Vec<u8>, target: &Target, last_event_id: Option<&str>
     out.extend_from_slice(b"\r\n");
 }
 
-fn connect_socket(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<Socket> {
+pub(crate) fn connect_socket(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if let Some(ip) = source {
         // Pick the port at connect time (IP_BIND_ADDRESS_NO_PORT) so that a

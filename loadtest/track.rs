@@ -81,6 +81,13 @@ impl SeqTracker {
         observation
     }
 
+    /// The last number seen on `partition` (its baseline or later), if any.
+    pub fn last(&self, partition: u32) -> Option<u64> {
+        self.partitions
+            .get(partition as usize)
+            .and_then(|state| state.last)
+    }
+
     /// Marks a reconnection with `Last-Event-ID`: every partition seen so far
     /// must continue exactly. Partitions never seen before get their baseline
     /// from their first event, as on a fresh connection (the tracker cannot
@@ -112,6 +119,16 @@ mod tests {
         duplicates: u64,
         resumes: u64,
         resume_errors: u64,
+    }
+
+    #[test]
+    fn last_is_per_partition() {
+        let mut t = SeqTracker::new();
+        assert_eq!(t.last(0), None);
+        t.observe(2, 7);
+        t.observe(2, 9);
+        t.observe(2, 3);
+        assert_eq!((t.last(0), t.last(2), t.last(9)), (None, Some(9), None));
     }
 
     #[test]
