@@ -317,8 +317,9 @@ impl Conn {
             Poll::Pending
         })
         .await;
-        // The conn's pushes may have been what woke us; keep the writer going.
-        self.notified.set(true);
+        // A push that woke us (a keep-alive) is written by the cursor's
+        // next flush; leaving `notified` set would make the next wait
+        // return at once and spin the shard.
     }
 
     /// Writes as much of the outbox as the socket takes without blocking.
@@ -751,7 +752,15 @@ async fn stream_events(
             .topic_mut(route.topic)
             .join(Rc::clone(conn), route.render),
         StartAt::Position(position) => {
-            Box::pin(cursor::catch_up(ctx, conn, stream, route, position)).await?
+            Box::pin(cursor::catch_up(
+                ctx,
+                conn,
+                stream,
+                route,
+                position,
+                cursor::Origin::Request,
+            ))
+            .await?
         }
     }
     loop {
@@ -773,7 +782,15 @@ async fn stream_events(
         if let Some(position) = conn.take_demotion() {
             // Boxed like the first catch-up: a live stream's resident
             // future stays small.
-            Box::pin(cursor::catch_up(ctx, conn, stream, route, position)).await?;
+            Box::pin(cursor::catch_up(
+                ctx,
+                conn,
+                stream,
+                route,
+                position,
+                cursor::Origin::Demoted,
+            ))
+            .await?;
         }
     }
 }

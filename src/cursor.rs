@@ -236,6 +236,17 @@ impl Encoder {
     }
 }
 
+/// Why a stream is a cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Its request asked for a position (an id, `since`, `start:
+    /// earliest`).
+    Request,
+    /// It was live and fell behind (its queue went over budget, or its
+    /// shard missed batches).
+    Demoted,
+}
+
 /// How far behind a cursor may fall before its stream is ended: the
 /// configured `slow_client.max_lag`, or the lag it started with if that
 /// was larger (a client resuming from far back is served as long as it
@@ -277,6 +288,7 @@ pub async fn catch_up(
     stream: &mut TcpStream,
     route: &RouteInfo,
     mut position: Vec<i64>,
+    from: Origin,
 ) -> io::Result<()> {
     let topic = route.topic;
     let mut enc = Encoder {
@@ -290,7 +302,11 @@ pub async fn catch_up(
     };
     let mut lag = LagBound {
         max: ctx.config.slow_client.max_lag,
-        start: None,
+        // A live stream that fell behind has no allowance of its own.
+        start: match from {
+            Origin::Demoted => Some(0),
+            Origin::Request => None,
+        },
     };
     // Per partition: the last batch read, kept while it may serve the next
     // read (the cache may evict it meanwhile), and consecutive fetches
