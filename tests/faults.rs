@@ -226,3 +226,32 @@ fn topic_recreated_with_more_partitions_is_served_whole() {
     let events = c.take(28);
     assert_exact(&events, "new", 4, 7);
 }
+
+/// A topic deleted and not created again: the proxy does not re-create it
+/// (its metadata watch never asks for a topic by name), and once it has
+/// been gone for `kafka.unavailable_timeout` the open streams end with
+/// `event:error` saying so, and new subscribers get 503.
+#[test]
+fn deleted_topic_ends_streams_after_the_timeout() {
+    let broker = common::Broker::start();
+    broker.create_topic("items", 2);
+    let proxy = Proxy::start(&config(broker.addr, "  unavailable_timeout: 1s\n"), "0,1");
+    let mut c = SseClient::connect(proxy.addr, "/items", &[]);
+    let producer = ProducerOnly::connect(broker.addr);
+    produce(&producer, 0, (0..3).map(|i| format!("d-p0-{i}")));
+    assert_eq!(c.take(3).len(), 3);
+    producer.delete_topic("items");
+    let error = c.next_event();
+    assert_eq!(error.event.as_deref(), Some("error"), "{error:?}");
+    assert!(error.data.contains("does not exist"), "{}", error.data);
+    c.wait_eof();
+    let resp = String::from_utf8(raw_request(
+        proxy.addr,
+        b"GET /items HTTP/1.1\r\nhost: x\r\n\r\n",
+    ))
+    .unwrap();
+    assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+    // Still gone: nothing in the proxy created it again.
+    let topics = producer.topics();
+    assert!(!topics.contains(&"items".to_owned()), "{topics:?}");
+}

@@ -441,6 +441,16 @@ impl ProducerOnly {
             .expect("create topic");
     }
 
+    /// The topics the broker lists (a metadata request that creates none).
+    pub fn topics(&self) -> Vec<String> {
+        self.rt
+            .block_on(self.client.list_topics())
+            .expect("list topics")
+            .into_iter()
+            .map(|t| t.name)
+            .collect()
+    }
+
     pub fn delete_topic(&self, name: &str) {
         self.rt
             .block_on(async {
