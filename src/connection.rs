@@ -451,7 +451,6 @@ enum Plan {
 /// Serves one accepted connection to the end.
 pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(ctx.config.connections.nodelay);
-    limit_unsent(stream.as_raw_fd());
     let read = match plan_now(&ctx, &stream) {
         Ok(Head::Complete(plan)) => Ok(plan),
         // Boxed: the read buffer lives on the heap only while the head is
@@ -504,28 +503,6 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
     drop(closing);
     ctx.metrics.connections_open.sub(1);
     let _ = stream.close().await;
-}
-
-/// Unsent bytes a stream's socket may hold (TCP_NOTSENT_LOWAT). Linux
-/// otherwise grows a socket's send buffer to megabytes for a client that
-/// does not read (measured: ~4 MB on loopback with a 4 KiB receive
-/// buffer), so a slow client would cost that much kernel memory before its
-/// outbox ever reached `connections.max_queued_bytes` and it left the live
-/// stream for the cache. A live client takes each frame as it comes, far
-/// below this.
-const MAX_UNSENT: libc::c_int = 128 << 10;
-
-fn limit_unsent(fd: RawFd) {
-    // SAFETY: a valid socket and an option value of the size passed.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NOTSENT_LOWAT,
-            (&MAX_UNSENT as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
 }
 
 /// Marks a connection closed when dropped (see `serve`).
