@@ -63,7 +63,7 @@ YAML
 # start_proxy ADMIN_PORT: the proxy on CPU 0 (one shard) with
 # $work/proxy.yaml; sets PROXY and waits until it is ready.
 start_proxy() {
-  ./target/release/sse-kafka run --config "$work/proxy.yaml" --cpus 0 2>"$work/proxy.log" &
+  ${PROXY_BIN:-./target/release/sse-kafka} run --config "$work/proxy.yaml" --cpus 0 2>"$work/proxy.log" &
   PROXY=$!; pids+=($PROXY)
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/health/ready" >/dev/null && return 0; sleep 0.1; done
   echo "proxy not ready:" >&2; cat "$work/proxy.log" >&2; exit 1
