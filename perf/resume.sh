@@ -38,7 +38,11 @@ row() { echo "$1" | tee -a "$OUT"; }
 
 # A proxy on CPU 0 with $work/proxy.yaml; PROXY_CONFIG_EXTRA adds YAML.
 fresh_proxy() {
-  [ -n "${PROXY:-}" ] && { kill "$PROXY"; wait "$PROXY" 2>/dev/null || true; }
+  if [ -n "${PROXY:-}" ]; then
+    kill "$PROXY"; wait "$PROXY" 2>/dev/null || true
+    # Until the old listener is gone (it drains its streams first).
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break; sleep 0.1; done
+  fi
   write_proxy_config "$port" "$admin" "$broker"
   start_proxy "$admin"
 }
