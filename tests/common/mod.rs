@@ -307,33 +307,8 @@ impl SseClient {
         Self::over(socket.into(), path, &[])
     }
 
-    fn over(mut stream: TcpStream, path: &str, headers: &[(&str, &str)]) -> SseClient {
-        let mut req = format!("GET {path} HTTP/1.1\r\nhost: test\r\naccept: text/event-stream\r\n");
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        stream.write_all(req.as_bytes()).unwrap();
-        stream.set_read_timeout(Some(DEADLINE)).unwrap();
-        let mut buf = Vec::new();
-        let mut byte = [0u8; 1];
-        while !buf.ends_with(b"\r\n\r\n") {
-            let n = stream.read(&mut byte).expect("response head");
-            assert!(
-                n == 1,
-                "connection closed before the response head: {:?}",
-                String::from_utf8_lossy(&buf)
-            );
-            buf.push(byte[0]);
-        }
-        SseClient {
-            stream,
-            parser: Parser::new(),
-            head: String::from_utf8(buf).unwrap(),
-            raw: Vec::new(),
-            events: Default::default(),
-            eof: false,
-        }
+    fn over(stream: TcpStream, path: &str, headers: &[(&str, &str)]) -> SseClient {
+        Requested::send(stream, path, headers).open()
     }
 
     /// The socket, for tests that drive many connections themselves.
@@ -578,14 +553,7 @@ impl SseClient {
             .bind(&SocketAddr::new(source, 0).into())
             .expect("bind the source address");
         socket.connect(&addr.into()).unwrap();
-        let mut stream: TcpStream = socket.into();
-        let mut req = format!("GET {path} HTTP/1.1\r\nhost: test\r\naccept: text/event-stream\r\n");
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        stream.write_all(req.as_bytes()).unwrap();
-        Requested { stream }
+        Requested::send(socket.into(), path, headers)
     }
 
     /// [`SseClient::connect`] from the loopback address `source`.
@@ -624,6 +592,17 @@ impl SseClient {
 }
 
 impl Requested {
+    /// Sends the request head.
+    fn send(mut stream: TcpStream, path: &str, headers: &[(&str, &str)]) -> Requested {
+        let mut req = format!("GET {path} HTTP/1.1\r\nhost: test\r\naccept: text/event-stream\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        stream.write_all(req.as_bytes()).unwrap();
+        Requested { stream }
+    }
+
     /// Reads the response head; the stream is then an [`SseClient`].
     pub fn open(self) -> SseClient {
         let mut stream = self.stream;
