@@ -469,15 +469,13 @@ impl Sidecar {
                             // answer past the end with nothing instead of
                             // OFFSET_OUT_OF_RANGE, like nisshi).
                             self.metrics.kafka_errors.inc();
-                            match pc.get_offset(OffsetAt::Earliest).await {
-                                Ok(earliest) => {
-                                    warn!(topic = %name, partition, next, high_watermark, earliest, "log ends below the fetch position; reading the new log from its start");
-                                    next = earliest;
-                                    if !self.announce(topic, partition, next).await {
-                                        return;
-                                    }
-                                }
-                                Err(e) => self.backoff(&name, partition, &e, &mut delay).await,
+                            let why = "the log ends below the fetch position";
+                            let at = (topic, partition, name.as_str());
+                            if !self
+                                .restart_at_earliest(&pc, at, &mut next, &mut delay, why)
+                                .await
+                            {
+                                return;
                             }
                         }
                         continue;
@@ -512,15 +510,13 @@ impl Sidecar {
                     // behind a forward jump see the discontinuity and catch
                     // up; a backward jump resets the partition (see hub).
                     self.metrics.kafka_errors.inc();
-                    match pc.get_offset(OffsetAt::Earliest).await {
-                        Ok(earliest) => {
-                            warn!(topic = %name, partition, next, earliest, "fetch offset out of range; repositioning");
-                            next = earliest;
-                            if !self.announce(topic, partition, next).await {
-                                return;
-                            }
-                        }
-                        Err(e) => self.backoff(&name, partition, &e, &mut delay).await,
+                    let why = "the fetch offset is out of range";
+                    let at = (topic, partition, name.as_str());
+                    if !self
+                        .restart_at_earliest(&pc, at, &mut next, &mut delay, why)
+                        .await
+                    {
+                        return;
                     }
                 }
                 Err(RsError::ServerError {
@@ -570,21 +566,45 @@ impl Sidecar {
                         continue;
                     }
                     // It exists again: a new log, read from its start.
-                    match pc.get_offset(OffsetAt::Earliest).await {
-                        Ok(earliest) => {
-                            info!(topic = %name, partition, earliest, "topic is back; reading its log from the start");
-                            next = earliest;
-                            if !self.announce(topic, partition, next).await {
-                                return;
-                            }
-                        }
-                        Err(e) => self.backoff(&name, partition, &e, &mut delay).await,
+                    let why = "the topic is back with a new log";
+                    let at = (topic, partition, name.as_str());
+                    if !self
+                        .restart_at_earliest(&pc, at, &mut next, &mut delay, why)
+                        .await
+                    {
+                        return;
                     }
                 }
                 Err(e) => self.backoff(&name, partition, &e, &mut delay).await,
             }
             if self.to_shard.is_disconnected() {
                 return;
+            }
+        }
+    }
+
+    /// Moves a fetch loop to the earliest offset Kafka holds (its log was
+    /// truncated or replaced) and announces the new position to the shard.
+    /// A failed look-up backs off and leaves `next` as it was (the loop
+    /// meets the same condition again). Returns false when the shard is
+    /// gone.
+    async fn restart_at_earliest(
+        &self,
+        pc: &PartitionClient,
+        (topic, partition, name): (TopicId, u32, &str),
+        next: &mut i64,
+        delay: &mut Duration,
+        why: &str,
+    ) -> bool {
+        match pc.get_offset(OffsetAt::Earliest).await {
+            Ok(earliest) => {
+                warn!(topic = %name, partition, from = *next, earliest, why, "reading the partition from its earliest offset");
+                *next = earliest;
+                self.announce(topic, partition, earliest).await
+            }
+            Err(e) => {
+                self.backoff(name, partition, &e, delay).await;
+                true
             }
         }
     }
