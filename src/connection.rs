@@ -745,25 +745,23 @@ async fn stream_events(
     };
     conn.send_or_queue(&head, &ctx.metrics);
     drop(head);
-    match start {
-        StartAt::Live => ctx
-            .hub
-            .borrow_mut()
-            .topic_mut(route.topic)
-            .join(Rc::clone(conn), route.render),
-        StartAt::Position(position) => {
-            Box::pin(cursor::catch_up(
-                ctx,
-                conn,
-                stream,
-                route,
-                position,
-                cursor::Origin::Request,
-            ))
-            .await?
+    // Where the stream must read at its own position before it is live:
+    // the position it asked for, later the one a demotion hands over.
+    let mut behind = match start {
+        StartAt::Live => {
+            ctx.hub
+                .borrow_mut()
+                .topic_mut(route.topic)
+                .join(Rc::clone(conn), route.render);
+            None
         }
-    }
+        StartAt::Position(position) => Some((position, cursor::Origin::Request)),
+    };
     loop {
+        if let Some((position, origin)) = behind.take() {
+            // Boxed: a live stream's resident future stays small.
+            Box::pin(cursor::catch_up(ctx, conn, stream, route, position, origin)).await?;
+        }
         conn.notified().await;
         // A full socket: keep waiting while the connection is live; once
         // the hub has demoted it, the cursor takes over the waiting (and
@@ -779,19 +777,9 @@ async fn stream_events(
         if ctx.shutting_down.get() || conn.ending.get() {
             return Ok(());
         }
-        if let Some(position) = conn.take_demotion() {
-            // Boxed like the first catch-up: a live stream's resident
-            // future stays small.
-            Box::pin(cursor::catch_up(
-                ctx,
-                conn,
-                stream,
-                route,
-                position,
-                cursor::Origin::Demoted,
-            ))
-            .await?;
-        }
+        behind = conn
+            .take_demotion()
+            .map(|position| (position, cursor::Origin::Demoted));
     }
 }
 
