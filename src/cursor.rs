@@ -341,14 +341,11 @@ pub async fn catch_up(
         if ctx.shutting_down.get() || conn.is_ending() {
             return Ok(());
         }
-        let gone = {
-            let hub = ctx.hub.borrow();
-            let ts = hub.topic(topic);
-            let timeout = ctx.config.kafka.unavailable_timeout;
-            ts.unavailable()
-                .filter(|(since, _)| since.elapsed() > timeout)
-                .map(|(_, why)| crate::shard::unavailable_reason(&ts.name, why, timeout))
-        };
+        let gone = ctx
+            .hub
+            .borrow()
+            .topic(topic)
+            .unavailable_past(ctx.config.kafka.unavailable_timeout, Instant::now());
         if let Some(reason) = gone {
             ctx.metrics.topic_unavailable_ends.inc();
             return end_with_error(ctx, conn, stream, reason).await;

@@ -20,7 +20,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Waker;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rskafka::record::RecordAndOffset;
 
@@ -118,6 +118,19 @@ impl TopicStream {
     /// Since when and why Kafka cannot serve this topic, if it cannot.
     pub fn unavailable(&self) -> Option<&(Instant, String)> {
         self.unavailable.as_ref()
+    }
+
+    /// The reason to end this topic's streams, once Kafka has not served
+    /// it for longer than `timeout` (`kafka.unavailable_timeout`).
+    pub fn unavailable_past(&self, timeout: Duration, now: Instant) -> Option<String> {
+        let (since, why) = self.unavailable.as_ref()?;
+        (now.saturating_duration_since(*since) > timeout).then(|| {
+            format!(
+                "topic {} unavailable for more than {}: {why}; reconnect to resume",
+                self.name,
+                humantime::format_duration(timeout)
+            )
+        })
     }
 
     /// Records what the sidecar's metadata watch reported, and wakes the
@@ -376,6 +389,10 @@ impl Hub {
     pub fn evict_expired(&mut self, now: Instant, metrics: &ShardMetrics) {
         self.cache.evict(now);
         metrics.cache_bytes.set(self.cache.owned_bytes() as u64);
+    }
+
+    pub fn topics_mut(&mut self) -> impl Iterator<Item = &mut TopicStream> {
+        self.topics.iter_mut()
     }
 
     pub fn all_ready(&self) -> bool {

@@ -113,7 +113,6 @@ pub struct ShardCtx {
     pub catchup_slots: glommio::sync::Semaphore,
     pub requests: flume::Sender<Request>,
     pub metrics: Arc<ShardMetrics>,
-    pub topic_count: usize,
     /// Every open stream, for keep-alives and shutdown.
     pub conns: RefCell<Vec<Rc<Conn>>>,
     pub shutting_down: Cell<bool>,
@@ -220,7 +219,6 @@ async fn run(spec: ShardSpec) {
         catchup_slots: glommio::sync::Semaphore::new(crate::cursor::CATCHUP_SLOTS),
         requests: spec.requests,
         metrics: Arc::clone(&shared.metrics[spec.id.0]),
-        topic_count: shared.topics.len(),
         conns: RefCell::default(),
         shutting_down: Cell::new(false),
         max_connections: shared.config.connections.max.div_ceil(spec.shards),
@@ -445,30 +443,18 @@ impl Forwarder {
 fn end_unavailable(ctx: &ShardCtx, now: Instant) {
     let timeout = ctx.config.kafka.unavailable_timeout;
     let mut hub = ctx.hub.borrow_mut();
-    for t in 0..ctx.topic_count {
-        let ts = hub.topic_mut(TopicId(t as u32));
-        let reason = match ts.unavailable() {
-            Some((since, reason)) if now.saturating_duration_since(*since) > timeout => {
-                unavailable_reason(&ts.name, reason, timeout)
-            }
-            _ => continue,
-        };
+    for ts in hub.topics_mut() {
         if ts.live_connections() == 0 {
             continue;
         }
+        let Some(reason) = ts.unavailable_past(timeout, now) else {
+            continue;
+        };
         let mut frame = Vec::new();
         connection::error_event(&mut frame, &reason);
         let ended = ts.end_live(&Rc::from(frame));
         ctx.metrics.topic_unavailable_ends.add(ended);
     }
-}
-
-/// The reason given to clients whose topic stayed unavailable.
-pub fn unavailable_reason(topic: &str, why: &str, timeout: Duration) -> String {
-    format!(
-        "topic {topic} unavailable for more than {}: {why}; reconnect to resume",
-        humantime::format_duration(timeout)
-    )
 }
 
 /// Queues keep-alive comments on streams that were silent for their
