@@ -7,7 +7,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 use common::{raw_request, wait_until, ProducerOnly, Proxy, SseClient};
 use sse_kafka::sse::Event;
@@ -36,27 +36,12 @@ impl SqliteBroker {
     }
 
     fn launch(&mut self) {
-        let url = format!("tcp://{}", self.addr);
-        let child = Command::new(common::nisshi_bin())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            // Relative to the working directory: the broker's own dir.
-            .args(["--storage-engine", "sqlite://nisshi.db"])
-            .current_dir(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nisshi");
-        self.child = Some(child);
-        let addr = self.addr;
-        wait_until("the broker to accept connections", || {
-            std::net::TcpStream::connect(addr).is_ok()
-        });
+        // Relative to the working directory: the broker's own dir.
+        self.child = Some(common::spawn_nisshi(
+            self.addr,
+            "sqlite://nisshi.db",
+            self.dir.path(),
+        ));
     }
 
     fn kill(&mut self) {

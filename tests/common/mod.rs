@@ -26,7 +26,7 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// The nisshi binary: `$NISSHI_BIN`, else `~/.cargo/bin/nisshi`. Missing is
 /// a test failure with instructions, never a silent skip.
-pub fn nisshi_bin() -> PathBuf {
+fn nisshi_bin() -> PathBuf {
     if let Ok(p) = std::env::var("NISSHI_BIN") {
         return PathBuf::from(p);
     }
@@ -67,29 +67,36 @@ pub struct Broker {
     producer: ProducerOnly,
 }
 
+/// Starts a nisshi broker on `addr` with `storage` (a `--storage-engine`
+/// URL, relative paths resolved in `dir`, where it also reads `.env`) and
+/// waits until it accepts connections.
+pub fn spawn_nisshi(addr: SocketAddr, storage: &str, dir: &std::path::Path) -> Child {
+    let url = format!("tcp://{addr}");
+    let child = Command::new(nisshi_bin())
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", storage])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nisshi");
+    wait_until("the broker to accept connections", || {
+        TcpStream::connect(addr).is_ok()
+    });
+    child
+}
+
 impl Broker {
     pub fn start() -> Broker {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(nisshi_bin())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://nisshi/"])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nisshi");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        wait_until("the broker to accept connections", || {
-            TcpStream::connect(addr).is_ok()
-        });
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = spawn_nisshi(addr, "memory://nisshi/", dir.path());
         Broker {
             child,
             addr,
