@@ -10,16 +10,19 @@
 //! scanner over the text (`KeyIndex`).
 
 use std::collections::HashMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::marker::PhantomData;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
+
+use crate::filter::{FilterSpec, Source, Template, ValueSpec};
+use crate::router::PathTemplate;
 
 // ---------------------------------------------------------------------------
 // Defaults. Each says why it has its value.
@@ -199,12 +202,18 @@ impl ConfigError {
 }
 
 /// Whether `s` can be a serde_yaml_ng path (`routes[0].topic`) rather than the
-/// first words of a message such as `invalid type: ...`. Our keys are plain
-/// identifiers, so any space rules a path out.
+/// first words of a message such as `invalid type: ...`. A path starts with
+/// one of our top-level keys, plain identifiers, so a space before the first
+/// `.` or `[` rules a path out. Further on a path may hold keys the operator
+/// chose — header names, JSON pointers (`routes[0].filters[0].value./a b`) —
+/// so anything goes there. (A key holding `": "` would still end the path
+/// early: the message then starts with the key's tail, nothing worse.)
 fn looks_like_path(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-[]?".contains(c))
+    let first = &s[..s.find(['.', '[']).unwrap_or(s.len())];
+    !first.is_empty()
+        && first
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-?".contains(c))
 }
 
 fn join_key(parent: &str, key: &str) -> String {
@@ -309,7 +318,8 @@ pub struct Connections {
 
 #[derive(Debug, Clone)]
 pub struct Route {
-    /// Starts with '/'.
+    /// A valid [`PathTemplate`]: starts with '/', parameters are whole
+    /// segments with distinct names.
     pub path: String,
     /// A valid Kafka topic name.
     pub topic: String,
@@ -318,6 +328,11 @@ pub struct Route {
     pub event_id: EventIdForm,
     /// Overrides [`Config::keepalive`] for this route; never zero.
     pub keepalive: Option<Duration>,
+    /// Which records the route streams: those that match any of these
+    /// filters; empty means every record (the file's `filters` absent; an
+    /// empty list in the file is refused). Every `${params.NAME}` in them
+    /// names a parameter of `path`; `${query.NAME}` is checked per request.
+    pub filters: Vec<FilterSpec>,
 }
 
 /// Where a new client without `Last-Event-ID` starts reading.
@@ -362,21 +377,50 @@ impl Config {
 
     /// The route table as `sse-kafka check` prints it, one line per route, each
     /// ending in a newline:
-    /// `GET /items -> topic items (start live, value text, id progress)`.
+    /// `GET /items -> topic items (start live, value text, id progress)`, then,
+    /// for a route with filters, ` filters: [key=${params.id}] or [header
+    /// tag=red, value /n=5]`. A `value` condition's text is quoted
+    /// (`/status="open"`) to tell it from a literal number, boolean or null.
     pub fn describe_routes(&self) -> String {
         let mut out = String::new();
         for r in &self.routes {
-            out.push_str(&format!(
-                "GET {} -> topic {} (start {}, value {}, id {})\n",
+            // Writing to a String cannot fail.
+            let _ = write!(
+                out,
+                "GET {} -> topic {} (start {}, value {}, id {})",
                 r.path,
                 r.topic,
                 r.start.keyword(),
                 r.value.keyword(),
                 r.event_id.keyword()
-            ));
+            );
+            for (i, f) in r.filters.iter().enumerate() {
+                out.push_str(if i == 0 { " filters: [" } else { " or [" });
+                describe_filter(&mut out, f);
+                out.push(']');
+            }
+            out.push('\n');
         }
         out
     }
+}
+
+/// One filter's conditions, comma-separated, for [`Config::describe_routes`].
+fn describe_filter(out: &mut String, f: &FilterSpec) {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(key) = &f.key {
+        parts.push(format!("key={key}"));
+    }
+    for (name, value) in &f.headers {
+        parts.push(format!("header {name}={value}"));
+    }
+    for (pointer, spec) in &f.value {
+        parts.push(match spec {
+            ValueSpec::Text(text) => format!("value {pointer}={:?}", text.to_string()),
+            ValueSpec::Literal(json) => format!("value {pointer}={json}"),
+        });
+    }
+    out.push_str(&parts.join(", "));
 }
 
 // ---------------------------------------------------------------------------
@@ -571,15 +615,41 @@ struct RawRoute {
     event_id: Keyword<EventIdForm>,
     #[serde(default)]
     keepalive: Option<PositiveDuration>,
+    /// Absent: every record. A null or empty list is `Some(vec![])`, which
+    /// `validate` refuses.
+    #[serde(default, deserialize_with = "present")]
+    filters: Option<Vec<RawFilter>>,
     // Later features; parsed so the model exists, rejected by `validate`.
-    #[serde(default)]
-    filters: Option<Value>,
     #[serde(default)]
     guard: Option<Value>,
     #[serde(default)]
     partitioner: Option<Value>,
     #[serde(default)]
     topics: Option<Value>,
+}
+
+/// One entry of a route's `filters`. Absent parts hold no condition; a
+/// filter with none at all is refused by `validate`, which also checks that
+/// each `${params.NAME}` names a parameter of the route's path.
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a filter: a mapping with key, headers and/or value"
+)]
+struct RawFilter {
+    #[serde(default, deserialize_with = "present")]
+    key: Option<TextCondition>,
+    #[serde(default)]
+    headers: HeaderConditions,
+    #[serde(default)]
+    value: ValueConditions,
+}
+
+/// For a field whose `null` must be seen rather than read as "absent", as
+/// serde does for `Option` fields: the field's own type decides what a null
+/// means, and only a missing field is `None` (with `#[serde(default)]`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 // serde's `default = "..."` wants functions; they only wrap the constants.
@@ -880,9 +950,10 @@ impl<'de> Deserialize<'de> for TopicName {
 
 /// An HTTP route path: starts with '/', and holds no whitespace, '?' or '#',
 /// which can never appear in the path part of a request and so would make a
-/// route that nothing matches.
+/// route that nothing matches; parameters (`{id}`) are whole segments with
+/// distinct names, as the router needs them.
 #[derive(Debug)]
-struct RoutePath(String);
+struct RoutePath(PathTemplate);
 
 impl<'de> Deserialize<'de> for RoutePath {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -898,7 +969,9 @@ impl<'de> Deserialize<'de> for RoutePath {
                     "route path '{s}' must not contain {c:?}: requests never carry it in their path"
                 ));
             }
-            Ok(RoutePath(s.to_string()))
+            PathTemplate::parse(s)
+                .map(RoutePath)
+                .map_err(|e| format!("invalid route path '{s}': {e}"))
         })
     }
 }
@@ -922,6 +995,204 @@ impl<'de> Deserialize<'de> for BrokerAddr {
                 _ => Err(bad("port must be a number from 1 to 65535")),
             }
         })
+    }
+}
+
+/// What a key or header value may be written as: a string, or a number or
+/// boolean, which is taken as written (`version: 2` is the text "2", `2.50`
+/// stays "2.50"): serde_yaml_ng hands a plain scalar's source text to
+/// `deserialize_str`.
+const TEXT_FORMS: &str = "a string, number or boolean";
+
+/// A `key` or header value: a [`Template`], or `None` for a YAML null, which
+/// `validate` refuses. A null is not refused here because serde_yaml_ng only
+/// knows a value's position inside a visitor method, and `visit_none` is not
+/// given one; `validate` finds the key's position instead.
+struct TextCondition(Option<Template>);
+
+impl<'de> Deserialize<'de> for TextCondition {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        TextSeed { problem: None }.deserialize(d)
+    }
+}
+
+/// Reads a [`TextCondition`]; `problem`, if set, is a fault of the value's
+/// key found by the enclosing mapping (a duplicate), raised from the visitor
+/// so that it carries the value's position and the key in its path.
+struct TextSeed {
+    problem: Option<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for TextSeed {
+    type Value = TextCondition;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<TextCondition, D::Error> {
+        struct NullOr(TextSeed);
+        impl<'de> Visitor<'de> for NullOr {
+            type Value = TextCondition;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(TEXT_FORMS)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<TextCondition, E> {
+                Ok(TextCondition(None))
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<TextCondition, D::Error> {
+                let problem = self.0.problem;
+                deserialize_str_with(d, TEXT_FORMS, |s| match problem {
+                    Some(problem) => Err(problem),
+                    None => Template::parse(s)
+                        .map(|t| TextCondition(Some(t)))
+                        .map_err(|e| e.to_string()),
+                })
+            }
+        }
+        d.deserialize_option(NullOr(self))
+    }
+}
+
+/// A filter's `headers`: header name → value, in file order.
+#[derive(Default)]
+struct HeaderConditions(Vec<(String, TextCondition)>);
+
+/// A header name in `headers`: any non-empty string.
+struct HeaderName(String);
+
+impl<'de> Deserialize<'de> for HeaderName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_str_with(d, "a header name", |s| {
+            if s.is_empty() {
+                return Err("a header name must not be empty".to_string());
+            }
+            Ok(HeaderName(s.to_string()))
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for HeaderConditions {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MapVisitor;
+        impl<'de> Visitor<'de> for MapVisitor {
+            type Value = HeaderConditions;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping of header name to value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut headers: Vec<(String, TextCondition)> = Vec::new();
+                while let Some(HeaderName(name)) = map.next_key()? {
+                    let problem = headers
+                        .iter()
+                        .any(|(seen, _)| *seen == name)
+                        .then(|| format!("header '{name}' is listed twice"));
+                    let value = map.next_value_seed(TextSeed { problem })?;
+                    headers.push((name, value));
+                }
+                Ok(HeaderConditions(headers))
+            }
+        }
+        d.deserialize_map(MapVisitor)
+    }
+}
+
+/// A filter's `value`: JSON pointer → expected scalar, in file order.
+#[derive(Default)]
+struct ValueConditions(Vec<(String, ValueSpec)>);
+
+/// What a `value` condition may expect.
+const VALUE_FORMS: &str = "a string, number, boolean or null";
+
+impl<'de> Deserialize<'de> for ValueConditions {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MapVisitor;
+        impl<'de> Visitor<'de> for MapVisitor {
+            type Value = ValueConditions;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping of JSON pointer to expected value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut value: Vec<(String, ValueSpec)> = Vec::new();
+                while let Some(pointer) = map.next_key::<String>()? {
+                    // Checked at the value, whose error path ends in the
+                    // pointer: `routes[0].filters[0].value.status`.
+                    let problem = if !(pointer.is_empty() || pointer.starts_with('/')) {
+                        Some(format!(
+                            "a JSON pointer must be empty or start with '/' (did you mean '/{pointer}'?)"
+                        ))
+                    } else if value.iter().any(|(seen, _)| *seen == pointer) {
+                        Some(format!("JSON pointer '{pointer}' is listed twice"))
+                    } else {
+                        None
+                    };
+                    let expected = map.next_value_seed(ValueSeed { problem })?;
+                    value.push((pointer, expected));
+                }
+                Ok(ValueConditions(value))
+            }
+        }
+        d.deserialize_map(MapVisitor)
+    }
+}
+
+/// Reads the expected value of one `value` condition: a YAML string is a
+/// [`ValueSpec::Text`] template; a number, boolean or null a
+/// [`ValueSpec::Literal`] holding serde_json's text of it, which is how the
+/// matcher writes the record's value to compare. `problem` as in
+/// [`TextSeed`].
+struct ValueSeed {
+    problem: Option<String>,
+}
+
+impl ValueSeed {
+    fn check<E: de::Error>(
+        self,
+        spec: impl FnOnce() -> Result<ValueSpec, String>,
+    ) -> Result<ValueSpec, E> {
+        match self.problem {
+            Some(problem) => Err(E::custom(problem)),
+            None => spec().map_err(E::custom),
+        }
+    }
+
+    fn literal<E: de::Error>(self, json: serde_json::Value) -> Result<ValueSpec, E> {
+        self.check(|| Ok(ValueSpec::Literal(json.to_string())))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed {
+    type Value = ValueSpec;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<ValueSpec, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed {
+    type Value = ValueSpec;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(VALUE_FORMS)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<ValueSpec, E> {
+        self.check(|| {
+            Template::parse(v)
+                .map(ValueSpec::Text)
+                .map_err(|e| e.to_string())
+        })
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<ValueSpec, E> {
+        self.literal(v.into())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<ValueSpec, E> {
+        self.literal(v.into())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<ValueSpec, E> {
+        self.literal(v.into())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<ValueSpec, E> {
+        self.check(|| {
+            serde_json::Number::from_f64(v)
+                .map(|n| ValueSpec::Literal(n.to_string()))
+                .ok_or_else(|| format!("{v} is not a JSON number"))
+        })
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<ValueSpec, E> {
+        self.literal(serde_json::Value::Null)
     }
 }
 
@@ -1018,16 +1289,12 @@ impl<'de, T: ConfigKeyword> Deserialize<'de> for Keyword<T> {
 
 /// Checks what no single value can check alone and builds the public model.
 /// Positions come from [`KeyIndex`], since serde's are gone by now.
-fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, ConfigError> {
+fn validate(mut raw: RawConfig, text: &str, file: &str) -> Result<Config, ConfigError> {
     let index = KeyIndex::new(text);
-    let fail = |field: String, message: String| {
-        Err(ConfigError::new(
-            file,
-            index.locate(&field),
-            &field,
-            message,
-        ))
+    let error = |field: String, message: String| {
+        ConfigError::new(file, index.locate(&field), &field, message)
     };
+    let fail = |field: String, message: String| Err(error(field, message));
 
     // Later features: the keys are known (so they are not "unknown field"
     // typos) but nothing implements them yet; silently ignoring a guard would
@@ -1037,7 +1304,6 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, ConfigErro
     }
     for (i, r) in raw.routes.0.iter().enumerate() {
         let later = [
-            ("filters", r.filters.is_some()),
             ("guard", r.guard.is_some()),
             ("partitioner", r.partitioner.is_some()),
             ("topics", r.topics.is_some()),
@@ -1050,16 +1316,24 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, ConfigErro
     // Two routes with one path: the second could never be reached.
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, r) in raw.routes.0.iter().enumerate() {
-        if let Some(first) = seen.insert(&r.path.0, i) {
+        if let Some(first) = seen.insert(r.path.0.as_str(), i) {
             return fail(
                 format!("routes[{i}].path"),
                 format!(
                     "duplicate route path '{}' (already used by routes[{first}])",
-                    r.path.0
+                    r.path.0.as_str()
                 ),
             );
         }
     }
+
+    let filters = raw
+        .routes
+        .0
+        .iter_mut()
+        .enumerate()
+        .map(|(i, r)| route_filters(i, &r.path.0, r.filters.take(), &error))
+        .collect::<Result<Vec<_>, _>>()?;
 
     // Both listeners on one port: the second bind would fail at start-up with a
     // less helpful message. Port 0 asks for an ephemeral port: never a clash.
@@ -1131,16 +1405,100 @@ fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, ConfigErro
             .routes
             .0
             .into_iter()
-            .map(|r| Route {
-                path: r.path.0,
+            .zip(filters)
+            .map(|(r, filters)| Route {
+                path: r.path.0.as_str().to_string(),
                 topic: r.topic.0,
                 start: r.start.0,
                 value: r.value.0,
                 event_id: r.event_id.0,
                 keepalive: r.keepalive.map(|k| k.0),
+                filters,
             })
             .collect(),
     })
+}
+
+/// Checks route `i`'s filters as a whole and builds the model: what each
+/// value could not check alone (a filter or a list with nothing in it, a null,
+/// a path parameter the route's path does not have). `error` makes a
+/// [`ConfigError`] at a field.
+fn route_filters(
+    i: usize,
+    path: &PathTemplate,
+    raw: Option<Vec<RawFilter>>,
+    error: &dyn Fn(String, String) -> ConfigError,
+) -> Result<Vec<FilterSpec>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    if raw.is_empty() {
+        // `filters: []` would stream nothing at all: surely not what was meant.
+        return Err(error(
+            format!("routes[{i}].filters"),
+            "an empty list matches no record; remove `filters` to stream every record".into(),
+        ));
+    }
+    let mut specs = Vec::with_capacity(raw.len());
+    for (j, f) in raw.into_iter().enumerate() {
+        let at = format!("routes[{i}].filters[{j}]");
+        if f.key.is_none() && f.headers.0.is_empty() && f.value.0.is_empty() {
+            // It would match every record, which is surely not what was meant.
+            return Err(error(
+                at,
+                "a filter needs at least one of key, headers, value".into(),
+            ));
+        }
+        // A null would otherwise have to mean something; leaving the
+        // condition out says "any" unambiguously.
+        let text = |field: String, c: TextCondition| {
+            c.0.ok_or_else(|| {
+                error(
+                    field,
+                    format!(
+                        "expected {TEXT_FORMS}, not null; leave the condition out to match any"
+                    ),
+                )
+            })
+        };
+        let key = f.key.map(|c| text(format!("{at}.key"), c)).transpose()?;
+        let headers = f
+            .headers
+            .0
+            .into_iter()
+            .map(|(name, c)| Ok((name.clone(), text(format!("{at}.headers.{name}"), c)?)))
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let spec = FilterSpec {
+            key,
+            headers,
+            value: f.value.0,
+        };
+
+        // `${params.NAME}` is known now; `${query.NAME}` only per request.
+        let mut templates: Vec<(String, &Template)> = Vec::new();
+        templates.extend(spec.key.iter().map(|t| (format!("{at}.key"), t)));
+        for (name, t) in &spec.headers {
+            templates.push((format!("{at}.headers.{name}"), t));
+        }
+        for (pointer, v) in &spec.value {
+            if let ValueSpec::Text(t) = v {
+                templates.push((format!("{at}.value.{pointer}"), t));
+            }
+        }
+        for (field, template) in templates {
+            let unknown = template.substitutions().find(|(source, name)| {
+                *source == Source::Params && !path.param_names().any(|p| p == *name)
+            });
+            if let Some((_, name)) = unknown {
+                return Err(error(
+                    field,
+                    format!("path '{}' has no parameter '{name}'", path.as_str()),
+                ));
+            }
+        }
+        specs.push(spec);
+    }
+    Ok(specs)
 }
 
 // ---------------------------------------------------------------------------
@@ -1551,8 +1909,13 @@ routes:
                 1, 1, "routes", "missing field `routes`"),
             ("duplicate path", format!("{MINIMAL}  - path: /items\n    topic: other\n"),
                 6, 5, "routes[1].path", "duplicate route path '/items' (already used by routes[0])"),
-            ("unsupported filters", format!("{two_routes}    filters:\n      - key: abc\n"),
-                8, 5, "routes[1].filters", "not supported yet"),
+            ("guard beside filters", format!("{two_routes}    filters:\n      - key: abc\n    guard: {{a: b}}\n"),
+                10, 5, "routes[1].guard", "not supported yet"),
+            ("bad path parameter", format!("{HEAD}routes:\n  - path: /a/{{x}}y\n    topic: a\n"),
+                4, 11, "routes[0].path",
+                "invalid route path '/a/{x}y': route path segment '{x}y' is not a literal or a whole-segment {name}"),
+            ("path parameter twice", format!("{HEAD}routes:\n  - path: /a/{{x}}/{{x}}\n    topic: a\n"),
+                4, 11, "routes[0].path", "invalid route path '/a/{x}/{x}': route path names parameter 'x' twice"),
             ("unsupported guard", route_with("    guard: {token: x}\n"),
                 6, 5, "routes[0].guard", "not supported yet"),
             ("unsupported topics", route_with("    topics: [a, b]\n"),
@@ -1628,6 +1991,176 @@ routes:
                 "{what}: {err}"
             );
         }
+    }
+
+    /// A route `/items/{id}` whose `filters:` key is on line 6, column 5;
+    /// its first entry starts on line 7, column 7.
+    const FILTERED: &str = "kafka:\n  bootstrap: [\"a:1\"]\nroutes:\n  - path: /items/{id}\n    topic: items\n    filters:\n";
+
+    #[test]
+    fn filter_errors_name_file_line_and_field() {
+        // (what, filters entries (6-space indent), line, column, field, start of the message)
+        let cases: &[(&str, &str, usize, usize, &str, &str)] = &[
+            ("unknown filter field", "      - key: a\n        keys: b\n",
+                8, 9, "routes[0].filters[0].keys",
+                "unknown field `keys`, expected one of `key`, `headers`, `value`"),
+            ("filter not a mapping", "      - abc\n",
+                7, 9, "routes[0].filters[0]",
+                "invalid type: string \"abc\", expected a filter: a mapping with key, headers and/or value"),
+            ("key template unclosed", "      - key: \"${params.id\"\n",
+                7, 14, "routes[0].filters[0].key", "'${' is not closed by '}'"),
+            ("key a list", "      - key: [a]\n",
+                7, 14, "routes[0].filters[0].key",
+                "invalid type: sequence, expected a string, number or boolean"),
+            ("key null", "      - key:\n        value: {/a: 1}\n",
+                7, 9, "routes[0].filters[0].key",
+                "expected a string, number or boolean, not null; leave the condition out to match any"),
+            ("key guard identity", "      - key: ${guard.identity}\n",
+                7, 14, "routes[0].filters[0].key",
+                "'${guard.identity}' needs guards, which are not supported yet"),
+            ("header template", "      - headers:\n          tag: \"${env.X}\"\n",
+                8, 16, "routes[0].filters[0].headers.tag",
+                "unknown substitution '${env.X}'; expected ${params.NAME} or ${query.NAME}"),
+            ("header name with a space", "      - headers: {\"x tag\": \"${}\"}\n",
+                7, 28, "routes[0].filters[0].headers.x tag", "empty substitution '${}'"),
+            ("header null", "      - headers:\n          tag: ~\n",
+                8, 11, "routes[0].filters[0].headers.tag",
+                "expected a string, number or boolean, not null"),
+            ("header null in a flow mapping", "      - headers: {a: b, tag: }\n",
+                7, 9, "routes[0].filters[0].headers.tag",
+                "expected a string, number or boolean, not null"),
+            ("header empty name", "      - headers: {\"\": x}\n",
+                7, 19, "routes[0].filters[0].headers", "a header name must not be empty"),
+            ("header twice", "      - headers:\n          tag: a\n          tag: b\n",
+                9, 16, "routes[0].filters[0].headers.tag", "header 'tag' is listed twice"),
+            ("headers a list", "      - headers: [tag]\n",
+                7, 18, "routes[0].filters[0].headers",
+                "invalid type: sequence, expected a mapping of header name to value"),
+            ("value template", "      - value:\n          /status: \"${guard.identity}\"\n",
+                8, 20, "routes[0].filters[0].value./status", "'${guard.identity}' needs guards"),
+            ("pointer without '/'", "      - value: {status: open}\n",
+                7, 25, "routes[0].filters[0].value.status",
+                "a JSON pointer must be empty or start with '/' (did you mean '/status'?)"),
+            ("pointer twice", "      - value:\n          /a: 1\n          /a: 2\n",
+                9, 15, "routes[0].filters[0].value./a", "JSON pointer '/a' is listed twice"),
+            ("value a list", "      - value: {/a: [1]}\n",
+                7, 21, "routes[0].filters[0].value./a",
+                "invalid type: sequence, expected a string, number, boolean or null"),
+            ("value a mapping", "      - value:\n          /a: {b: 1}\n",
+                8, 15, "routes[0].filters[0].value./a",
+                "invalid type: map, expected a string, number, boolean or null"),
+            ("value not a number", "      - value: {/a: .nan}\n",
+                7, 21, "routes[0].filters[0].value./a", "NaN is not a JSON number"),
+            ("empty filter", "      - {}\n",
+                7, 7, "routes[0].filters[0]", "a filter needs at least one of key, headers, value"),
+            ("filter of empty parts", "      - key: a\n      - headers: {}\n        value: {}\n",
+                8, 7, "routes[0].filters[1]", "a filter needs at least one of key, headers, value"),
+            ("empty filter list", "",
+                6, 5, "routes[0].filters",
+                "an empty list matches no record; remove `filters` to stream every record"),
+            ("filters a mapping", "      key: a\n",
+                7, 7, "routes[0].filters", "invalid type: map, expected a sequence"),
+            ("unknown path parameter in key", "      - key: \"${params.x}\"\n",
+                7, 9, "routes[0].filters[0].key", "path '/items/{id}' has no parameter 'x'"),
+            ("unknown path parameter in a flow header", "      - key: a\n      - headers: {tag: \"t-${params.tag}\"}\n",
+                8, 9, "routes[0].filters[1].headers.tag", "path '/items/{id}' has no parameter 'tag'"),
+            ("unknown path parameter in a value", "      - value:\n          /ok: true\n          /n: ${params.n}\n",
+                9, 11, "routes[0].filters[0].value./n", "path '/items/{id}' has no parameter 'n'"),
+        ];
+        for (what, entries, line, column, field, message) in cases {
+            let text = format!("{FILTERED}{entries}");
+            let err = match parse(&text, FILE) {
+                Ok(_) => panic!("{what}: parsed, but should fail:\n{text}"),
+                Err(e) => e,
+            };
+            let got = (err.file.as_str(), err.line, err.column, err.field.as_str());
+            assert_eq!(got, (FILE, *line, *column, *field), "{what}: {err}");
+            assert!(
+                err.message.starts_with(message),
+                "{what}: message is: {}",
+                err.message
+            );
+            assert!(!err.message.contains(" at line "), "{what}: {err}");
+        }
+        // `filters: []` is the same mistake as the bare key above.
+        let err = parse(&format!("{MINIMAL}    filters: []\n"), FILE).unwrap_err();
+        assert_eq!(
+            (err.line, err.column, err.field.as_str()),
+            (6, 5, "routes[0].filters")
+        );
+        assert!(err.message.starts_with("an empty list matches no record"));
+    }
+
+    #[test]
+    fn filters_parse_into_the_model() {
+        let text = format!(
+            "{FILTERED}{}",
+            r#"      - key: "${params.id}"       # list = OR; inside one = AND
+        headers: { tag: "${query.tag}", region: eu, version: 2, rate: 2.50, on: true }
+        value: { "/status": "open", "/n": 5, "/ok": true, "/gone": null, "/f": 1.5, "/neg": -3, "/s": "5", "": "${params.id}" }
+      - headers:
+          z-last: a
+          a-first: 'b c'
+      - value:
+          /deep/a~1b: x
+          /none:
+  - path: /plain
+    topic: items
+"#
+        );
+        let c = parse_ok(&text);
+        let t = |s: &str| Template::parse(s).unwrap();
+        let lit = |s: &str| ValueSpec::Literal(s.to_string());
+        let text_of = |s: &str| ValueSpec::Text(t(s));
+        let owned = |pairs: &[(&str, &str)]| -> Vec<(String, Template)> {
+            pairs.iter().map(|(n, v)| (n.to_string(), t(v))).collect()
+        };
+        let want = vec![
+            FilterSpec {
+                key: Some(t("${params.id}")),
+                // In file order; numbers and booleans as written.
+                headers: owned(&[
+                    ("tag", "${query.tag}"),
+                    ("region", "eu"),
+                    ("version", "2"),
+                    ("rate", "2.50"),
+                    ("on", "true"),
+                ]),
+                value: vec![
+                    ("/status".into(), text_of("open")),
+                    ("/n".into(), lit("5")),
+                    ("/ok".into(), lit("true")),
+                    ("/gone".into(), lit("null")),
+                    ("/f".into(), lit("1.5")),
+                    ("/neg".into(), lit("-3")),
+                    ("/s".into(), text_of("5")),
+                    ("".into(), text_of("${params.id}")),
+                ],
+            },
+            FilterSpec {
+                headers: owned(&[("z-last", "a"), ("a-first", "b c")]),
+                ..Default::default()
+            },
+            FilterSpec {
+                value: vec![
+                    ("/deep/a~1b".into(), text_of("x")),
+                    ("/none".into(), lit("null")),
+                ],
+                ..Default::default()
+            },
+        ];
+        assert_eq!(c.routes[0].path, "/items/{id}");
+        assert_eq!(c.routes[0].filters, want);
+        assert_eq!(c.routes[1].filters, [], "no filters: every record");
+        assert_eq!(
+            c.describe_routes(),
+            "GET /items/{id} -> topic items (start live, value text, id progress) filters: \
+             [key=${params.id}, header tag=${query.tag}, header region=eu, header version=2, \
+             header rate=2.50, header on=true, value /status=\"open\", value /n=5, value /ok=true, \
+             value /gone=null, value /f=1.5, value /neg=-3, value /s=\"5\", value =\"${params.id}\"] \
+             or [header z-last=a, header a-first=b c] or [value /deep/a~1b=\"x\", value /none=null]\n\
+             GET /plain -> topic items (start live, value text, id progress)\n"
+        );
     }
 
     #[test]
@@ -1870,6 +2403,44 @@ connections: {max: 1}
         assert_eq!(index.path_at_line(0), None);
         assert_eq!(index.path_at_line(5).as_deref(), Some("routes[0].topic"));
         assert_eq!(index.path_at_line(100).as_deref(), Some("listen"));
+    }
+
+    /// JSON pointers are keys with '/', '~' and sometimes '.' or '[' in them;
+    /// header names may hold spaces. Block-style keys are found exactly;
+    /// keys inside a flow mapping fall back to the mapping's key.
+    #[test]
+    fn key_index_finds_pointer_and_header_keys() {
+        let text = "\
+routes:
+  - path: /a
+    filters:
+      - value:
+          /status: open
+          \"/a.b\": 1
+          '/x[0]/y': 2
+          \"\": 3
+          /deep/a~1b: 4
+        headers:
+          \"x tag\": a
+          ce.type: b
+      - value: {\"/f.g\": 1, /h: 2}
+";
+        let index = KeyIndex::new(text);
+        let cases = [
+            ("routes[0].filters[0].value./status", (5, 11)),
+            ("routes[0].filters[0].value./a.b", (6, 11)),
+            ("routes[0].filters[0].value./x[0]/y", (7, 11)),
+            ("routes[0].filters[0].value.", (8, 11)),
+            ("routes[0].filters[0].value./deep/a~1b", (9, 11)),
+            ("routes[0].filters[0].headers.x tag", (11, 11)),
+            ("routes[0].filters[0].headers.ce.type", (12, 11)),
+            ("routes[0].filters[0].value./absent", (4, 9)),
+            ("routes[0].filters[1].value./f.g", (13, 9)),
+            ("routes[0].filters[1].value./h", (13, 9)),
+        ];
+        for (path, want) in cases {
+            assert_eq!(index.locate(path), want, "{path}");
+        }
     }
 
     #[test]

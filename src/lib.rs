@@ -51,7 +51,9 @@
 //! - [`cursor`]: catch-up readers and their shared Kafka fetches.
 //! - Codecs, pure functions of bytes: [`http`] (requests, responses),
 //!   [`router`] (path templates), [`sse`] (event frames and a parser),
-//!   [`event_id`] (the progress id).
+//!   [`event_id`] (the progress id), [`filter`] (record filters and their
+//!   substitutions).
+//! - [`partitioner`]: Kafka's default key partitioner (murmur2), for key pruning.
 //! - [`admin`], [`metrics`]: health and Prometheus metrics.
 
 pub mod admin;
@@ -60,11 +62,13 @@ pub mod connection;
 pub mod cpus;
 pub mod cursor;
 pub mod event_id;
+pub mod filter;
 pub mod http;
 pub mod hub;
 pub mod kafka;
 pub mod log;
 pub mod metrics;
+pub mod partitioner;
 pub mod router;
 pub mod server;
 pub mod shard;
