@@ -1,10 +1,38 @@
 #!/usr/bin/env bash
-# The test command: installs the nisshi broker when missing and the npm
-# EventSource client (the tests start their own brokers and proxies on
-# ephemeral ports), then runs every test.
+# The test command: installs the nisshi broker when missing, the npm
+# EventSource client and the Python Kafka client (the tests start their own
+# brokers and proxies on ephemeral ports), then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./examples/install-nisshi.sh
 # A real EventSource client (the npm `eventsource` package) for the tests.
 npm ci --prefix tests/clients --no-audit --no-fund
+# A real Kafka producer, Python `confluent-kafka` (bundled librdkafka), for
+# the tests that check where keys land (tests/clients/produce_keys.py).
+# Tests run "$SSE_KAFKA_PYTHON", exported here: the system python3 when it
+# already imports the client, else a venv in target/python, created once and
+# reused (Debian's python3 refuses `pip install --user`, PEP 668). The venv's
+# bin/ also goes first on PATH, so a plain `python3` finds the client too.
+CONFLUENT_KAFKA_VERSION=2.16.1
+if python3 -c 'import confluent_kafka' 2>/dev/null; then
+  SSE_KAFKA_PYTHON="$(command -v python3)"
+else
+  venv="$PWD/target/python"
+  if ! "$venv/bin/python3" -c 'import confluent_kafka' 2>/dev/null; then
+    rm -rf "$venv"
+    if ! python3 -m venv "$venv"; then
+      # Debian ships venv (and the pip it bootstraps) as python3-venv.
+      rm -rf "$venv"
+      sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+      $sudo apt-get update -qq
+      $sudo apt-get install -y -qq python3-venv
+      python3 -m venv "$venv"
+    fi
+    "$venv/bin/python3" -m pip install --quiet --disable-pip-version-check \
+      "confluent-kafka==$CONFLUENT_KAFKA_VERSION"
+  fi
+  SSE_KAFKA_PYTHON="$venv/bin/python3"
+  export PATH="$venv/bin:$PATH"
+fi
+export SSE_KAFKA_PYTHON
 cargo test --release --tests "$@"

@@ -30,7 +30,9 @@ use tracing::debug;
 use crate::config::Start;
 use crate::cursor;
 use crate::event_id;
+use crate::filter;
 use crate::http::{self, Method};
+use crate::hub::SharedFilter;
 use crate::kafka::{KafkaError, OffsetQuery, TopicId};
 use crate::metrics::ShardMetrics;
 use crate::shard::{RouteInfo, ShardCtx};
@@ -156,11 +158,11 @@ impl Conn {
         self.notify();
     }
 
-    /// The live fan-out's push: one borrow for the budget check and the
-    /// push. No wake-up: a frame landing in an empty outbox is reported as
+    /// The live fan-out's push of a frame carrying `events` events: one
+    /// borrow for the budget check and the push. No wake-up: a frame landing in an empty outbox is reported as
     /// `QueuedFirst` and the hub writes it with [`Conn::write_through`];
     /// otherwise the writer is already due and drains the whole outbox.
-    pub fn offer(&self, frame: &Rc<[u8]>, budget: usize) -> Offer {
+    pub fn offer(&self, frame: &Rc<[u8]>, events: u32, budget: usize) -> Offer {
         if self.closed.get() {
             return Offer::Closed;
         }
@@ -170,7 +172,7 @@ impl Conn {
         }
         let was_empty = ob.frames.is_empty();
         ob.bytes += frame.len();
-        ob.frames.push_back((Rc::clone(frame), 1));
+        ob.frames.push_back((Rc::clone(frame), events));
         drop(ob);
         self.idle_ticks.set(0);
         if was_empty {
@@ -445,6 +447,8 @@ enum Plan {
         /// `?since=`, in milliseconds since the epoch.
         since: Option<i64>,
         allow_origin: Option<Vec<u8>>,
+        /// The route's filters resolved for this request.
+        filter: SharedFilter,
     },
 }
 
@@ -465,7 +469,7 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
             return;
         }
     };
-    let (route_idx, last_event_id, since, allow_origin) = match plan {
+    let (route_idx, last_event_id, since, allow_origin, filter) = match plan {
         Plan::Respond(bytes) => {
             ctx.metrics.http_errors.inc();
             let _ = stream.write_all(&bytes).await;
@@ -477,7 +481,8 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
             last_event_id,
             since,
             allow_origin,
-        } => (route, last_event_id, since, allow_origin),
+            filter,
+        } => (route, last_event_id, since, allow_origin, filter),
     };
     let route = &ctx.routes[route_idx];
     let conn = Rc::new(Conn::new(
@@ -496,7 +501,16 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
         last_event_id,
         since,
     };
-    let result = stream_events(&ctx, &conn, &mut stream, route, requested, allow_origin).await;
+    let result = stream_events(
+        &ctx,
+        &conn,
+        &mut stream,
+        route,
+        &filter,
+        requested,
+        allow_origin,
+    )
+    .await;
     if let Err(e) = result {
         debug!(error = %e, route = %ctx.config.routes[route_idx].path, "stream ended");
     }
@@ -599,7 +613,7 @@ fn recv_now(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
 
 fn plan_for(ctx: &ShardCtx, head: &http::RequestHead<'_>) -> Plan {
     let mut out = Vec::new();
-    let Some((route, _params)) = ctx.router.route(head.path) else {
+    let Some((route, params)) = ctx.router.route(head.path) else {
         http::write_error(&mut out, 404, "no route for this path", None);
         return Plan::Respond(out);
     };
@@ -621,6 +635,17 @@ fn plan_for(ctx: &ShardCtx, head: &http::RequestHead<'_>) -> Plan {
         }
     }
     let info = &ctx.routes[route];
+    let vars = filter::Vars {
+        params: &params,
+        query: head.query,
+    };
+    let filter = match filter::resolve(&ctx.config.routes[route].filters, &vars) {
+        Ok(filter) => filter.map(|f| ctx.hub.borrow().topic(info.topic).intern(f)),
+        Err(missing) => {
+            http::write_error(&mut out, 400, &missing.to_string(), None);
+            return Plan::Respond(out);
+        }
+    };
     {
         let hub = ctx.hub.borrow();
         let ts = hub.topic(info.topic);
@@ -667,6 +692,7 @@ fn plan_for(ctx: &ShardCtx, head: &http::RequestHead<'_>) -> Plan {
         last_event_id,
         since,
         allow_origin: allow_origin.map(<[u8]>::to_vec),
+        filter,
     }
 }
 
@@ -695,6 +721,7 @@ async fn stream_events(
     conn: &Rc<Conn>,
     stream: &mut TcpStream,
     route: &RouteInfo,
+    filter: &SharedFilter,
     requested: Requested,
     allow_origin: Option<Vec<u8>>,
 ) -> io::Result<()> {
@@ -752,7 +779,7 @@ async fn stream_events(
             ctx.hub
                 .borrow_mut()
                 .topic_mut(route.topic)
-                .join(Rc::clone(conn), route.render);
+                .join(Rc::clone(conn), route.render, filter);
             None
         }
         StartAt::Position(position) => Some((position, cursor::Origin::Request)),
@@ -760,7 +787,8 @@ async fn stream_events(
     loop {
         if let Some((position, origin)) = behind.take() {
             // Boxed: a live stream's resident future stays small.
-            Box::pin(cursor::catch_up(ctx, conn, stream, route, position, origin)).await?;
+            let reader = cursor::catch_up(ctx, conn, stream, route, filter, position, origin);
+            Box::pin(reader).await?;
         }
         conn.notified().await;
         // A full socket: keep waiting while the connection is live; once

@@ -38,13 +38,18 @@ use tracing::{debug, warn};
 use crate::config::{EventIdForm, MaxLag};
 use crate::connection::{self, Conn};
 use crate::event_id;
-use crate::hub::Render;
+use crate::filter::RecordView;
+use crate::hub::{Render, SharedFilter};
 use crate::kafka::{Batch, Fetched, KafkaError, OffsetQuery, Request, TopicId};
 use crate::shard::{RouteInfo, ShardCtx};
 use crate::sse;
 
 /// Frame bytes a cursor encodes before it lets the socket take them.
 const CHUNK_BYTES: usize = 32 << 10;
+
+/// Records a cursor reads in one turn, shown or filtered out: a filter that
+/// passes over a long stretch of the cache must not hold the shard.
+const RECORDS_PER_TURN: u64 = 8192;
 
 /// How often a cursor whose client takes nothing checks its lag.
 pub const STUCK_CHECK: Duration = Duration::from_secs(1);
@@ -169,30 +174,51 @@ fn start_fetch(ctx: Rc<ShardCtx>, topic: TopicId, p: u32, at: i64) -> SharedFetc
 /// A cursor's frame encoder: its own buffers, reused between chunks.
 struct Encoder {
     render: Render,
+    filter: SharedFilter,
     hash: u32,
     scratch: Vec<u8>,
     id: Vec<u8>,
     frames: Vec<u8>,
     events: u32,
+    /// Records read this turn (see `RECORDS_PER_TURN`).
+    read: u64,
+    /// The position moved past records the filter did not show since the
+    /// last frame: the chunk ends with an id-only event (see `push_to`).
+    passed_over: bool,
     /// Timestamp of the first record encoded since the last check (lag by
     /// age).
     oldest: Option<i64>,
 }
 
 impl Encoder {
-    /// Encodes the records of `batch` from `position[p]` up to `head`
-    /// (excluded) or until the chunk is full, advancing `position[p]`.
-    /// Returns the number of records encoded.
+    /// The turn is over: the chunk is full, or enough records were read.
+    fn full(&self) -> bool {
+        self.frames.len() >= CHUNK_BYTES || self.read >= RECORDS_PER_TURN
+    }
+
+    /// Encodes the records of `batch` that pass the filter, from
+    /// `position[p]` up to `head` (excluded) or until the turn is over,
+    /// advancing `position[p]` past every record read. Returns the number
+    /// of records read (shown or not).
     fn read(&mut self, batch: &Batch, p: usize, position: &mut [i64], head: i64) -> u64 {
         let start = position[p];
         debug_assert!(batch.from <= start && start < batch.to);
         let first = batch.records.partition_point(|r| r.offset < start);
         let mut n = 0;
         for rec in &batch.records[first..] {
-            if rec.offset >= head || self.frames.len() >= CHUNK_BYTES {
+            if rec.offset >= head || self.full() {
                 break;
             }
             position[p] = rec.offset + 1;
+            n += 1;
+            self.read += 1;
+            if let Some(filter) = &self.filter {
+                if !filter.matches(&RecordView::new(&rec.record)) {
+                    self.passed_over = true;
+                    continue;
+                }
+            }
+            self.passed_over = false;
             self.id.clear();
             match self.render.id {
                 EventIdForm::Progress => {
@@ -216,18 +242,40 @@ impl Encoder {
             self.oldest
                 .get_or_insert(rec.record.timestamp.timestamp_millis());
             self.events += 1;
-            n += 1;
         }
-        if self.frames.len() < CHUNK_BYTES || position[p] >= head {
-            // Every record of the batch below the head is encoded: the
-            // rest of its range (up to the head) holds nothing visible.
-            position[p] = position[p].max(batch.to.min(head));
+        if !self.full() || position[p] >= head {
+            // Every record of the batch below the head is read: the rest
+            // of its range (up to the head) holds nothing visible.
+            let end = batch.to.min(head);
+            if end > position[p] {
+                position[p] = end;
+                self.passed_over = true;
+            }
         }
         n
     }
 
-    /// Queues the encoded chunk on the connection.
-    fn push_to(&mut self, conn: &Conn) {
+    /// Queues the encoded chunk on the connection, ending it with an
+    /// id-only event at `position` when the cursor passed over records
+    /// after its last frame (the client's id then covers them).
+    fn push_to(&mut self, conn: &Conn, position: &[i64]) {
+        if self.passed_over {
+            self.passed_over = false;
+            self.id.clear();
+            match self.render.id {
+                EventIdForm::Progress => {
+                    event_id::encode_progress(self.hash, position, &mut self.scratch, &mut self.id)
+                }
+                EventIdForm::KeyAndProgress => event_id::encode_key_and_progress(
+                    None,
+                    self.hash,
+                    position,
+                    &mut self.scratch,
+                    &mut self.id,
+                ),
+            }
+            sse::encode_id_only(&mut self.frames, &self.id);
+        }
         if !self.frames.is_empty() {
             conn.push(Rc::from(&self.frames[..]), self.events);
             self.frames.clear();
@@ -287,17 +335,21 @@ pub async fn catch_up(
     conn: &Rc<Conn>,
     stream: &mut TcpStream,
     route: &RouteInfo,
+    filter: &SharedFilter,
     mut position: Vec<i64>,
     from: Origin,
 ) -> io::Result<()> {
     let topic = route.topic;
     let mut enc = Encoder {
         render: route.render,
+        filter: filter.clone(),
         hash: ctx.hub.borrow().topic(topic).hash,
         scratch: Vec::new(),
         id: Vec::new(),
         frames: Vec::new(),
         events: 0,
+        read: 0,
+        passed_over: false,
         oldest: None,
     };
     let mut lag = LagBound {
@@ -376,6 +428,7 @@ pub async fn catch_up(
             Some(_) => futures_lite::future::yield_now().await,
             None => slot = ctx.catchup_slots.acquire_permit(1).await.ok(),
         }
+        enc.read = 0;
         let mut misses: SmallVec<[(u32, i64); 8]> = SmallVec::new();
         let behind_by = {
             let mut hub = ctx.hub.borrow_mut();
@@ -385,7 +438,7 @@ pub async fn catch_up(
             let (mut cached, mut fetched) = (0, 0);
             for i in 0..n {
                 let p = (turn + i) % n;
-                while position[p] < heads[p] && enc.frames.len() < CHUNK_BYTES {
+                while position[p] < heads[p] && !enc.full() {
                     let at = position[p];
                     let covers = |(b, _): &(Arc<Batch>, bool)| b.from <= at && at < b.to;
                     if !held[p].as_ref().is_some_and(covers) {
@@ -408,8 +461,8 @@ pub async fn catch_up(
             ctx.metrics.catchup_cached_records.add(cached);
             ctx.metrics.catchup_fetched_records.add(fetched);
             if heads == &position[..] {
-                enc.push_to(conn);
-                ts.join(Rc::clone(conn), route.render);
+                enc.push_to(conn, &position);
+                ts.join(Rc::clone(conn), route.render, filter);
                 return Ok(());
             }
             lag_of(heads, &position)
@@ -423,8 +476,10 @@ pub async fn catch_up(
             ctx.metrics.slow_clients_ended.inc();
             return end_with_error(ctx, conn, stream, reason).await;
         }
-        if !enc.frames.is_empty() {
-            enc.push_to(conn);
+        if !enc.frames.is_empty() || enc.full() {
+            // A turn that read a long stretch and showed nothing still
+            // tells the client how far it got.
+            enc.push_to(conn, &position);
             continue;
         }
         if misses.is_empty() {
@@ -490,7 +545,7 @@ pub async fn catch_up(
                 }
             }
         }
-        enc.push_to(conn);
+        enc.push_to(conn, &position);
         for p in gaps {
             resume_after_gap(ctx, conn, topic, p, &mut position).await;
         }
@@ -646,11 +701,14 @@ mod tests {
                 value: ValueEncoding::Text,
                 id: EventIdForm::Progress,
             },
+            filter: None,
             hash: 7,
             scratch: Vec::new(),
             id: Vec::new(),
             frames: Vec::new(),
             events: 0,
+            read: 0,
+            passed_over: false,
             oldest: None,
         }
     }

@@ -3,10 +3,20 @@
 //! Batches of every partition of a topic reach a shard (from its own sidecar
 //! or from the owning shard over the mesh) and are merged, in arrival order,
 //! into one stream per topic. The hub keeps the stream's *heads* — the next
-//! offset of every partition — and groups the live connections by how they
-//! render events. For each record it encodes the event id once, the frame
-//! once per group, and hands the same reference-counted bytes to every
-//! connection of the group. Nothing is formatted per connection here.
+//! offset of every partition — and groups the live connections by their
+//! resolved filter (an *audience*), then by how they render events. For each
+//! record it evaluates each distinct filter once — only the filters for the
+//! record's key, when filters name keys — encodes the event id once and the
+//! frame once per rendering, and hands the same reference-counted bytes to
+//! every connection of each matching group. Nothing is formatted per
+//! connection here, and the cost of a record grows with the number of
+//! distinct filters that can match it, not with the number of connections.
+//!
+//! A connection whose filter passes over records still moves past them: its
+//! position is the heads like every live connection's, and the shard's
+//! ticker sends an audience that was passed over an id-only event with the
+//! heads (see [`TopicStream::tick`]), so a client that reconnects does not
+//! read those records again.
 //!
 //! INVARIANT (exactness of the live stream): a connection is in a group only
 //! while its position equals the hub's heads. It joins only when its position
@@ -17,16 +27,19 @@
 //! cursor position, so it continues as a catch-up reader with nothing lost or
 //! repeated.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use rskafka::record::RecordAndOffset;
+use smallvec::SmallVec;
 
 use crate::config::EventIdForm;
 use crate::connection::{Conn, Offer};
 use crate::event_id;
+use crate::filter::{Filter, RecordView};
 use crate::kafka::{Batch, TopicId};
 use crate::log::{Cache, Limits};
 use crate::metrics::ShardMetrics;
@@ -40,6 +53,28 @@ pub struct Render {
     pub id: EventIdForm,
 }
 
+/// Distinct renderings: value encodings × id forms.
+const RENDERINGS: usize = 4;
+
+impl Render {
+    /// A distinct small number per rendering, `< RENDERINGS`.
+    fn slot(self) -> usize {
+        let value = match self.value {
+            ValueEncoding::Text => 0,
+            ValueEncoding::Base64 => 1,
+        };
+        let id = match self.id {
+            EventIdForm::Progress => 0,
+            EventIdForm::KeyAndProgress => 1,
+        };
+        value * 2 + id
+    }
+}
+
+/// A stream's filter as the hub keys its audiences: `None` shows every
+/// record.
+pub type SharedFilter = Option<Rc<Filter>>;
+
 /// Frames pushed between checks for a yield: long fan-out loops must let
 /// the accept loop and new connections run (a fan-out loop that never yields
 /// starved new clients of their response headers for minutes).
@@ -48,6 +83,22 @@ const PUSHES_PER_YIELD_CHECK: usize = 4096;
 struct Group {
     render: Render,
     conns: Vec<Rc<Conn>>,
+}
+
+/// The live connections of a topic that resolved to one filter.
+struct Audience {
+    filter: SharedFilter,
+    /// One group per rendering; nearly always one.
+    groups: SmallVec<[Group; 1]>,
+    /// The stream's `moves` when this audience last got a frame: behind
+    /// `moves` when the heads passed records it was not shown.
+    seen: u64,
+}
+
+impl Audience {
+    fn is_empty(&self) -> bool {
+        self.groups.iter().all(|g| g.conns.is_empty())
+    }
 }
 
 /// One topic's merged stream on one shard.
@@ -63,7 +114,17 @@ pub struct TopicStream {
     was_ready: bool,
     /// Set while Kafka cannot serve the topic: since when, and why.
     unavailable: Option<(Instant, String)>,
-    groups: Vec<Group>,
+    audiences: Vec<Audience>,
+    /// Index into `audiences` by filter, for joining.
+    by_filter: HashMap<SharedFilter, usize>,
+    /// Audiences whose filters name keys, by key: a record is checked only
+    /// against those for its key (and the `scanned` ones).
+    by_key: HashMap<Box<[u8]>, SmallVec<[u32; 2]>>,
+    /// Audiences checked for every record: no filter, or a filter that
+    /// takes records of any key.
+    scanned: Vec<u32>,
+    /// Counts movements of the heads (see `Audience::seen`).
+    moves: u64,
     /// Catch-up readers waiting for the heads to move.
     waiters: Vec<Waker>,
     id_scratch: Vec<u8>,
@@ -86,7 +147,11 @@ impl TopicStream {
             known: Vec::new(),
             was_ready: false,
             unavailable: None,
-            groups: Vec::new(),
+            audiences: Vec::new(),
+            by_filter: HashMap::new(),
+            by_key: HashMap::new(),
+            scanned: Vec::new(),
+            moves: 0,
             waiters: Vec::new(),
             id_scratch: Vec::new(),
             id_buf: Vec::new(),
@@ -148,13 +213,9 @@ impl TopicStream {
     /// been unavailable for too long. Returns how many were ended.
     pub fn end_live(&mut self, frame: &Rc<[u8]>) -> u64 {
         let mut ended = 0;
-        for g in &mut self.groups {
-            for conn in g.conns.drain(..) {
-                if !conn.is_closed() {
-                    conn.end(Rc::clone(frame));
-                    ended += 1;
-                }
-            }
+        for conn in self.drain_live() {
+            conn.end(Rc::clone(frame));
+            ended += 1;
         }
         self.wake_waiters();
         ended
@@ -180,14 +241,123 @@ impl TopicStream {
     ///
     /// INVARIANT: the caller checked `position == self.heads()` with no await
     /// since; this is what makes the switch from catch-up to live exact.
-    pub fn join(&mut self, conn: Rc<Conn>, render: Render) {
-        match self.groups.iter_mut().find(|g| g.render == render) {
+    pub fn join(&mut self, conn: Rc<Conn>, render: Render, filter: &SharedFilter) {
+        let index = match self.by_filter.get(filter) {
+            Some(&i) => i,
+            None => {
+                let i = self.audiences.len();
+                self.audiences.push(Audience {
+                    filter: filter.clone(),
+                    groups: SmallVec::new(),
+                    seen: self.moves,
+                });
+                self.by_filter.insert(filter.clone(), i);
+                self.index_audience(i);
+                i
+            }
+        };
+        let audience = &mut self.audiences[index];
+        match audience.groups.iter_mut().find(|g| g.render == render) {
             Some(g) => g.conns.push(conn),
-            None => self.groups.push(Group {
+            None => audience.groups.push(Group {
                 render,
                 conns: vec![conn],
             }),
         }
+    }
+
+    /// The filter as the stream shares it: the audience's own when one
+    /// has it already, so connections with equal filters hold one copy.
+    pub fn intern(&self, filter: Filter) -> Rc<Filter> {
+        let filter = Rc::new(filter);
+        match self.by_filter.get_key_value(&Some(Rc::clone(&filter))) {
+            Some((Some(shared), _)) => Rc::clone(shared),
+            _ => filter,
+        }
+    }
+
+    /// Lists audience `i` where `deliver` looks for it.
+    fn index_audience(&mut self, i: usize) {
+        let keys = self.audiences[i].filter.as_deref().and_then(Filter::keys);
+        match keys {
+            Some(keys) => {
+                for key in keys {
+                    self.by_key.entry(key.into()).or_default().push(i as u32);
+                }
+            }
+            None => self.scanned.push(i as u32),
+        }
+    }
+
+    /// Drops closed connections and empty audiences (a filter whose
+    /// records never come would otherwise keep every client that ever
+    /// asked for it), and rebuilds the indexes if an audience went.
+    fn prune(&mut self) {
+        let before = self.audiences.len();
+        for a in &mut self.audiences {
+            for g in &mut a.groups {
+                g.conns.retain(|c| !c.is_closed());
+            }
+            a.groups.retain(|g| !g.conns.is_empty());
+        }
+        self.audiences.retain(|a| !a.groups.is_empty());
+        if self.audiences.len() != before {
+            self.by_filter.clear();
+            self.by_key.clear();
+            self.scanned.clear();
+            for i in 0..self.audiences.len() {
+                self.by_filter.insert(self.audiences[i].filter.clone(), i);
+                self.index_audience(i);
+            }
+        }
+    }
+
+    /// The ticker's work on this stream: prunes closed connections, and
+    /// sends every audience the heads passed over without showing it a
+    /// record an id-only event with the heads — its clients then resume
+    /// after those records, not before. Returns how many were sent.
+    pub fn tick(&mut self, budget: usize, metrics: &ShardMetrics) -> u64 {
+        self.prune();
+        let mut frames: [Option<Rc<[u8]>>; 2] = [None, None];
+        let mut sent = 0;
+        for a in &mut self.audiences {
+            if a.seen == self.moves {
+                continue;
+            }
+            a.seen = self.moves;
+            for g in &mut a.groups {
+                let form = g.render.id;
+                let frame = frames[form as usize].get_or_insert_with(|| {
+                    let mut id = Vec::new();
+                    let mut scratch = Vec::new();
+                    match form {
+                        EventIdForm::Progress => {
+                            event_id::encode_progress(self.hash, &self.heads, &mut scratch, &mut id)
+                        }
+                        EventIdForm::KeyAndProgress => event_id::encode_key_and_progress(
+                            None,
+                            self.hash,
+                            &self.heads,
+                            &mut scratch,
+                            &mut id,
+                        ),
+                    }
+                    let mut frame = Vec::with_capacity(id.len() + 5);
+                    sse::encode_id_only(&mut frame, &id);
+                    Rc::from(frame)
+                });
+                let heads = &self.heads;
+                let to_write = &mut self.to_write;
+                g.conns.retain(|conn| {
+                    let kept = offer_or_demote(conn, frame, 0, budget, to_write, metrics, || {
+                        heads.clone()
+                    });
+                    sent += u64::from(kept);
+                    kept
+                });
+            }
+        }
+        sent
     }
 
     /// Registers a waker to be woken when the heads move.
@@ -206,14 +376,21 @@ impl TopicStream {
     /// Turns every live connection into a catch-up reader at the current
     /// heads (the shard is about to skip records it never received).
     fn demote_all(&mut self, metrics: &ShardMetrics) {
-        for g in &mut self.groups {
-            for conn in g.conns.drain(..) {
-                if !conn.is_closed() {
-                    metrics.demotions.inc();
-                    conn.demote(self.heads.clone());
-                }
+        for conn in self.drain_live() {
+            metrics.demotions.inc();
+            conn.demote(self.heads.clone());
+        }
+    }
+
+    /// Takes every open live connection out of the stream.
+    fn drain_live(&mut self) -> Vec<Rc<Conn>> {
+        let mut live = Vec::new();
+        for a in &mut self.audiences {
+            for g in &mut a.groups {
+                live.extend(g.conns.drain(..).filter(|c| !c.is_closed()));
             }
         }
+        live
     }
 
     /// Forgets the connections waiting for their write-through and returns
@@ -227,7 +404,16 @@ impl TopicStream {
 
     /// Live connections on this shard (all groups).
     pub fn live_connections(&self) -> usize {
-        self.groups.iter().map(|g| g.conns.len()).sum()
+        self.audiences
+            .iter()
+            .flat_map(|a| &a.groups)
+            .map(|g| g.conns.len())
+            .sum()
+    }
+
+    /// Distinct filters among the live connections (tests, benchmarks).
+    pub fn audiences(&self) -> usize {
+        self.audiences.iter().filter(|a| !a.is_empty()).count()
     }
 
     /// Starts applying a batch of partition `p` that begins at `from`: the
@@ -246,6 +432,7 @@ impl TopicStream {
             // Live connections become readers that fetch the missing range.
             self.demote_all(metrics);
             self.heads[p] = from;
+            self.moves += 1;
         }
     }
 
@@ -253,6 +440,10 @@ impl TopicStream {
     /// advances the heads — the per-record hot path. Returns how many frames
     /// were pushed. A record below the head was delivered already (an
     /// overlapping batch) and is skipped: never twice.
+    ///
+    /// The record is checked against the audiences listed under its key and
+    /// the `scanned` ones, each once; the id is encoded once, and each frame
+    /// once per rendering, whatever the number of audiences it goes to.
     pub fn deliver(
         &mut self,
         p: usize,
@@ -265,77 +456,105 @@ impl TopicStream {
         }
         let before = self.heads[p];
         self.heads[p] = rec.offset + 1;
-        if self.groups.iter().all(|g| g.conns.is_empty()) {
+        self.moves += 1;
+        let key = rec.record.key.as_deref();
+        let keyed = key.and_then(|k| self.by_key.get(k));
+        if self.scanned.is_empty() && keyed.is_none() {
             return 0;
         }
-        // The id is the same for every group: encode it once.
-        self.id_buf.clear();
-        event_id::encode_progress(
-            self.hash,
-            &self.heads,
-            &mut self.id_scratch,
-            &mut self.id_buf,
-        );
+        let view = RecordView::new(&rec.record);
+        let mut frames: [Option<Rc<[u8]>>; RENDERINGS] = Default::default();
+        let mut id_encoded = false;
         let mut pushed = 0;
-        let key = rec.record.key.as_deref();
-        let value = rec.record.value.as_deref();
-        for g in &mut self.groups {
-            if g.conns.is_empty() {
+        for &i in self.scanned.iter().chain(keyed.into_iter().flatten()) {
+            let a = &mut self.audiences[i as usize];
+            if !a.filter.as_deref().is_none_or(|f| f.matches(&view)) {
                 continue;
             }
-            self.frame_buf.clear();
-            match g.render.id {
-                EventIdForm::Progress => sse::encode_record(
-                    &mut self.frame_buf,
-                    &self.id_buf,
-                    key,
-                    value,
-                    g.render.value,
-                ),
-                EventIdForm::KeyAndProgress => {
-                    self.key_id_buf.clear();
-                    event_id::encode_key_and_progress(
-                        key,
-                        self.hash,
-                        &self.heads,
-                        &mut self.id_scratch,
-                        &mut self.key_id_buf,
-                    );
+            a.seen = self.moves;
+            for g in &mut a.groups {
+                if g.conns.is_empty() {
+                    continue;
+                }
+                let frame = frames[g.render.slot()].get_or_insert_with(|| {
+                    if !id_encoded {
+                        // The id is the same for every rendering.
+                        self.id_buf.clear();
+                        event_id::encode_progress(
+                            self.hash,
+                            &self.heads,
+                            &mut self.id_scratch,
+                            &mut self.id_buf,
+                        );
+                        id_encoded = true;
+                    }
+                    let id = match g.render.id {
+                        EventIdForm::Progress => &self.id_buf,
+                        EventIdForm::KeyAndProgress => {
+                            self.key_id_buf.clear();
+                            event_id::encode_key_and_progress(
+                                key,
+                                self.hash,
+                                &self.heads,
+                                &mut self.id_scratch,
+                                &mut self.key_id_buf,
+                            );
+                            &self.key_id_buf
+                        }
+                    };
+                    self.frame_buf.clear();
                     sse::encode_record(
                         &mut self.frame_buf,
-                        &self.key_id_buf,
+                        id,
                         key,
-                        value,
+                        rec.record.value.as_deref(),
                         g.render.value,
-                    )
-                }
+                    );
+                    Rc::from(&self.frame_buf[..])
+                });
+                let heads = &self.heads;
+                let to_write = &mut self.to_write;
+                g.conns.retain(|conn| {
+                    // A slow client leaves the broadcast at the position it
+                    // had reached before this record.
+                    let kept = offer_or_demote(conn, frame, 1, budget, to_write, metrics, || {
+                        let mut position = heads.clone();
+                        position[p] = before;
+                        position
+                    });
+                    pushed += usize::from(kept);
+                    kept
+                });
             }
-            let frame: Rc<[u8]> = Rc::from(&self.frame_buf[..]);
-            let heads = &self.heads;
-            let to_write = &mut self.to_write;
-            g.conns.retain(|conn| match conn.offer(&frame, budget) {
-                Offer::Queued => {
-                    pushed += 1;
-                    true
-                }
-                Offer::QueuedFirst => {
-                    pushed += 1;
-                    to_write.push(Rc::clone(conn));
-                    true
-                }
-                Offer::OverBudget => {
-                    // Slow client: it leaves the broadcast at the position
-                    // it had reached before this record.
-                    let mut position = heads.clone();
-                    position[p] = before;
-                    metrics.demotions.inc();
-                    conn.demote(position);
-                    false
-                }
-                Offer::Closed => false,
-            });
         }
         pushed
+    }
+}
+
+/// Offers a frame carrying `events` events to a live connection. Returns
+/// whether the connection stays in the broadcast: a connection over its
+/// budget is demoted to a cursor at `position()`, a closed one dropped.
+fn offer_or_demote(
+    conn: &Rc<Conn>,
+    frame: &Rc<[u8]>,
+    events: u32,
+    budget: usize,
+    to_write: &mut Vec<Rc<Conn>>,
+    metrics: &ShardMetrics,
+    position: impl FnOnce() -> Vec<i64>,
+) -> bool {
+    match conn.offer(frame, events, budget) {
+        Offer::Queued => true,
+        Offer::QueuedFirst => {
+            to_write.push(Rc::clone(conn));
+            true
+        }
+        Offer::OverBudget => {
+            metrics.demotions.inc();
+            conn.demote(position());
+            false
+        }
+        Offer::Closed => false,
     }
 }
 
@@ -391,6 +610,15 @@ impl Hub {
         metrics.cache_bytes.set(self.cache.owned_bytes() as u64);
     }
 
+    /// The ticker's work on every topic (see [`TopicStream::tick`]).
+    pub fn tick(&mut self, budget: usize, metrics: &ShardMetrics) {
+        for t in 0..self.topics.len() {
+            let sent = self.topics[t].tick(budget, metrics);
+            metrics.progress_sent.add(sent);
+            self.note_writes(TopicId(t as u32));
+        }
+    }
+
     pub fn topics_mut(&mut self) -> impl Iterator<Item = &mut TopicStream> {
         self.topics.iter_mut()
     }
@@ -444,6 +672,7 @@ pub async fn apply_batch(
             // cached records belong to the old log; the live streams go on
             // with the new one from its start.
             ts.heads[p] = batch.from;
+            ts.moves += 1;
             hub.cache.clear_partition(batch.topic, batch.partition);
             metrics.cache_bytes.set(hub.cache.owned_bytes() as u64);
         }
@@ -467,7 +696,10 @@ pub async fn apply_batch(
     let mut hub = hub.borrow_mut();
     let ts = hub.topic_mut(batch.topic);
     if batch.to > ts.heads[p] {
+        // Offsets without a visible record (transaction markers,
+        // compaction): the heads pass them too.
         ts.heads[p] = batch.to;
+        ts.moves += 1;
     }
     ts.wake_waiters();
     hub.note_writes(batch.topic);
@@ -640,7 +872,9 @@ mod tests {
     fn live_connection_gets_each_record_once() {
         with_hub(|hub, conn, m, mut peer| {
             Box::pin(async move {
-                hub.borrow_mut().topic_mut(T).join(Rc::clone(&conn), RENDER);
+                hub.borrow_mut()
+                    .topic_mut(T)
+                    .join(Rc::clone(&conn), RENDER, &None);
                 apply_w(&hub, &batch(0, 0, 3, 0..3), 1 << 20, &m).await;
                 // Written through by the hub itself: nothing left queued.
                 assert_eq!(conn.queued_frames(), 0);
@@ -658,7 +892,9 @@ mod tests {
     fn full_socket_leaves_the_rest_to_the_writer() {
         with_hub(|hub, conn, m, mut peer| {
             Box::pin(async move {
-                hub.borrow_mut().topic_mut(T).join(Rc::clone(&conn), RENDER);
+                hub.borrow_mut()
+                    .topic_mut(T)
+                    .join(Rc::clone(&conn), RENDER, &None);
                 // Far more than a socket buffer holds, in one batch.
                 let big = Arc::new(Batch {
                     topic: T,
@@ -685,7 +921,9 @@ mod tests {
     fn missed_batch_turns_live_connections_into_cursors_at_the_old_heads() {
         with_hub(|hub, conn, m, mut peer| {
             Box::pin(async move {
-                hub.borrow_mut().topic_mut(T).join(Rc::clone(&conn), RENDER);
+                hub.borrow_mut()
+                    .topic_mut(T)
+                    .join(Rc::clone(&conn), RENDER, &None);
                 apply_w(&hub, &batch(1, 0, 2, 0..2), 1 << 20, &m).await;
                 // Batch [2, 7) never arrived (a full mesh queue): the next starts at 7.
                 apply_w(&hub, &batch(1, 7, 8, 7..8), 1 << 20, &m).await;
@@ -706,7 +944,9 @@ mod tests {
     fn connection_over_budget_leaves_at_the_record_it_missed() {
         with_hub(|hub, conn, m, mut peer| {
             Box::pin(async move {
-                hub.borrow_mut().topic_mut(T).join(Rc::clone(&conn), RENDER);
+                hub.borrow_mut()
+                    .topic_mut(T)
+                    .join(Rc::clone(&conn), RENDER, &None);
                 // Budget of 1 byte: the first frame is queued (0 bytes were
                 // queued before it), the second finds the budget exceeded.
                 apply_w(&hub, &batch(0, 0, 3, 0..3), 1, &m).await;

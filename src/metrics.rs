@@ -55,6 +55,8 @@ pub struct ShardMetrics {
     pub events_sent: Counter,
     pub bytes_sent: Counter,
     pub keepalives_sent: Counter,
+    /// Id-only events telling filtered live streams how far they got.
+    pub progress_sent: Counter,
     /// Live connections turned into catch-up readers (slow or lagging shard).
     pub demotions: Counter,
     /// Batches a full cross-shard queue refused (readers behind catch up).
@@ -129,6 +131,12 @@ const FAMILIES: &[Family] = &[
         help: "Keep-alive comments queued.",
         kind: "counter",
         get: |m| m.keepalives_sent.get(),
+    },
+    Family {
+        name: "sse_kafka_progress_events_total",
+        help: "Id-only events queued to live streams whose filter passed over records, so a reconnect resumes after them.",
+        kind: "counter",
+        get: |m| m.progress_sent.get(),
     },
     Family {
         name: "sse_kafka_demotions_total",

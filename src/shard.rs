@@ -458,8 +458,9 @@ fn end_unavailable(ctx: &ShardCtx, now: Instant) {
 }
 
 /// Queues keep-alive comments on streams that were silent for their
-/// route's `keepalive`, ends the streams whose clients hung up, and forgets
-/// closed streams.
+/// route's `keepalive` and progress ids on filtered streams that records
+/// passed by, ends the streams whose clients hung up, and forgets closed
+/// streams.
 async fn keepalive_ticker(ctx: Rc<ShardCtx>) {
     let frame: Rc<[u8]> = Rc::from(sse::KEEPALIVE);
     let mut polled: Vec<libc::pollfd> = Vec::new();
@@ -469,7 +470,11 @@ async fn keepalive_ticker(ctx: Rc<ShardCtx>) {
             return;
         }
         let now = std::time::Instant::now();
-        ctx.hub.borrow_mut().evict_expired(now, &ctx.metrics);
+        {
+            let mut hub = ctx.hub.borrow_mut();
+            hub.evict_expired(now, &ctx.metrics);
+            hub.tick(ctx.config.connections.max_queued_bytes, &ctx.metrics);
+        }
         end_unavailable(&ctx, now);
         let mut conns = ctx.conns.borrow_mut();
         conns.retain(|c| !c.is_closed());

@@ -83,6 +83,19 @@ pub fn encode_record(
     }
 }
 
+/// Appends an event of only an `id:` line: clients take it as their last
+/// event id (the WHATWG rules set it at every blank line) and dispatch
+/// nothing, since there is no data. Streams that filter records send it so
+/// a client's id moves past the records it was not shown.
+pub fn encode_id_only(out: &mut Vec<u8>, id: &[u8]) {
+    debug_assert!(
+        is_single_line(id) && !id.contains(&0),
+        "id must be one line without NUL"
+    );
+    put_field(out, b"id:", id);
+    out.push(b'\n');
+}
+
 /// Appends a control event: optional `id:` line, `event:<event>\n`,
 /// `data:<data>\n\n`. `id`, `event` and `data` must each be one line (checked
 /// in debug builds); this is meant for the reset/gap/error JSON. As for every

@@ -133,6 +133,17 @@ impl Broker {
         )[0]
     }
 
+    /// Produces records with headers; returns their offsets.
+    pub fn produce_with_headers(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Vec<(KeyValue, Vec<(&str, &str)>)>,
+    ) -> Vec<i64> {
+        self.producer
+            .produce_with_headers(topic, partition, records)
+    }
+
     pub fn produce_many(&self, topic: &str, partition: i32, records: Vec<KeyValue>) -> Vec<i64> {
         self.produce_compressed(topic, partition, records, Compression::NoCompression)
     }
@@ -403,6 +414,19 @@ impl SseClient {
     pub fn last_event_id(&self) -> Option<String> {
         self.parser.last_event_id().map(str::to_owned)
     }
+
+    /// Reads until the stream's last event id is `want` (an id-only event
+    /// counts, as in EventSource).
+    pub fn wait_for_id(&mut self, want: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        while self.parser.last_event_id() != Some(want) {
+            assert!(
+                self.read_more(deadline),
+                "last id {:?}, not {want:?}, within {DEADLINE:?}",
+                self.parser.last_event_id()
+            );
+        }
+    }
 }
 
 /// A producer with its own Kafka client, for use from another thread.
@@ -462,6 +486,36 @@ impl ProducerOnly {
             vec![(None, Some(value))],
             Compression::NoCompression,
         )[0]
+    }
+
+    /// Produces records with headers; returns their offsets.
+    pub fn produce_with_headers(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Vec<(KeyValue, Vec<(&str, &str)>)>,
+    ) -> Vec<i64> {
+        self.rt
+            .block_on(async {
+                let pc = self
+                    .client
+                    .partition_client(topic, partition, UnknownTopicHandling::Retry)
+                    .await?;
+                let records = records
+                    .into_iter()
+                    .map(|((key, value), headers)| Record {
+                        key,
+                        value,
+                        headers: headers
+                            .into_iter()
+                            .map(|(n, v)| (n.to_owned(), v.as_bytes().to_vec()))
+                            .collect(),
+                        timestamp: Utc::now(),
+                    })
+                    .collect();
+                pc.produce(records, Compression::NoCompression).await
+            })
+            .expect("produce")
     }
 
     /// Produces records with current timestamps (the broker's retention

@@ -1,0 +1,337 @@
+//! End-to-end tests of filtered streams: key, header and JSON value filters
+//! from path and query parameters, OR and AND, percent-encoded parameters,
+//! exact resume on a filtered stream (nothing skipped, nothing read again),
+//! and the Zilla-compatible `key-and-progress` id. Real nisshi broker, real
+//! proxy binary, real sockets.
+
+mod common;
+
+use common::{config_for, http_get, wait_until, Broker, Proxy, SseClient};
+use sse_kafka::event_id;
+use sse_kafka::sse::Event;
+
+const ROUTES: &str = r#"keepalive: 200ms
+routes:
+  - path: /items/{id}
+    topic: items
+    start: earliest
+    filters:
+      - key: "${params.id}"
+  - path: /tagged/{tag}
+    topic: items
+    start: earliest
+    filters:
+      - headers: { tag: "${params.tag}" }
+  - path: /orders
+    topic: items
+    start: earliest
+    filters:
+      - value: { "/status": "${query.status}" }
+  - path: /either/{id}
+    topic: items
+    start: earliest
+    filters:
+      - key: "${params.id}"
+      - headers: { tag: hot }
+  - path: /both/{id}/{tag}
+    topic: items
+    start: earliest
+    filters:
+      - key: "${params.id}"
+        headers: { tag: "${params.tag}", region: eu }
+  - path: /keyed/{id}
+    topic: items
+    start: earliest
+    event_id: key-and-progress
+    filters:
+      - key: "${params.id}"
+  - path: /keyed
+    topic: items
+    start: earliest
+    event_id: key-and-progress
+"#;
+
+type Rec = (
+    Option<&'static str>,
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+);
+
+/// The records of the selection test, each value unique.
+fn records() -> Vec<Rec> {
+    vec![
+        (
+            Some("a"),
+            r#"{"n":0,"status":"open"}"#,
+            vec![("tag", "red")],
+        ),
+        (
+            Some("b"),
+            r#"{"n":1,"status":"closed"}"#,
+            vec![("tag", "hot")],
+        ),
+        (Some("a/b c"), r#"{"n":2,"status":"open"}"#, vec![]),
+        (Some("a"), "status=open (not JSON)", vec![("tag", "hot")]),
+        (
+            Some("a"),
+            r#"{"n":4,"status":"open now"}"#,
+            vec![("tag", "red"), ("region", "eu")],
+        ),
+        (
+            None,
+            r#"{"n":5,"status":"open"}"#,
+            vec![("tag", "red"), ("region", "us")],
+        ),
+        (
+            Some("A"),
+            r#"{"n":6,"status":"open"}"#,
+            vec![("tag", "Red")],
+        ),
+        (Some("a"), r#"{"n":7,"nested":{"status":"open"}}"#, vec![]),
+    ]
+}
+
+fn produce(broker: &Broker, partition: i32, recs: &[Rec]) {
+    let batch = recs
+        .iter()
+        .map(|(k, v, h)| {
+            (
+                (
+                    k.map(|k| k.as_bytes().to_vec()),
+                    Some(v.as_bytes().to_vec()),
+                ),
+                h.clone(),
+            )
+        })
+        .collect();
+    broker.produce_with_headers("items", partition, batch);
+}
+
+/// The data of the next `n` events, in order.
+fn data(c: &mut SseClient, n: usize) -> Vec<String> {
+    c.take(n).into_iter().map(|e| e.data).collect()
+}
+
+fn value(n: usize) -> String {
+    records()[n].1.to_owned()
+}
+
+#[test]
+fn filters_select_exactly_the_matching_records() {
+    let broker = Broker::start();
+    broker.create_topic("items", 2);
+    let proxy = Proxy::start(&config_for(&broker, ROUTES), "0,1");
+    let recs = records();
+    // The first half exists before the clients connect (read by their
+    // cursors), the second half arrives while they are live; partition 1
+    // gets all of it, partition 0 a copy of the first record.
+    produce(&broker, 1, &recs[..4]);
+    produce(&broker, 0, &recs[..1]);
+    let paths_and_expected: Vec<(&str, Vec<usize>)> = vec![
+        ("/items/a", vec![0, 0, 3, 4, 7]),
+        ("/items/a%2Fb%20c", vec![2]),
+        ("/items/A", vec![6]),
+        ("/tagged/red", vec![0, 0, 4, 5]),
+        ("/tagged/hot", vec![1, 3]),
+        ("/orders?status=open", vec![0, 0, 2, 5, 6]),
+        ("/orders?status=open+now", vec![4]),
+        ("/orders?status=open%20now", vec![4]),
+        ("/either/b", vec![1, 3]),
+        ("/either/A", vec![1, 3, 6]),
+        ("/both/a/red", vec![4]),
+    ];
+    let mut clients: Vec<(SseClient, &str, Vec<usize>)> = paths_and_expected
+        .into_iter()
+        .map(|(path, want)| {
+            let c = SseClient::connect(proxy.addr, path, &[]);
+            assert_eq!(c.status(), 200, "{path}");
+            (c, path, want)
+        })
+        .collect();
+    produce(&broker, 1, &recs[4..]);
+    for (c, path, want) in &mut clients {
+        let mut got = data(c, want.len());
+        // Partition 0's copy of record 0 may come before or after
+        // partition 1's records: compare as sorted lists, then check
+        // partition 1's order separately below.
+        let mut want_values: Vec<String> = want.iter().map(|&n| value(n)).collect();
+        got.sort();
+        want_values.sort();
+        assert_eq!(got, want_values, "{path}");
+    }
+    // A record that every filter passes over, then one that some take.
+    produce(
+        &broker,
+        1,
+        &[(
+            Some("zz"),
+            r#"{"n":99,"status":"none"}"#,
+            vec![("tag", "none")],
+        )],
+    );
+    let last: Rec = (
+        Some("a"),
+        r#"{"n":100,"status":"open"}"#,
+        vec![("tag", "red"), ("region", "eu")],
+    );
+    produce(&broker, 1, std::slice::from_ref(&last));
+    for (c, path, _) in &mut clients {
+        let takes_last = matches!(
+            *path,
+            "/items/a" | "/tagged/red" | "/orders?status=open" | "/both/a/red"
+        );
+        if takes_last {
+            assert_eq!(data(c, 1), [last.1], "{path}");
+        }
+    }
+    // Nothing else reached any client, and every client's id moved to the
+    // heads: by the last record it took, or by an id-only event.
+    let heads_id = progress_id(&[1, 10]);
+    for (c, path, _) in &mut clients {
+        c.wait_for_id(&heads_id);
+        assert_eq!(c.buffered_events(), 0, "{path} got an event it should not");
+    }
+}
+
+#[test]
+fn a_missing_parameter_is_a_400_naming_it() {
+    let broker = Broker::start();
+    broker.create_topic("items", 1);
+    let proxy = Proxy::start(&config_for(&broker, ROUTES), "0");
+    let response = http_get(proxy.addr, "/orders").unwrap();
+    assert!(response.starts_with("HTTP/1.1 400 "), "{response}");
+    assert!(
+        response.contains("missing query parameter 'status'"),
+        "{response}"
+    );
+    let response = http_get(proxy.addr, "/orders?other=open").unwrap();
+    assert!(response.starts_with("HTTP/1.1 400 "), "{response}");
+    // An empty value is a value: it matches an empty JSON string.
+    broker.produce("items", 0, None, Some(br#"{"status":""}"#));
+    let mut c = SseClient::connect(proxy.addr, "/orders?status=", &[]);
+    assert_eq!(c.status(), 200);
+    assert_eq!(data(&mut c, 1), [r#"{"status":""}"#]);
+}
+
+/// The next offsets of topic `items` that a progress id carries.
+fn offsets(id: &str) -> Vec<i64> {
+    event_id::decode_progress(event_id::topic_hash("items"), id.as_bytes()).unwrap()
+}
+
+fn progress_id(next: &[i64]) -> String {
+    let mut id = Vec::new();
+    event_id::encode_progress(
+        event_id::topic_hash("items"),
+        next,
+        &mut Vec::new(),
+        &mut id,
+    );
+    String::from_utf8(id).unwrap()
+}
+
+/// Records read by catch-up cursors, from the cache or from Kafka.
+fn records_read(proxy: &Proxy) -> u64 {
+    proxy.metric("sse_kafka_catchup_cached_records_total")
+        + proxy.metric("sse_kafka_catchup_fetched_records_total")
+}
+
+#[test]
+fn a_filtered_stream_resumes_without_skipping_or_reading_again() {
+    let broker = Broker::start();
+    broker.create_topic("items", 2);
+    let proxy = Proxy::start(&config_for(&broker, ROUTES), "0,1");
+    let other = |n: usize| -> Vec<(common::KeyValue, Vec<(&str, &str)>)> {
+        (0..n)
+            .map(|i| {
+                (
+                    (Some(b"other".to_vec()), Some(format!("o{i}").into_bytes())),
+                    vec![],
+                )
+            })
+            .collect()
+    };
+    broker.produce("items", 0, Some(b"k"), Some(b"k-0"));
+    broker.produce_with_headers("items", 0, other(200));
+    broker.produce_with_headers("items", 1, other(300));
+    let mut c = SseClient::connect(proxy.addr, "/items/k", &[]);
+    assert_eq!(data(&mut c, 1), ["k-0"]);
+    // The cursor read all 501 records; its client's id then moves past the
+    // 500 it was not shown (an id-only event at the end of the chunk).
+    c.wait_for_id(&progress_id(&[201, 300]));
+    assert_eq!(c.buffered_events(), 0);
+    // Live: more records pass the client by; the ticker's id-only event
+    // moves its id again.
+    broker.produce_with_headers("items", 1, other(50));
+    c.wait_for_id(&progress_id(&[201, 350]));
+    let id = c.last_event_id().unwrap();
+    assert_eq!(offsets(&id), [201, 350]);
+    drop(c);
+
+    // While it is away: one record for it among 40 others.
+    broker.produce_with_headers("items", 0, other(20));
+    broker.produce("items", 1, Some(b"k"), Some(b"k-1"));
+    broker.produce_with_headers("items", 1, other(20));
+    wait_until("the proxy to fetch the new records", || {
+        proxy.metric("sse_kafka_records_fetched_total") >= 501 + 50 + 41
+    });
+    let read_before = records_read(&proxy);
+    let mut c = SseClient::connect(proxy.addr, "/items/k", &[("last-event-id", &id)]);
+    let events = c.take(1);
+    assert_eq!(events[0].data, "k-1", "skips nothing");
+    assert_eq!(offsets(events[0].id.as_deref().unwrap())[1], 351);
+    c.wait_for_id(&progress_id(&[221, 371]));
+    assert_eq!(c.buffered_events(), 0, "and nothing twice");
+    assert_eq!(
+        records_read(&proxy) - read_before,
+        41,
+        "the resume reads only the 41 records produced since its id, none before"
+    );
+}
+
+/// `["<base64url key>","<progress>"]` split into its parts.
+fn key_and_progress(e: &Event) -> (Option<Vec<u8>>, String) {
+    use base64::Engine as _;
+    let id = e.id.as_deref().expect("an id");
+    let parts: (Option<String>, String) = serde_json::from_str(id).expect("a JSON pair");
+    let key = parts.0.map(|k| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(k)
+            .expect("base64url key")
+    });
+    (key, parts.1)
+}
+
+#[test]
+fn key_and_progress_ids_round_trip() {
+    let broker = Broker::start();
+    broker.create_topic("items", 2);
+    let proxy = Proxy::start(&config_for(&broker, ROUTES), "0,1");
+    broker.produce("items", 0, Some(b"k\xff?"), Some(b"v0"));
+    broker.produce("items", 1, None, Some(b"v1"));
+    broker.produce("items", 0, Some(b"k\xff?"), Some(b"v2"));
+    broker.produce("items", 1, Some(b"k\xff?"), Some(b"v3"));
+
+    // Keyed records carry their key, and the null key is JSON null.
+    let mut all = SseClient::connect(proxy.addr, "/keyed", &[]);
+    let mut events = all.take(4);
+    events.sort_by(|a, b| a.data.cmp(&b.data));
+    let ids: Vec<_> = events.iter().map(key_and_progress).collect();
+    assert_eq!(ids[0].0.as_deref(), Some(&b"k\xff?"[..]));
+    assert_eq!(ids[1].0, None);
+    assert!(events[1].id.as_deref().unwrap().starts_with("[null,\""));
+
+    // Resume from either form of an id: exactly the records after it.
+    let mut c = SseClient::connect(proxy.addr, "/keyed/k%FF%3F", &[]);
+    let first = c.take(1);
+    assert_eq!(first[0].data, "v0");
+    let (key, progress) = key_and_progress(&first[0]);
+    assert_eq!(key.as_deref(), Some(&b"k\xff?"[..]));
+    let zilla_form = first[0].id.clone().unwrap();
+    for id in [zilla_form.as_str(), progress.as_str()] {
+        let mut resumed =
+            SseClient::connect(proxy.addr, "/keyed/k%FF%3F", &[("last-event-id", id)]);
+        let mut rest = data(&mut resumed, 2);
+        rest.sort();
+        assert_eq!(rest, ["v2", "v3"], "resumed from {id}");
+    }
+}
