@@ -302,7 +302,9 @@ pub struct Cors {
 
 #[derive(Debug, Clone)]
 pub struct Connections {
-    /// Per-connection budget of queued frame bytes; never zero.
+    /// How many bytes a live connection may have waiting, in its own
+    /// outbox and its feed, after a write pass before it leaves the live
+    /// stream for a cursor; never zero.
     pub max_queued_bytes: usize,
     /// Per process; never zero.
     pub max: usize,

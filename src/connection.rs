@@ -30,6 +30,7 @@ use tracing::debug;
 use crate::config::Start;
 use crate::cursor;
 use crate::event_id;
+use crate::feed::{Feed, Place};
 use crate::filter;
 use crate::http::{self, Method};
 use crate::hub::SharedFilter;
@@ -78,23 +79,19 @@ impl Outbox {
     }
 }
 
-/// What became of a frame offered to a live connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Offer {
-    /// Queued behind frames already waiting: the writer will get to it.
-    Queued,
-    /// Queued in an empty outbox: the connection needs a write (the hub
-    /// does it with [`Conn::write_through`] once the batch is queued).
-    QueuedFirst,
-    /// Its queued bytes are over the budget: it must leave the broadcast.
-    OverBudget,
-    Closed,
-}
-
 /// The shard-local state of one stream, shared with the hub.
 pub struct Conn {
     fd: RawFd,
+    /// Frames of this connection alone: the stream head, a cursor's
+    /// chunks, keep-alives, the last error. Sent before `live`'s frames.
     outbox: RefCell<Outbox>,
+    /// While the connection is live: its place in its group's feed.
+    ///
+    /// INVARIANT: while set, `outbox` holds only frames that come before
+    /// every unsent frame of the feed (a cursor's last chunk, or a
+    /// keep-alive queued when nothing was waiting), so sending `outbox`
+    /// first keeps the stream in order.
+    live: RefCell<Option<Place>>,
     notified: Cell<bool>,
     waker: Cell<Option<Waker>>,
     /// Set by the hub when it takes the connection out of the live stream:
@@ -119,6 +116,7 @@ impl Conn {
         Self {
             fd,
             outbox: RefCell::default(),
+            live: RefCell::new(None),
             notified: Cell::new(false),
             waker: Cell::new(None),
             demoted: RefCell::new(None),
@@ -144,8 +142,48 @@ impl Conn {
         self.closed.set(true);
     }
 
+    /// Bytes waiting to be sent: its own and its feed's.
     pub fn queued_bytes(&self) -> usize {
-        self.outbox.borrow().bytes
+        self.outbox.borrow().bytes + self.live.borrow().as_ref().map_or(0, Place::unsent)
+    }
+
+    /// Starts reading a feed (see `Feed::add`).
+    pub(crate) fn attach(&self, place: Place) {
+        *self.live.borrow_mut() = Some(place);
+    }
+
+    /// Leaves its feed, taking a copy of the feed's frames it has not sent
+    /// into its own outbox, so it sends them all the same.
+    pub(crate) fn detach(&self) {
+        let Some(place) = self.live.borrow_mut().take() else {
+            return;
+        };
+        let mut ob = self.outbox.borrow_mut();
+        if place.sent > 0 {
+            // Part of the feed's next frame went out: nothing of the
+            // outbox can be waiting before it (see `live`).
+            debug_assert!(ob.frames.is_empty());
+            ob.front_sent = place.sent;
+        }
+        ob.bytes += place.unsent();
+        ob.frames.extend(place.unsent_frames());
+    }
+
+    /// Leaves its feed without a copy (the connection is closed).
+    pub(crate) fn leave_feed(&self) {
+        self.live.borrow_mut().take();
+    }
+
+    /// Whether it reads `feed`.
+    pub(crate) fn is_reading(&self, feed: &Feed) -> bool {
+        self.place_in(feed).is_some()
+    }
+
+    /// The next frame it will send from `feed`, if it reads `feed`.
+    pub(crate) fn place_in(&self, feed: &Feed) -> Option<u64> {
+        let live = self.live.borrow();
+        let place = live.as_ref()?;
+        std::ptr::eq(Rc::as_ptr(&place.feed), feed).then_some(place.next)
     }
 
     /// Queues a frame and wakes the writer.
@@ -156,30 +194,6 @@ impl Conn {
         drop(ob);
         self.idle_ticks.set(0);
         self.notify();
-    }
-
-    /// The live fan-out's push of a frame carrying `events` events: one
-    /// borrow for the budget check and the push. No wake-up: a frame landing in an empty outbox is reported as
-    /// `QueuedFirst` and the hub writes it with [`Conn::write_through`];
-    /// otherwise the writer is already due and drains the whole outbox.
-    pub fn offer(&self, frame: &Rc<[u8]>, events: u32, budget: usize) -> Offer {
-        if self.closed.get() {
-            return Offer::Closed;
-        }
-        let mut ob = self.outbox.borrow_mut();
-        if ob.bytes > budget {
-            return Offer::OverBudget;
-        }
-        let was_empty = ob.frames.is_empty();
-        ob.bytes += frame.len();
-        ob.frames.push_back((Rc::clone(frame), events));
-        drop(ob);
-        self.idle_ticks.set(0);
-        if was_empty {
-            Offer::QueuedFirst
-        } else {
-            Offer::Queued
-        }
     }
 
     /// Sends connection-specific bytes (the stream head) straight from the
@@ -243,13 +257,16 @@ impl Conn {
         self.outbox.borrow().frames.len()
     }
 
-    /// Drops every queued frame unwritten (benchmarks drain their in-memory
-    /// sinks with it).
+    /// Drops every queued frame unwritten, its own and its feed's
+    /// (benchmarks drain their in-memory sinks with it).
     pub fn discard_queued(&self) {
         let mut ob = self.outbox.borrow_mut();
         ob.frames.clear();
         ob.front_sent = 0;
         ob.bytes = 0;
+        if let Some(place) = self.live.borrow_mut().as_mut() {
+            place.skip_to_end();
+        }
     }
 
     /// The client hung up (seen by the shard's ticker): the stream ends
@@ -266,22 +283,27 @@ impl Conn {
     /// Queues the stream's last frame: the connection's task writes it and
     /// ends the stream.
     pub fn end(&self, last: Rc<[u8]>) {
+        self.detach();
         self.ending.set(true);
         self.push(last, 0);
     }
 
-    /// Called by the hub when it removes the connection from the broadcast.
+    /// Called by the hub when it removes the connection from the broadcast
+    /// at `position`: the frames of its feed it has not sent go with it.
     pub fn demote(&self, position: Vec<i64>) {
+        self.detach();
         *self.demoted.borrow_mut() = Some(position);
         self.notify();
     }
 
     /// Keep-alive tick from the shard's ticker: after `keepalive` of silence
-    /// queue a comment. Returns true if one was queued.
+    /// queue a comment. Returns true if one was queued. A stream with bytes
+    /// waiting gets none: its socket is full, a comment would not go out
+    /// sooner, and a live stream's outbox must not get ahead of its feed.
     pub fn tick(&self, keepalive_frame: &Rc<[u8]>) -> bool {
         let idle = self.idle_ticks.get() + 1;
         self.idle_ticks.set(idle);
-        if idle >= self.keepalive_ticks {
+        if idle >= self.keepalive_ticks && self.queued_bytes() == 0 {
             self.push(Rc::clone(keepalive_frame), 0);
             true
         } else {
@@ -329,29 +351,43 @@ impl Conn {
     pub(crate) fn try_send(&self, metrics: &ShardMetrics) -> io::Result<bool> {
         loop {
             let mut ob = self.outbox.borrow_mut();
-            if ob.frames.is_empty() {
-                return Ok(true);
-            }
+            let mut live = self.live.borrow_mut();
             let mut iov: SmallVec<[libc::iovec; MAX_IOVECS]> = SmallVec::new();
             let mut total = 0;
-            for (i, (frame, _)) in ob.frames.iter().take(MAX_IOVECS).enumerate() {
-                let part = if i == 0 {
-                    &frame[ob.front_sent..]
-                } else {
-                    &frame[..]
-                };
+            let mut add = |part: &[u8]| {
                 total += part.len();
                 iov.push(libc::iovec {
                     iov_base: part.as_ptr() as *mut libc::c_void,
                     iov_len: part.len(),
                 });
+                iov.len() < MAX_IOVECS
+            };
+            let mut room = true;
+            for (i, (frame, _)) in ob.frames.iter().enumerate() {
+                let part = if i == 0 {
+                    &frame[ob.front_sent..]
+                } else {
+                    &frame[..]
+                };
+                room = add(part);
+                if !room {
+                    break;
+                }
+            }
+            if room {
+                if let Some(place) = live.as_ref() {
+                    place.for_each_unsent(&mut add);
+                }
+            }
+            if iov.is_empty() {
+                return Ok(true);
             }
             // SAFETY: msghdr is plain data; all-zero is a valid empty header.
             let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
             msg.msg_iov = iov.as_mut_ptr();
             msg.msg_iovlen = iov.len() as _;
-            // SAFETY: every iovec points into a frame owned by the outbox,
-            // which stays borrowed (so unchanged) for the duration of the
+            // SAFETY: every iovec points into a frame owned by the outbox or
+            // the feed, both borrowed (so unchanged) for the duration of the
             // call; `fd` is this connection's open socket.
             let n =
                 unsafe { libc::sendmsg(self.fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
@@ -365,11 +401,12 @@ impl Conn {
             }
             let n = n as usize;
             metrics.bytes_sent.add(n as u64);
-            let events = ob.advance(n);
+            self.idle_ticks.set(0);
+            let events = advance(&mut ob, live.as_mut(), n);
             metrics.events_sent.add(events);
             if n < total {
                 // The socket buffer is full.
-                return Ok(ob.frames.is_empty());
+                return Ok(false);
             }
         }
     }
@@ -414,8 +451,15 @@ impl Conn {
             // front frame (its writer sends straight from our slice).
             let (front, offset) = {
                 let ob = self.outbox.borrow();
-                let (f, _) = ob.frames.front().expect("outbox not empty");
-                (Rc::clone(f), ob.front_sent)
+                match ob.frames.front() {
+                    Some((f, _)) => (Rc::clone(f), ob.front_sent),
+                    None => self
+                        .live
+                        .borrow()
+                        .as_ref()
+                        .and_then(Place::front)
+                        .expect("something left to send"),
+                }
             };
             self.writing.set(true);
             let written = stream.write(&front[offset..]).await;
@@ -425,11 +469,27 @@ impl Conn {
                 return Err(io::ErrorKind::WriteZero.into());
             }
             metrics.bytes_sent.add(n as u64);
-            let events = self.outbox.borrow_mut().advance(n);
+            self.idle_ticks.set(0);
+            let events = advance(
+                &mut self.outbox.borrow_mut(),
+                self.live.borrow_mut().as_mut(),
+                n,
+            );
             metrics.events_sent.add(events);
         }
         Ok(())
     }
+}
+
+/// Moves a connection past `n` sent bytes: its own outbox's first, then
+/// its feed's. Returns the events whose frames are now fully sent.
+fn advance(ob: &mut Outbox, live: Option<&mut Place>, n: usize) -> u64 {
+    let own = n.min(ob.bytes);
+    let mut events = ob.advance(own);
+    if n > own {
+        events += live.expect("sent more than was queued").advance(n - own);
+    }
+    events
 }
 
 /// Where a new stream starts.

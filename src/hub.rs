@@ -37,8 +37,9 @@ use rskafka::record::RecordAndOffset;
 use smallvec::SmallVec;
 
 use crate::config::EventIdForm;
-use crate::connection::{Conn, Offer};
+use crate::connection::Conn;
 use crate::event_id;
+use crate::feed::Feed;
 use crate::filter::{Filter, RecordView};
 use crate::kafka::{Batch, TopicId};
 use crate::log::{Cache, Limits};
@@ -82,7 +83,8 @@ const PUSHES_PER_YIELD_CHECK: usize = 4096;
 
 struct Group {
     render: Render,
-    conns: Vec<Rc<Conn>>,
+    /// The frames of this group, shared by its live connections.
+    feed: Rc<Feed>,
 }
 
 /// The live connections of a topic that resolved to one filter.
@@ -97,7 +99,7 @@ struct Audience {
 
 impl Audience {
     fn is_empty(&self) -> bool {
-        self.groups.iter().all(|g| g.conns.is_empty())
+        self.groups.iter().all(|g| g.feed.is_empty())
     }
 }
 
@@ -131,10 +133,9 @@ pub struct TopicStream {
     id_buf: Vec<u8>,
     key_id_buf: Vec<u8>,
     frame_buf: Vec<u8>,
-    /// Connections whose outbox went from empty to not empty in the batch
-    /// being applied: written once the batch is queued (`apply_batch`).
-    /// Kept between batches for its capacity.
-    to_write: Vec<Rc<Conn>>,
+    /// Feeds that got frames since the write pass last ran (see
+    /// `write_pass`).
+    to_write: Vec<Rc<Feed>>,
 }
 
 impl TopicStream {
@@ -258,11 +259,12 @@ impl TopicStream {
         };
         let audience = &mut self.audiences[index];
         match audience.groups.iter_mut().find(|g| g.render == render) {
-            Some(g) => g.conns.push(conn),
-            None => audience.groups.push(Group {
-                render,
-                conns: vec![conn],
-            }),
+            Some(g) => g.feed.add(conn),
+            None => {
+                let feed = Feed::new();
+                feed.add(conn);
+                audience.groups.push(Group { render, feed });
+            }
         }
     }
 
@@ -296,9 +298,9 @@ impl TopicStream {
         let before = self.audiences.len();
         for a in &mut self.audiences {
             for g in &mut a.groups {
-                g.conns.retain(|c| !c.is_closed());
+                g.feed.retain_readers();
             }
-            a.groups.retain(|g| !g.conns.is_empty());
+            a.groups.retain(|g| !g.feed.is_empty());
         }
         self.audiences.retain(|a| !a.groups.is_empty());
         if self.audiences.len() != before {
@@ -316,7 +318,7 @@ impl TopicStream {
     /// sends every audience the heads passed over without showing it a
     /// record an id-only event with the heads — its clients then resume
     /// after those records, not before. Returns how many were sent.
-    pub fn tick(&mut self, budget: usize, metrics: &ShardMetrics) -> u64 {
+    pub fn tick(&mut self) -> u64 {
         self.prune();
         let mut frames: [Option<Rc<[u8]>>; 2] = [None, None];
         let mut sent = 0;
@@ -346,15 +348,10 @@ impl TopicStream {
                     sse::encode_id_only(&mut frame, &id);
                     Rc::from(frame)
                 });
-                let heads = &self.heads;
-                let to_write = &mut self.to_write;
-                g.conns.retain(|conn| {
-                    let kept = offer_or_demote(conn, frame, 0, budget, to_write, metrics, || {
-                        heads.clone()
-                    });
-                    sent += u64::from(kept);
-                    kept
-                });
+                if g.feed.push(frame, 0) {
+                    self.to_write.push(Rc::clone(&g.feed));
+                }
+                sent += g.feed.len() as u64;
             }
         }
         sent
@@ -382,23 +379,31 @@ impl TopicStream {
         }
     }
 
-    /// Takes every open live connection out of the stream.
+    /// Takes every open live connection out of the stream, each with a
+    /// copy of the frames it has not sent.
     fn drain_live(&mut self) -> Vec<Rc<Conn>> {
         let mut live = Vec::new();
         for a in &mut self.audiences {
             for g in &mut a.groups {
-                live.extend(g.conns.drain(..).filter(|c| !c.is_closed()));
+                live.extend(g.feed.drain().into_iter().filter(|c| !c.is_closed()));
             }
         }
         live
     }
 
-    /// Forgets the connections waiting for their write-through and returns
-    /// how many there were (for benchmarks and tests that drive `deliver`
-    /// without `apply_batch`).
+    /// Drops what deliveries queued without writing it: every live
+    /// connection skips to the end of its feed and the feeds are emptied.
+    /// Returns how many feeds had frames. For benchmarks, whose connections
+    /// are in-memory sinks.
     pub fn clear_pending_writes(&mut self) -> usize {
         let n = self.to_write.len();
-        self.to_write.clear();
+        for feed in self.to_write.drain(..) {
+            feed.take_dirty();
+            let mut conns = Vec::new();
+            feed.conns_into(&mut conns);
+            conns.iter().for_each(|c| c.discard_queued());
+            feed.trim();
+        }
         n
     }
 
@@ -407,7 +412,7 @@ impl TopicStream {
         self.audiences
             .iter()
             .flat_map(|a| &a.groups)
-            .map(|g| g.conns.len())
+            .map(|g| g.feed.len())
             .sum()
     }
 
@@ -437,24 +442,17 @@ impl TopicStream {
     }
 
     /// Delivers one record of partition `p` to the live connections and
-    /// advances the heads — the per-record hot path. Returns how many frames
-    /// were pushed. A record below the head was delivered already (an
+    /// advances the heads — the per-record hot path. Returns how many
+    /// connections it went to. A record below the head was delivered already (an
     /// overlapping batch) and is skipped: never twice.
     ///
     /// The record is checked against the audiences listed under its key and
     /// the `scanned` ones, each once; the id is encoded once, and each frame
     /// once per rendering, whatever the number of audiences it goes to.
-    pub fn deliver(
-        &mut self,
-        p: usize,
-        rec: &RecordAndOffset,
-        budget: usize,
-        metrics: &ShardMetrics,
-    ) -> usize {
+    pub fn deliver(&mut self, p: usize, rec: &RecordAndOffset) -> usize {
         if rec.offset < self.heads[p] {
             return 0;
         }
-        let before = self.heads[p];
         self.heads[p] = rec.offset + 1;
         self.moves += 1;
         let key = rec.record.key.as_deref();
@@ -473,7 +471,7 @@ impl TopicStream {
             }
             a.seen = self.moves;
             for g in &mut a.groups {
-                if g.conns.is_empty() {
+                if g.feed.is_empty() {
                     continue;
                 }
                 let frame = frames[g.render.slot()].get_or_insert_with(|| {
@@ -512,49 +510,13 @@ impl TopicStream {
                     );
                     Rc::from(&self.frame_buf[..])
                 });
-                let heads = &self.heads;
-                let to_write = &mut self.to_write;
-                g.conns.retain(|conn| {
-                    // A slow client leaves the broadcast at the position it
-                    // had reached before this record.
-                    let kept = offer_or_demote(conn, frame, 1, budget, to_write, metrics, || {
-                        let mut position = heads.clone();
-                        position[p] = before;
-                        position
-                    });
-                    pushed += usize::from(kept);
-                    kept
-                });
+                if g.feed.push(frame, 1) {
+                    self.to_write.push(Rc::clone(&g.feed));
+                }
+                pushed += g.feed.len();
             }
         }
         pushed
-    }
-}
-
-/// Offers a frame carrying `events` events to a live connection. Returns
-/// whether the connection stays in the broadcast: a connection over its
-/// budget is demoted to a cursor at `position()`, a closed one dropped.
-fn offer_or_demote(
-    conn: &Rc<Conn>,
-    frame: &Rc<[u8]>,
-    events: u32,
-    budget: usize,
-    to_write: &mut Vec<Rc<Conn>>,
-    metrics: &ShardMetrics,
-    position: impl FnOnce() -> Vec<i64>,
-) -> bool {
-    match conn.offer(frame, events, budget) {
-        Offer::Queued => true,
-        Offer::QueuedFirst => {
-            to_write.push(Rc::clone(conn));
-            true
-        }
-        Offer::OverBudget => {
-            metrics.demotions.inc();
-            conn.demote(position());
-            false
-        }
-        Offer::Closed => false,
     }
 }
 
@@ -611,9 +573,9 @@ impl Hub {
     }
 
     /// The ticker's work on every topic (see [`TopicStream::tick`]).
-    pub fn tick(&mut self, budget: usize, metrics: &ShardMetrics) {
+    pub fn tick(&mut self, metrics: &ShardMetrics) {
         for t in 0..self.topics.len() {
-            let sent = self.topics[t].tick(budget, metrics);
+            let sent = self.topics[t].tick();
             metrics.progress_sent.add(sent);
             self.note_writes(TopicId(t as u32));
         }
@@ -648,7 +610,6 @@ impl Hub {
 pub async fn apply_batch(
     hub: &std::cell::RefCell<Hub>,
     batch: &Arc<Batch>,
-    budget: usize,
     metrics: &ShardMetrics,
 ) {
     let p = batch.partition as usize;
@@ -681,13 +642,10 @@ pub async fn apply_batch(
     }
     let mut pushed_since_check = 0;
     for rec in &batch.records {
-        pushed_since_check += hub
-            .borrow_mut()
-            .topic_mut(batch.topic)
-            .deliver(p, rec, budget, metrics);
+        pushed_since_check += hub.borrow_mut().topic_mut(batch.topic).deliver(p, rec);
         if pushed_since_check >= PUSHES_PER_YIELD_CHECK {
             // The write pass may run meanwhile: a long batch is written as
-            // it goes, so outboxes stay small.
+            // it goes, so feeds stay small.
             pushed_since_check = 0;
             hub.borrow_mut().note_writes(batch.topic);
             glommio::yield_if_needed().await;
@@ -706,13 +664,13 @@ pub async fn apply_batch(
 }
 
 /// The shard's write pass, run as its own task for the life of the shard:
-/// whenever deliveries have left connections with frames to write, writes
-/// them all (see `write_pending`). It runs when the delivering task gives up
-/// the CPU — after it has applied every batch that was waiting, or at a
-/// yield inside a long one — so records that arrive while a pass is under
-/// way share the next pass: under load each connection gets several frames
-/// per `sendmsg` instead of a full pass per record.
-pub async fn write_pass(hub: &std::cell::RefCell<Hub>, metrics: &ShardMetrics) {
+/// whenever deliveries have left feeds with frames to write, writes them
+/// all (see `write_pending`). It runs when the delivering task gives up the
+/// CPU — after it has applied every batch that was waiting, or at a yield
+/// inside a long one — so records that arrive while a pass is under way
+/// share the next pass: under load each connection gets several frames per
+/// `sendmsg` instead of a full pass per record.
+pub async fn write_pass(hub: &std::cell::RefCell<Hub>, budget: usize, metrics: &ShardMetrics) {
     loop {
         std::future::poll_fn(|cx| {
             let mut hub = hub.borrow_mut();
@@ -724,18 +682,21 @@ pub async fn write_pass(hub: &std::cell::RefCell<Hub>, metrics: &ShardMetrics) {
             }
         })
         .await;
-        write_pending(hub, metrics).await;
+        write_pending(hub, budget, metrics).await;
     }
 }
 
-/// Writes every connection that deliveries have listed, topic by topic.
-pub async fn write_pending(hub: &std::cell::RefCell<Hub>, metrics: &ShardMetrics) {
+/// Writes every feed that deliveries have listed, topic by topic. A
+/// connection with more than `budget` bytes waiting after its write leaves
+/// the live stream (see `write_feed`).
+pub async fn write_pending(hub: &std::cell::RefCell<Hub>, budget: usize, metrics: &ShardMetrics) {
     let topics = hub.borrow().topics.len();
+    let mut conns = Vec::new();
     for t in 0..topics {
         let topic = TopicId(t as u32);
-        let to_write = std::mem::take(&mut hub.borrow_mut().topic_mut(topic).to_write);
-        if !to_write.is_empty() {
-            write_through(hub, topic, to_write, metrics).await;
+        let feeds = std::mem::take(&mut hub.borrow_mut().topic_mut(topic).to_write);
+        for feed in feeds {
+            write_feed(hub, topic, &feed, budget, metrics, &mut conns).await;
         }
     }
 }
@@ -743,30 +704,49 @@ pub async fn write_pending(hub: &std::cell::RefCell<Hub>, metrics: &ShardMetrics
 /// Connections written between checks whether the executor wants the CPU.
 const WRITES_PER_YIELD_CHECK: usize = 256;
 
-/// Writes the listed connections' frames in one tight loop — the sends to
-/// every connection run back to back, which is what the kernel's TCP path
-/// does fastest — instead of waking one writer task per connection. Yields
-/// like the delivery loop, so new connections and new batches are served
-/// during a long pass.
-async fn write_through(
+/// Writes a feed's connections in one tight loop — the sends to every
+/// connection run back to back, which is what the kernel's TCP path does
+/// fastest — instead of waking one writer task per connection; only a
+/// connection whose socket is full is left to its own task. Yields like
+/// the delivery loop, so new connections and new batches are served during
+/// a long pass. Then drops the frames every connection has sent.
+///
+/// A connection that still has more than `budget` bytes waiting is a slow
+/// client: it leaves the feed at the current heads, taking along the frames
+/// it has not sent (so nothing is lost), and continues as a cursor. The
+/// heads and the feed's frames are read together, with no await between:
+/// every record below the heads that the connection's filter takes has its
+/// frame in the feed.
+async fn write_feed(
     hub: &std::cell::RefCell<Hub>,
     topic: TopicId,
-    mut conns: Vec<Rc<Conn>>,
+    feed: &Rc<Feed>,
+    budget: usize,
     metrics: &ShardMetrics,
+    conns: &mut Vec<Rc<Conn>>,
 ) {
+    feed.take_dirty();
+    feed.conns_into(conns);
+    let mut demoted = false;
     for (i, conn) in conns.iter().enumerate() {
+        if conn.is_closed() {
+            continue;
+        }
         conn.write_through(metrics);
+        if conn.queued_bytes() > budget && conn.is_reading(feed) {
+            metrics.demotions.inc();
+            conn.demote(hub.borrow().topic(topic).heads.clone());
+            demoted = true;
+        }
         if (i + 1) % WRITES_PER_YIELD_CHECK == 0 {
             glommio::yield_if_needed().await;
         }
     }
     conns.clear();
-    // Hand the capacity back unless another batch started a list meanwhile.
-    let mut hub = hub.borrow_mut();
-    let ts = hub.topic_mut(topic);
-    if ts.to_write.capacity() < conns.capacity() && ts.to_write.is_empty() {
-        ts.to_write = conns;
+    if demoted {
+        feed.retain_readers();
     }
+    feed.trim();
 }
 
 #[cfg(test)]
@@ -845,12 +825,12 @@ mod tests {
 
     /// Applies a batch and runs the write pass, as the shard's tasks would.
     async fn apply_w(hub: &RefCell<Hub>, batch: &Arc<Batch>, budget: usize, m: &ShardMetrics) {
-        apply_batch(hub, batch, budget, m).await;
-        write_pending(hub, m).await;
+        apply_batch(hub, batch, m).await;
+        write_pending(hub, budget, m).await;
     }
 
-    /// The data of every event the peer can read now.
-    fn received(peer: &mut UnixStream) -> Vec<String> {
+    /// Every byte the peer can read now.
+    fn received_bytes(peer: &mut UnixStream) -> Vec<u8> {
         let mut bytes = Vec::new();
         let mut buf = [0u8; 4096];
         loop {
@@ -861,6 +841,13 @@ mod tests {
                 Err(e) => panic!("reading the peer: {e}"),
             }
         }
+        bytes
+    }
+
+    /// The data of every event the peer can read now (whole events: the
+    /// writes so far ended at a frame's end).
+    fn received(peer: &mut UnixStream) -> Vec<String> {
+        let bytes = received_bytes(peer);
         let mut events = Vec::new();
         crate::sse::Parser::new()
             .feed(&bytes, |e| events.push(e.data))
@@ -904,7 +891,7 @@ mod tests {
                     records: (0..400).map(|o| record(o, &"x".repeat(4000))).collect(),
                 });
                 apply_w(&hub, &big, 1 << 30, &m).await;
-                assert!(conn.queued_frames() > 0, "the socket took 1.6 MB?");
+                assert!(conn.queued_bytes() > 0, "the socket took 1.6 MB?");
                 // The writer task was woken for the rest.
                 assert!(conn.is_notified());
                 // A closed connection is never written, even if listed.
@@ -941,18 +928,51 @@ mod tests {
     }
 
     #[test]
-    fn connection_over_budget_leaves_at_the_record_it_missed() {
+    fn connection_over_budget_leaves_with_every_frame_it_had_not_sent() {
         with_hub(|hub, conn, m, mut peer| {
             Box::pin(async move {
                 hub.borrow_mut()
                     .topic_mut(T)
                     .join(Rc::clone(&conn), RENDER, &None);
-                // Budget of 1 byte: the first frame is queued (0 bytes were
-                // queued before it), the second finds the budget exceeded.
-                apply_w(&hub, &batch(0, 0, 3, 0..3), 1, &m).await;
-                assert_eq!(received(&mut peer), ["r0"]);
-                assert_eq!(conn.take_demotion(), Some(vec![1, 0]));
-                assert_eq!(hub.borrow().topic(T).heads(), &[3, 0]);
+                // 1.6 MB in one batch: the socket takes part, and what is
+                // left is over a 64 KiB budget.
+                let big = Arc::new(Batch {
+                    topic: T,
+                    partition: 0,
+                    from: 0,
+                    to: 400,
+                    records: (0..400)
+                        .map(|o| record(o, &format!("r{o}-{}", "x".repeat(4000))))
+                        .collect(),
+                });
+                apply_w(&hub, &big, 64 << 10, &m).await;
+                // It leaves at the heads, with the unsent frames in its own
+                // outbox: the feed holds nothing for it any more.
+                assert_eq!(conn.take_demotion(), Some(vec![400, 0]));
+                assert_eq!(hub.borrow().topic(T).live_connections(), 0);
+                assert_eq!(m.demotions.get(), 1);
+                let feed_frames: usize = hub.borrow().topics[0]
+                    .audiences
+                    .iter()
+                    .flat_map(|a| &a.groups)
+                    .map(|g| g.feed.held())
+                    .sum();
+                assert_eq!(feed_frames, 0, "nobody reads the feed: trimmed");
+                // Everything reaches the client, once and in order.
+                let mut bytes = Vec::new();
+                while conn.queued_bytes() > 0 {
+                    conn.write_through(&m);
+                    bytes.extend(received_bytes(&mut peer));
+                }
+                let mut got = Vec::new();
+                crate::sse::Parser::new()
+                    .feed(&bytes, |e| got.push(e.data))
+                    .unwrap();
+                let want: Vec<String> = (0..400)
+                    .map(|o| format!("r{o}-{}", "x".repeat(4000)))
+                    .collect();
+                assert_eq!(got, want);
+                assert_eq!(conn.queued_bytes(), 0);
             })
         });
     }

@@ -24,11 +24,12 @@
 //!   same CPU) fetches the partitions the shard owns and answers on-demand
 //!   fetches for catch-up readers.
 //! - The owner forwards each batch to every other shard over the mesh; each
-//!   shard merges the batches of a topic into one stream (the *hub*), encodes
-//!   each event once per rendering and hands the same bytes to every live
-//!   connection; one write pass per shard then sends each connection all it
-//!   has queued with one `sendmsg`, so batches that arrive during a pass
-//!   share the next one.
+//!   shard merges the batches of a topic into one stream (the *hub*),
+//!   evaluates each distinct filter of its connections once per record,
+//!   encodes each event once per rendering and appends it once to the *feed*
+//!   of every matching group of connections; one write pass per shard then
+//!   sends each connection what it has not sent from its feed with one
+//!   `sendmsg`, so batches that arrive during a pass share the next one.
 //! - Every shard caches the batches it applies in per-partition logs
 //!   (shared `Arc`s, bounded by bytes and age).
 //! - Event ids encode the next offset of every partition the stream has
@@ -47,6 +48,8 @@
 //! - [`kafka`]: the sidecar: metadata, fetch loops, on-demand requests.
 //! - [`log`]: the partition cache.
 //! - [`hub`]: per-shard topic streams and the live fan-out.
+//! - [`feed`]: the frames a group of live connections shares, each
+//!   connection reading them at its own place.
 //! - [`connection`]: request handling and the outbox writer.
 //! - [`cursor`]: catch-up readers and their shared Kafka fetches.
 //! - Codecs, pure functions of bytes: [`http`] (requests, responses),
@@ -62,6 +65,7 @@ pub mod connection;
 pub mod cpus;
 pub mod cursor;
 pub mod event_id;
+pub mod feed;
 pub mod filter;
 pub mod http;
 pub mod hub;

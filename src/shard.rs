@@ -253,7 +253,10 @@ async fn run(spec: ShardSpec) {
     glommio::spawn_local(intake(Rc::clone(&ctx), spec.from_sidecar, senders)).detach();
     glommio::spawn_local({
         let ctx = Rc::clone(&ctx);
-        async move { hub::write_pass(&ctx.hub, &ctx.metrics).await }
+        async move {
+            let budget = ctx.config.connections.max_queued_bytes;
+            hub::write_pass(&ctx.hub, budget, &ctx.metrics).await
+        }
     })
     .detach();
     glommio::spawn_local(keepalive_ticker(Rc::clone(&ctx))).detach();
@@ -338,13 +341,7 @@ async fn intake(
 const BATCHES_PER_WRITE_PASS: u32 = 32;
 
 async fn apply(ctx: &ShardCtx, batch: &Arc<Batch>) {
-    hub::apply_batch(
-        &ctx.hub,
-        batch,
-        ctx.config.connections.max_queued_bytes,
-        &ctx.metrics,
-    )
-    .await;
+    hub::apply_batch(&ctx.hub, batch, &ctx.metrics).await;
     update_ready(ctx);
     let applied = ctx.applied_in_a_row.get() + 1;
     if applied >= BATCHES_PER_WRITE_PASS {
@@ -473,7 +470,7 @@ async fn keepalive_ticker(ctx: Rc<ShardCtx>) {
         {
             let mut hub = ctx.hub.borrow_mut();
             hub.evict_expired(now, &ctx.metrics);
-            hub.tick(ctx.config.connections.max_queued_bytes, &ctx.metrics);
+            hub.tick(&ctx.metrics);
         }
         end_unavailable(&ctx, now);
         let mut conns = ctx.conns.borrow_mut();
