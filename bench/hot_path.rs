@@ -186,7 +186,7 @@ fn fanout(c: &mut Criterion) {
         stream.begin_batch(p, 0, &metrics);
     }
     for conn in &conns {
-        stream.join(Rc::clone(conn), render, &None);
+        stream.join(Rc::clone(conn), render, &Default::default());
     }
     let mut offset = 0;
     g.bench_function(
@@ -276,8 +276,11 @@ fn filters(c: &mut Criterion) {
                 .map(|_| Rc::new(Conn::new(-1, u32::MAX)))
                 .collect();
             for (i, conn) in conns.iter().enumerate() {
-                let f = Some(stream.intern(key_filter(i % FILTER_KEYS)));
-                stream.join(Rc::clone(conn), render, &f);
+                let selection = stream.intern(sse_kafka::hub::Selection {
+                    filter: Some(Rc::new(key_filter(i % FILTER_KEYS))),
+                    ..Default::default()
+                });
+                stream.join(Rc::clone(conn), render, &selection);
             }
             assert_eq!(stream.audiences(), FILTER_KEYS);
             // Keys spread so that consecutive records go to different

@@ -335,6 +335,17 @@ pub struct Route {
     /// empty list in the file is refused). Every `${params.NAME}` in them
     /// names a parameter of `path`; `${query.NAME}` is checked per request.
     pub filters: Vec<FilterSpec>,
+    /// How the route's producers place keyed records, when they promise
+    /// to: a stream whose filters all name fixed keys then reads only the
+    /// partitions those keys hash to.
+    pub partitioner: Option<Partitioner>,
+}
+
+/// A key partitioner producers use (`partitioner:` on a route).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Partitioner {
+    /// Kafka's default: murmur2 of the key (see [`crate::partitioner`]).
+    Murmur2,
 }
 
 /// Where a new client without `Last-Event-ID` starts reading.
@@ -400,6 +411,10 @@ impl Config {
                 out.push_str(if i == 0 { " filters: [" } else { " or [" });
                 describe_filter(&mut out, f);
                 out.push(']');
+            }
+            if let Some(p) = r.partitioner {
+                out.push_str(" partitioner ");
+                out.push_str(p.keyword());
             }
             out.push('\n');
         }
@@ -625,7 +640,7 @@ struct RawRoute {
     #[serde(default)]
     guard: Option<Value>,
     #[serde(default)]
-    partitioner: Option<Value>,
+    partitioner: Option<Keyword<Partitioner>>,
     #[serde(default)]
     topics: Option<Value>,
 }
@@ -1256,6 +1271,11 @@ impl ConfigKeyword for ValueEncoding {
     ];
 }
 
+impl ConfigKeyword for Partitioner {
+    const WHAT: &'static str = "partitioner";
+    const WORDS: &'static [(&'static str, Self)] = &[("murmur2", Partitioner::Murmur2)];
+}
+
 impl ConfigKeyword for EventIdForm {
     const WHAT: &'static str = "event id form";
     const WORDS: &'static [(&'static str, Self)] = &[
@@ -1305,11 +1325,7 @@ fn validate(mut raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         return fail("guards".into(), "not supported yet".into());
     }
     for (i, r) in raw.routes.0.iter().enumerate() {
-        let later = [
-            ("guard", r.guard.is_some()),
-            ("partitioner", r.partitioner.is_some()),
-            ("topics", r.topics.is_some()),
-        ];
+        let later = [("guard", r.guard.is_some()), ("topics", r.topics.is_some())];
         if let Some((name, _)) = later.iter().find(|(_, present)| *present) {
             return fail(format!("routes[{i}].{name}"), "not supported yet".into());
         }
@@ -1336,6 +1352,16 @@ fn validate(mut raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         .enumerate()
         .map(|(i, r)| route_filters(i, &r.path.0, r.filters.take(), &error))
         .collect::<Result<Vec<_>, _>>()?;
+
+    // Pruning by key needs a key to prune by.
+    for (i, (r, filters)) in raw.routes.0.iter().zip(&filters).enumerate() {
+        if r.partitioner.is_some() && !filters.iter().any(|f| f.key.is_some()) {
+            return fail(
+                format!("routes[{i}].partitioner"),
+                "partitioner only narrows the partitions a key filter reads; no filter of this route has a key".into(),
+            );
+        }
+    }
 
     // Both listeners on one port: the second bind would fail at start-up with a
     // less helpful message. Port 0 asks for an ephemeral port: never a clash.
@@ -1416,6 +1442,7 @@ fn validate(mut raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
                 event_id: r.event_id.0,
                 keepalive: r.keepalive.map(|k| k.0),
                 filters,
+                partitioner: r.partitioner.map(|p| p.0),
             })
             .collect(),
     })
@@ -1922,8 +1949,10 @@ routes:
                 6, 5, "routes[0].guard", "not supported yet"),
             ("unsupported topics", route_with("    topics: [a, b]\n"),
                 6, 5, "routes[0].topics", "not supported yet"),
-            ("unsupported partitioner", route_with("    partitioner: murmur2\n"),
-                6, 5, "routes[0].partitioner", "not supported yet"),
+            ("partitioner without a key filter", route_with("    partitioner: murmur2\n"),
+                6, 5, "routes[0].partitioner", "partitioner only narrows"),
+            ("unknown partitioner", route_with("    partitioner: crc32\n"),
+                6, 18, "routes[0].partitioner", "unknown partitioner 'crc32'; expected one of: murmur2"),
             ("unsupported guards", format!("guards:\n  jwt: {{}}\n{MINIMAL}"),
                 1, 1, "guards", "not supported yet"),
             ("zero metadata refresh", format!("{HEAD}  metadata_refresh: 0s\nroutes: [{{path: /a, topic: a}}]\n"),
@@ -2091,6 +2120,19 @@ routes:
             (6, 5, "routes[0].filters")
         );
         assert!(err.message.starts_with("an empty list matches no record"));
+    }
+
+    #[test]
+    fn partitioner_murmur2_on_a_key_filter() {
+        let c = parse(
+            "kafka:\n  bootstrap: [\"127.0.0.1:9092\"]\nroutes:\n  - path: /items/{id}\n    topic: items\n    partitioner: murmur2\n    filters:\n      - key: \"${params.id}\"\n",
+            "t.yaml",
+        )
+        .unwrap();
+        assert_eq!(c.routes[0].partitioner, Some(Partitioner::Murmur2));
+        assert!(c
+            .describe_routes()
+            .ends_with("filters: [key=${params.id}] partitioner murmur2\n"));
     }
 
     #[test]

@@ -33,7 +33,7 @@ use crate::event_id;
 use crate::feed::{Feed, Place};
 use crate::filter;
 use crate::http::{self, Method};
-use crate::hub::SharedFilter;
+use crate::hub::Selection;
 use crate::kafka::{KafkaError, OffsetQuery, TopicId};
 use crate::metrics::ShardMetrics;
 use crate::shard::{RouteInfo, ShardCtx};
@@ -507,8 +507,9 @@ enum Plan {
         /// `?since=`, in milliseconds since the epoch.
         since: Option<i64>,
         allow_origin: Option<Vec<u8>>,
-        /// The route's filters resolved for this request.
-        filter: SharedFilter,
+        /// The route's filters resolved for this request, and the
+        /// partitions they read.
+        selection: Selection,
     },
 }
 
@@ -529,7 +530,7 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
             return;
         }
     };
-    let (route_idx, last_event_id, since, allow_origin, filter) = match plan {
+    let (route_idx, last_event_id, since, allow_origin, selection) = match plan {
         Plan::Respond(bytes) => {
             ctx.metrics.http_errors.inc();
             let _ = stream.write_all(&bytes).await;
@@ -541,8 +542,8 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
             last_event_id,
             since,
             allow_origin,
-            filter,
-        } => (route, last_event_id, since, allow_origin, filter),
+            selection,
+        } => (route, last_event_id, since, allow_origin, selection),
     };
     let route = &ctx.routes[route_idx];
     let conn = Rc::new(Conn::new(
@@ -566,7 +567,7 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
         &conn,
         &mut stream,
         route,
-        &filter,
+        &selection,
         requested,
         allow_origin,
     )
@@ -700,7 +701,7 @@ fn plan_for(ctx: &ShardCtx, head: &http::RequestHead<'_>) -> Plan {
         query: head.query,
     };
     let filter = match filter::resolve(&ctx.config.routes[route].filters, &vars) {
-        Ok(filter) => filter.map(|f| ctx.hub.borrow().topic(info.topic).intern(f)),
+        Ok(filter) => filter,
         Err(missing) => {
             http::write_error(&mut out, 400, &missing.to_string(), None);
             return Plan::Respond(out);
@@ -724,6 +725,12 @@ fn plan_for(ctx: &ShardCtx, head: &http::RequestHead<'_>) -> Plan {
             return Plan::Respond(out);
         }
     }
+    let selection = {
+        let hub = ctx.hub.borrow();
+        let ts = hub.topic(info.topic);
+        let pruned = ctx.config.routes[route].partitioner.is_some();
+        ts.intern(select(filter, pruned, ts.partitions()))
+    };
     let since = match http::query_param(head.query, "since") {
         None => None,
         Some(text) => match parse_since(&text) {
@@ -752,7 +759,31 @@ fn plan_for(ctx: &ShardCtx, head: &http::RequestHead<'_>) -> Plan {
         last_event_id,
         since,
         allow_origin: allow_origin.map(<[u8]>::to_vec),
-        filter,
+        selection,
+    }
+}
+
+/// A request's selection: its filter and, on a route whose producers hash
+/// keys with Kafka's default partitioner (`partitioner: murmur2`), the
+/// partitions its filter's keys hash to among `partitions` — only when
+/// every filter names a key; else every partition.
+fn select(filter: Option<filter::Filter>, pruned: bool, count: usize) -> Selection {
+    let partitions: Option<Rc<[u32]>> = match filter.as_ref().and_then(filter::Filter::keys) {
+        Some(keys) if pruned && count > 0 => {
+            let mut ps: Vec<u32> = keys
+                .iter()
+                .map(|k| crate::partitioner::partition_for_key(k, count as u32))
+                .collect();
+            ps.sort_unstable();
+            ps.dedup();
+            Some(Rc::from(ps))
+        }
+        _ => None,
+    };
+    Selection {
+        hashed_over: if partitions.is_some() { count } else { 0 },
+        filter: filter.map(Rc::new),
+        partitions,
     }
 }
 
@@ -781,7 +812,7 @@ async fn stream_events(
     conn: &Rc<Conn>,
     stream: &mut TcpStream,
     route: &RouteInfo,
-    filter: &SharedFilter,
+    selection: &Selection,
     requested: Requested,
     allow_origin: Option<Vec<u8>>,
 ) -> io::Result<()> {
@@ -801,22 +832,26 @@ async fn stream_events(
     } else {
         Box::pin(async {
             match last_event_id {
-                Some(id) => match event_id::decode_progress(hash, &id) {
-                    Ok(position) => {
+                Some(id) => match event_id::decode(hash, &id) {
+                    Ok(progress) => {
                         let partitions = ctx.hub.borrow().topic(route.topic).partitions();
-                        if position.len() > partitions {
-                            reset_event(&mut head, "id names more partitions than the topic has");
-                            start_without_id(ctx, route, since).await
-                        } else {
-                            Ok(StartAt::Position(position))
+                        match position_of(progress, partitions) {
+                            Some(position) => Ok(StartAt::Position(position)),
+                            None => {
+                                reset_event(
+                                    &mut head,
+                                    "id names more partitions than the topic has",
+                                );
+                                start_without_id(ctx, route, selection, since).await
+                            }
                         }
                     }
                     Err(e) => {
                         reset_event(&mut head, &e.to_string());
-                        start_without_id(ctx, route, since).await
+                        start_without_id(ctx, route, selection, since).await
                     }
                 },
-                None => start_without_id(ctx, route, since).await,
+                None => start_without_id(ctx, route, selection, since).await,
             }
         })
         .await
@@ -836,10 +871,11 @@ async fn stream_events(
     // the position it asked for, later the one a demotion hands over.
     let mut behind = match start {
         StartAt::Live => {
-            ctx.hub
-                .borrow_mut()
-                .topic_mut(route.topic)
-                .join(Rc::clone(conn), route.render, filter);
+            ctx.hub.borrow_mut().topic_mut(route.topic).join(
+                Rc::clone(conn),
+                route.render,
+                selection,
+            );
             None
         }
         StartAt::Position(position) => Some((position, cursor::Origin::Request)),
@@ -847,7 +883,7 @@ async fn stream_events(
     loop {
         if let Some((position, origin)) = behind.take() {
             // Boxed: a live stream's resident future stays small.
-            let reader = cursor::catch_up(ctx, conn, stream, route, filter, position, origin);
+            let reader = cursor::catch_up(ctx, conn, stream, route, selection, position, origin);
             Box::pin(reader).await?;
         }
         conn.notified().await;
@@ -876,6 +912,7 @@ async fn stream_events(
 async fn start_without_id(
     ctx: &ShardCtx,
     route: &RouteInfo,
+    selection: &Selection,
     since: Option<i64>,
 ) -> Result<StartAt, KafkaError> {
     let query = match (since, route.start) {
@@ -884,9 +921,40 @@ async fn start_without_id(
         (None, Start::Earliest) => OffsetQuery::Earliest,
     };
     let partitions = ctx.hub.borrow().topic(route.topic).partitions();
-    let lookups = (0..partitions).map(|p| cursor::offset(ctx, route.topic, p as u32, query));
+    // A pruned stream looks up only the partitions it reads; the cursor
+    // keeps the others at the heads.
+    let lookups = (0..partitions).map(|p| async move {
+        if selection.reads(p) {
+            cursor::offset(ctx, route.topic, p as u32, query).await
+        } else {
+            Ok(cursor::UNKNOWN)
+        }
+    });
     let position = futures::future::try_join_all(lookups).await?;
     Ok(StartAt::Position(position))
+}
+
+/// The position an id names, over the topic's `partitions`: partitions the
+/// id does not name (added since, or outside a pruned stream's) are
+/// `cursor::UNKNOWN`, which a cursor reads from their earliest offset (or
+/// keeps at the heads, if its stream does not read them). `None` if the id
+/// names a partition the topic does not have.
+fn position_of(progress: event_id::Progress, partitions: usize) -> Option<Vec<i64>> {
+    let mut position = vec![cursor::UNKNOWN; partitions];
+    match progress {
+        event_id::Progress::All(next) => {
+            if next.len() > partitions {
+                return None;
+            }
+            position[..next.len()].copy_from_slice(&next);
+        }
+        event_id::Progress::Some(pairs) => {
+            for (p, next) in pairs {
+                *position.get_mut(p as usize)? = next;
+            }
+        }
+    }
+    Some(position)
 }
 
 fn reset_event(out: &mut Vec<u8>, reason: &str) {

@@ -39,10 +39,15 @@ use crate::config::{EventIdForm, MaxLag};
 use crate::connection::{self, Conn};
 use crate::event_id;
 use crate::filter::RecordView;
-use crate::hub::{Render, SharedFilter};
+use crate::hub::{Render, Selection};
 use crate::kafka::{Batch, Fetched, KafkaError, OffsetQuery, Request, TopicId};
 use crate::shard::{RouteInfo, ShardCtx};
 use crate::sse;
+
+/// A position's offset for a partition whose start is not known yet: the
+/// cursor reads it from its earliest offset (a partition added since the id
+/// was made), unless its stream does not read that partition.
+pub const UNKNOWN: i64 = -1;
 
 /// Frame bytes a cursor encodes before it lets the socket take them.
 const CHUNK_BYTES: usize = 32 << 10;
@@ -174,7 +179,9 @@ fn start_fetch(ctx: Rc<ShardCtx>, topic: TopicId, p: u32, at: i64) -> SharedFetc
 /// A cursor's frame encoder: its own buffers, reused between chunks.
 struct Encoder {
     render: Render,
-    filter: SharedFilter,
+    filter: Option<Rc<crate::filter::Filter>>,
+    /// The partitions a pruned stream reads: its ids carry only those.
+    partitions: Option<Rc<[u32]>>,
     hash: u32,
     scratch: Vec<u8>,
     id: Vec<u8>,
@@ -191,6 +198,29 @@ struct Encoder {
 }
 
 impl Encoder {
+    /// Puts the id of `position` in `self.id`.
+    fn encode_id(&mut self, key: Option<&[u8]>, position: &[i64]) {
+        self.id.clear();
+        let partitions = self.partitions.as_deref();
+        match self.render.id {
+            EventIdForm::Progress => event_id::encode_position(
+                self.hash,
+                partitions,
+                position,
+                &mut self.scratch,
+                &mut self.id,
+            ),
+            EventIdForm::KeyAndProgress => event_id::encode_key_and_position(
+                key,
+                self.hash,
+                partitions,
+                position,
+                &mut self.scratch,
+                &mut self.id,
+            ),
+        }
+    }
+
     /// The turn is over: the chunk is full, or enough records were read.
     fn full(&self) -> bool {
         self.frames.len() >= CHUNK_BYTES || self.read >= RECORDS_PER_TURN
@@ -219,19 +249,7 @@ impl Encoder {
                 }
             }
             self.passed_over = false;
-            self.id.clear();
-            match self.render.id {
-                EventIdForm::Progress => {
-                    event_id::encode_progress(self.hash, position, &mut self.scratch, &mut self.id)
-                }
-                EventIdForm::KeyAndProgress => event_id::encode_key_and_progress(
-                    rec.record.key.as_deref(),
-                    self.hash,
-                    position,
-                    &mut self.scratch,
-                    &mut self.id,
-                ),
-            }
+            self.encode_id(rec.record.key.as_deref(), position);
             sse::encode_record(
                 &mut self.frames,
                 &self.id,
@@ -261,19 +279,7 @@ impl Encoder {
     fn push_to(&mut self, conn: &Conn, position: &[i64]) {
         if self.passed_over {
             self.passed_over = false;
-            self.id.clear();
-            match self.render.id {
-                EventIdForm::Progress => {
-                    event_id::encode_progress(self.hash, position, &mut self.scratch, &mut self.id)
-                }
-                EventIdForm::KeyAndProgress => event_id::encode_key_and_progress(
-                    None,
-                    self.hash,
-                    position,
-                    &mut self.scratch,
-                    &mut self.id,
-                ),
-            }
+            self.encode_id(None, position);
             sse::encode_id_only(&mut self.frames, &self.id);
         }
         if !self.frames.is_empty() {
@@ -335,14 +341,15 @@ pub async fn catch_up(
     conn: &Rc<Conn>,
     stream: &mut TcpStream,
     route: &RouteInfo,
-    filter: &SharedFilter,
+    selection: &Selection,
     mut position: Vec<i64>,
     from: Origin,
 ) -> io::Result<()> {
     let topic = route.topic;
     let mut enc = Encoder {
         render: route.render,
-        filter: filter.clone(),
+        filter: selection.filter.clone(),
+        partitions: selection.partitions.clone(),
         hash: ctx.hub.borrow().topic(topic).hash,
         scratch: Vec::new(),
         id: Vec::new(),
@@ -402,12 +409,29 @@ pub async fn catch_up(
             ctx.metrics.topic_unavailable_ends.inc();
             return end_with_error(ctx, conn, stream, reason).await;
         }
-        // Partitions that appeared since the id was made start at earliest.
         let partitions = ctx.hub.borrow().topic(topic).partitions();
-        while position.len() < partitions {
-            let p = position.len() as u32;
-            match offset(ctx, topic, p, OffsetQuery::Earliest).await {
-                Ok(earliest) => position.push(earliest),
+        if selection.hashed_over != 0 && selection.hashed_over != partitions {
+            let reason = format!(
+                "the topic now has {partitions} partitions, so keys hash to other partitions; reconnect to resume"
+            );
+            return end_with_error(ctx, conn, stream, reason).await;
+        }
+        // Partitions that appeared since the id was made, or that it does
+        // not name, start at earliest; a pruned stream keeps those it does
+        // not read at the heads, where they never hold it back.
+        position.resize(partitions, UNKNOWN);
+        {
+            let hub = ctx.hub.borrow();
+            let heads = hub.topic(topic).heads();
+            for (p, at) in position.iter_mut().enumerate() {
+                if !selection.reads(p) {
+                    *at = heads[p];
+                }
+            }
+        }
+        while let Some(p) = position.iter().position(|&at| at == UNKNOWN) {
+            match offset(ctx, topic, p as u32, OffsetQuery::Earliest).await {
+                Ok(earliest) => position[p] = earliest,
                 Err(e) => {
                     debug!(error = %e, "offset look-up failed; retrying");
                     glommio::timer::sleep(CATCHUP_RETRY).await;
@@ -462,7 +486,7 @@ pub async fn catch_up(
             ctx.metrics.catchup_fetched_records.add(fetched);
             if heads == &position[..] {
                 enc.push_to(conn, &position);
-                ts.join(Rc::clone(conn), route.render, filter);
+                ts.join(Rc::clone(conn), route.render, selection);
                 return Ok(());
             }
             lag_of(heads, &position)
@@ -702,6 +726,7 @@ mod tests {
                 id: EventIdForm::Progress,
             },
             filter: None,
+            partitions: None,
             hash: 7,
             scratch: Vec::new(),
             id: Vec::new(),

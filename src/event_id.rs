@@ -8,8 +8,12 @@
 //! the partition count as an unsigned LEB128 varint, the first offset as an
 //! unsigned varint, then each further offset as the zigzag-encoded signed delta
 //! from the previous one (partitions of one topic tend to have similar offsets,
-//! so most deltas cost one or two bytes). Decoding also accepts the Zilla
-//! compatible form `["<base64url key>","<progress>"]` / `[null,"<progress>"]`.
+//! so most deltas cost one or two bytes). A stream pruned to the partitions
+//! its keys hash to writes the sparse layout (version `2`): the same header,
+//! the number of pairs, then per partition (increasing) the gap from the
+//! previous partition and its next offset, both unsigned varints. Decoding
+//! also accepts the Zilla compatible form `["<base64url key>","<progress>"]`
+//! / `[null,"<progress>"]` around either layout.
 //! Everything read from untrusted input is bounded before it is trusted.
 
 use crate::sse::append_base64;
@@ -33,6 +37,10 @@ pub const MAX_PARTITIONS: usize = 100_000;
 /// Layout version byte; bump it when the layout changes so old ids are
 /// rejected with a clear error instead of being misread.
 const VERSION: u8 = 1;
+
+/// Layout version of a sparse id: the partitions a stream reads, each with
+/// its next offset (a stream pruned to the partitions its keys hash to).
+const VERSION_SPARSE: u8 = 2;
 
 /// Version byte + 4-byte topic hash: the fixed part before the varints.
 const HEADER_LEN: usize = 1 + 4;
@@ -105,6 +113,82 @@ pub fn encode_progress(topic_hash: u32, next: &[i64], scratch: &mut Vec<u8>, out
     append_base64(&URL_SAFE_NO_PAD, scratch, out);
 }
 
+/// What an id says about the stream's position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// The next offset of every partition `0..n` (version 1).
+    All(Vec<i64>),
+    /// The next offset of some partitions, in increasing partition order
+    /// (version 2); the stream read no other.
+    Some(Vec<(u32, i64)>),
+}
+
+/// Appends the base64url text of a sparse id: for each partition of
+/// `partitions` (increasing), its next offset from `next`.
+pub fn encode_sparse(
+    topic_hash: u32,
+    partitions: &[u32],
+    next: &[i64],
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) {
+    debug_assert!(partitions.windows(2).all(|w| w[0] < w[1]));
+    scratch.clear();
+    scratch.reserve(HEADER_LEN + MAX_VARINT_LEN * (1 + 2 * partitions.len()));
+    scratch.push(VERSION_SPARSE);
+    scratch.extend_from_slice(&topic_hash.to_be_bytes());
+    put_varint(scratch, partitions.len() as u64);
+    let mut prev: Option<u32> = None;
+    for &p in partitions {
+        // Partitions increase: each after the first as the gap minus one.
+        let gap = match prev {
+            None => u64::from(p),
+            Some(q) => u64::from(p - q - 1),
+        };
+        put_varint(scratch, gap);
+        put_varint(scratch, next[p as usize] as u64);
+        prev = Some(p);
+    }
+    append_base64(&URL_SAFE_NO_PAD, scratch, out);
+}
+
+/// Appends the id of a position: the plain progress form when `partitions`
+/// is `None` (the stream reads every partition), else the sparse form over
+/// those partitions.
+pub fn encode_position(
+    topic_hash: u32,
+    partitions: Option<&[u32]>,
+    next: &[i64],
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) {
+    match partitions {
+        None => encode_progress(topic_hash, next, scratch, out),
+        Some(ps) => encode_sparse(topic_hash, ps, next, scratch, out),
+    }
+}
+
+/// [`encode_key_and_progress`] of [`encode_position`].
+pub fn encode_key_and_position(
+    key: Option<&[u8]>,
+    topic_hash: u32,
+    partitions: Option<&[u32]>,
+    next: &[i64],
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) {
+    match key {
+        Some(key) => {
+            out.extend_from_slice(b"[\"");
+            append_base64(&URL_SAFE_NO_PAD, key, out);
+            out.extend_from_slice(b"\",\"");
+        }
+        None => out.extend_from_slice(b"[null,\""),
+    }
+    encode_position(topic_hash, partitions, next, scratch, out);
+    out.extend_from_slice(b"\"]");
+}
+
 /// Appends the Zilla-compatible form `["<base64url(no pad) key>","<progress>"]`,
 /// or `[null,"<progress>"]` when `key` is `None`. Both parts are base64url, so
 /// no JSON escaping is ever needed.
@@ -136,6 +220,16 @@ pub fn encode_key_and_progress(
 /// ASCII whitespace is ignored. The key of the Zilla form is checked for shape
 /// only and otherwise ignored.
 pub fn decode_progress(topic_hash: u32, id: &[u8]) -> Result<Vec<i64>, IdError> {
+    match decode(topic_hash, id)? {
+        Progress::All(next) => Ok(next),
+        Progress::Some(_) => Err(IdError::Version(VERSION_SPARSE)),
+    }
+}
+
+/// Decodes an id of either layout: the next offset of every partition
+/// (version 1), or of the partitions a pruned stream reads (version 2).
+/// Both may come in the Zilla form; the same bounds apply to both.
+pub fn decode(topic_hash: u32, id: &[u8]) -> Result<Progress, IdError> {
     // Checked on the raw input, before any work, so a huge header costs nothing.
     if id.len() > MAX_ID_BYTES {
         return Err(IdError::TooLong {
@@ -156,7 +250,10 @@ pub fn decode_progress(topic_hash: u32, id: &[u8]) -> Result<Vec<i64>, IdError> 
         return Err(IdError::Empty);
     }
     let binary = DECODER.decode(progress).map_err(|_| IdError::Base64)?;
-    parse_binary(topic_hash, &binary)
+    if binary.first() == Some(&VERSION_SPARSE) {
+        return parse_sparse(topic_hash, &binary).map(Progress::Some);
+    }
+    parse_binary(topic_hash, &binary).map(Progress::All)
 }
 
 /// Writes the binary layout into `buf` (cleared first).
@@ -188,35 +285,7 @@ fn write_binary(topic_hash: u32, next: &[i64], buf: &mut Vec<u8>) {
 /// actually hold.
 fn parse_binary(topic_hash: u32, binary: &[u8]) -> Result<Vec<i64>, IdError> {
     let mut r = Reader { buf: binary };
-    let version = r.byte()?;
-    if version != VERSION {
-        return Err(IdError::Version(version));
-    }
-    let mut hash = [0u8; 4];
-    for b in &mut hash {
-        *b = r.byte()?;
-    }
-    let actual = u32::from_be_bytes(hash);
-    if actual != topic_hash {
-        return Err(IdError::TopicMismatch {
-            expected: topic_hash,
-            actual,
-        });
-    }
-    let count = r.varint()?;
-    if count > MAX_PARTITIONS as u64 {
-        return Err(IdError::TooManyPartitions {
-            limit: MAX_PARTITIONS,
-            actual: usize::try_from(count).unwrap_or(usize::MAX),
-        });
-    }
-    // `count <= MAX_PARTITIONS`, so it fits in usize on every target.
-    let count = count as usize;
-    // Every value takes at least one byte: a count larger than what is left
-    // cannot be satisfied, and must not size the allocation below.
-    if count > r.buf.len() {
-        return Err(IdError::Truncated);
-    }
+    let count = parse_header(&mut r, VERSION, topic_hash)?;
     let mut offsets = Vec::with_capacity(count);
     let mut prev: i64 = 0;
     for i in 0..count {
@@ -236,6 +305,62 @@ fn parse_binary(topic_hash: u32, binary: &[u8]) -> Result<Vec<i64>, IdError> {
         return Err(IdError::TrailingBytes);
     }
     Ok(offsets)
+}
+
+/// Checks the version byte and the topic hash; returns the partition count.
+fn parse_header(r: &mut Reader<'_>, version: u8, topic_hash: u32) -> Result<usize, IdError> {
+    let found = r.byte()?;
+    if found != version {
+        return Err(IdError::Version(found));
+    }
+    let mut hash = [0u8; 4];
+    for b in &mut hash {
+        *b = r.byte()?;
+    }
+    let actual = u32::from_be_bytes(hash);
+    if actual != topic_hash {
+        return Err(IdError::TopicMismatch {
+            expected: topic_hash,
+            actual,
+        });
+    }
+    let count = r.varint()?;
+    if count > MAX_PARTITIONS as u64 {
+        return Err(IdError::TooManyPartitions {
+            limit: MAX_PARTITIONS,
+            actual: usize::try_from(count).unwrap_or(usize::MAX),
+        });
+    }
+    // `count <= MAX_PARTITIONS`, so it fits in usize on every target. Every
+    // value takes at least one byte: a count larger than what is left
+    // cannot be satisfied, and must not size an allocation.
+    let count = count as usize;
+    if count > r.buf.len() {
+        return Err(IdError::Truncated);
+    }
+    Ok(count)
+}
+
+/// Parses the sparse layout: `(partition, next offset)` pairs, partitions
+/// strictly increasing and below `MAX_PARTITIONS`.
+fn parse_sparse(topic_hash: u32, binary: &[u8]) -> Result<Vec<(u32, i64)>, IdError> {
+    let mut r = Reader { buf: binary };
+    let count = parse_header(&mut r, VERSION_SPARSE, topic_hash)?;
+    let mut pairs = Vec::with_capacity(count);
+    let mut next_partition: u64 = 0;
+    for _ in 0..count {
+        let partition = next_partition
+            .checked_add(r.varint()?)
+            .filter(|p| *p < MAX_PARTITIONS as u64)
+            .ok_or(IdError::Overflow)?;
+        let offset = i64::try_from(r.varint()?).map_err(|_| IdError::Overflow)?;
+        pairs.push((partition as u32, offset));
+        next_partition = partition + 1;
+    }
+    if !r.buf.is_empty() {
+        return Err(IdError::TrailingBytes);
+    }
+    Ok(pairs)
 }
 
 /// Extracts the progress text from `[<key>,"<progress>"]` where `<key>` is
@@ -500,7 +625,7 @@ mod tests {
             ("bad char", b"AB*D".to_vec(), IdError::Base64),
             ("standard alphabet", b"+/+/".to_vec(), IdError::Base64),
             ("one char", b"A".to_vec(), IdError::Base64),
-            ("version 2", b64(&header(2, hash)), IdError::Version(2)),
+            ("version 3", b64(&header(3, hash)), IdError::Version(3)),
             ("version 0", b64(&[0]), IdError::Version(0)),
             (
                 "topic mismatch",
@@ -690,6 +815,81 @@ mod tests {
         ] {
             assert_eq!(zigzag(v), z);
             assert_eq!(unzigzag(z), v);
+        }
+    }
+
+    #[test]
+    fn sparse_ids_round_trip_and_are_bounded() {
+        let h = topic_hash("items");
+        let next = [5, 70_000, 3, 1 << 40];
+        for partitions in [&[1u32][..], &[0, 3], &[0, 1, 2, 3], &[]] {
+            let mut id = Vec::new();
+            encode_sparse(h, partitions, &next, &mut Vec::new(), &mut id);
+            let want: Vec<(u32, i64)> = partitions.iter().map(|&p| (p, next[p as usize])).collect();
+            assert_eq!(decode(h, &id), Ok(Progress::Some(want.clone())));
+            assert_eq!(
+                decode_progress(h, &id),
+                Err(IdError::Version(VERSION_SPARSE)),
+                "a sparse id is not a full one"
+            );
+            // The Zilla form wraps it like any progress.
+            let mut zilla = Vec::new();
+            encode_key_and_position(
+                Some(b"k"),
+                h,
+                Some(partitions),
+                &next,
+                &mut Vec::new(),
+                &mut zilla,
+            );
+            assert_eq!(decode(h, &zilla), Ok(Progress::Some(want)));
+            assert!(matches!(
+                decode(topic_hash("other"), &id),
+                Err(IdError::TopicMismatch { .. })
+            ));
+        }
+        let mut one = Vec::new();
+        encode_position(h, Some(&[2]), &next, &mut Vec::new(), &mut one);
+        let mut all = Vec::new();
+        encode_position(h, None, &next, &mut Vec::new(), &mut all);
+        assert!(one.len() < all.len());
+        assert_eq!(decode(h, &all), Ok(Progress::All(next.to_vec())));
+        // Hand-made binaries: a partition past the bound, a truncated pair,
+        // trailing bytes, a count larger than the input.
+        let text = |bin: &[u8]| URL_SAFE_NO_PAD.encode(bin).into_bytes();
+        let head = |count: u8| {
+            let mut b = vec![VERSION_SPARSE];
+            b.extend_from_slice(&h.to_be_bytes());
+            b.push(count);
+            b
+        };
+        let mut far = head(1);
+        put_varint(&mut far, MAX_PARTITIONS as u64);
+        far.push(0);
+        assert_eq!(decode(h, &text(&far)), Err(IdError::Overflow));
+        let mut cut = head(1);
+        cut.push(3);
+        assert_eq!(decode(h, &text(&cut)), Err(IdError::Truncated));
+        let mut extra = head(1);
+        extra.extend_from_slice(&[3, 7, 0]);
+        assert_eq!(decode(h, &text(&extra)), Err(IdError::TrailingBytes));
+        let mut big = head(100);
+        big.extend_from_slice(&[3, 7]);
+        assert_eq!(decode(h, &text(&big)), Err(IdError::Truncated));
+    }
+
+    proptest! {
+        #[test]
+        fn sparse_round_trip(
+            next in proptest::collection::vec(0i64..i64::MAX, 1..64),
+            picks in proptest::collection::vec(any::<bool>(), 64),
+        ) {
+            let partitions: Vec<u32> = (0..next.len() as u32).filter(|&p| picks[p as usize]).collect();
+            let h = topic_hash("t");
+            let mut id = Vec::new();
+            encode_sparse(h, &partitions, &next, &mut Vec::new(), &mut id);
+            let want: Vec<(u32, i64)> = partitions.iter().map(|&p| (p, next[p as usize])).collect();
+            prop_assert_eq!(decode(h, &id), Ok(Progress::Some(want)));
         }
     }
 

@@ -72,9 +72,48 @@ impl Render {
     }
 }
 
-/// A stream's filter as the hub keys its audiences: `None` shows every
-/// record.
-pub type SharedFilter = Option<Rc<Filter>>;
+/// What a live stream receives, as the hub keys its audiences: the records
+/// its filter takes, from the partitions it reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Selection {
+    /// `None` takes every record.
+    pub filter: Option<Rc<Filter>>,
+    /// The partitions of a stream pruned by key (`partitioner: murmur2`),
+    /// increasing; `None` reads every partition. A pruned stream's ids
+    /// carry only these partitions.
+    pub partitions: Option<Rc<[u32]>>,
+    /// The topic's partition count the keys were hashed with (0 when not
+    /// pruned): when it changes, a pruned stream ends.
+    pub hashed_over: usize,
+}
+
+impl Selection {
+    /// Whether the stream reads partition `p`.
+    pub fn reads(&self, p: usize) -> bool {
+        self.partitions
+            .as_deref()
+            .is_none_or(|ps| ps.binary_search(&(p as u32)).is_ok())
+    }
+}
+
+/// Appends the id of `next` as a stream reading `partitions` renders it:
+/// the keyed form carries `key`.
+fn encode_id(
+    form: EventIdForm,
+    key: Option<&[u8]>,
+    hash: u32,
+    partitions: Option<&[u32]>,
+    next: &[i64],
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) {
+    match form {
+        EventIdForm::Progress => event_id::encode_position(hash, partitions, next, scratch, out),
+        EventIdForm::KeyAndProgress => {
+            event_id::encode_key_and_position(key, hash, partitions, next, scratch, out)
+        }
+    }
+}
 
 /// Frames pushed between checks for a yield: long fan-out loops must let
 /// the accept loop and new connections run (a fan-out loop that never yields
@@ -87,9 +126,9 @@ struct Group {
     feed: Rc<Feed>,
 }
 
-/// The live connections of a topic that resolved to one filter.
+/// The live connections of a topic that resolved to one selection.
 struct Audience {
-    filter: SharedFilter,
+    selection: Selection,
     /// One group per rendering; nearly always one.
     groups: SmallVec<[Group; 1]>,
     /// The stream's `moves` when this audience last got a frame: behind
@@ -117,8 +156,8 @@ pub struct TopicStream {
     /// Set while Kafka cannot serve the topic: since when, and why.
     unavailable: Option<(Instant, String)>,
     audiences: Vec<Audience>,
-    /// Index into `audiences` by filter, for joining.
-    by_filter: HashMap<SharedFilter, usize>,
+    /// Index into `audiences` by selection, for joining.
+    by_selection: HashMap<Selection, usize>,
     /// Audiences whose filters name keys, by key: a record is checked only
     /// against those for its key (and the `scanned` ones).
     by_key: HashMap<Box<[u8]>, SmallVec<[u32; 2]>>,
@@ -131,7 +170,6 @@ pub struct TopicStream {
     waiters: Vec<Waker>,
     id_scratch: Vec<u8>,
     id_buf: Vec<u8>,
-    key_id_buf: Vec<u8>,
     frame_buf: Vec<u8>,
     /// Feeds that got frames since the write pass last ran (see
     /// `write_pass`).
@@ -149,14 +187,13 @@ impl TopicStream {
             was_ready: false,
             unavailable: None,
             audiences: Vec::new(),
-            by_filter: HashMap::new(),
+            by_selection: HashMap::new(),
             by_key: HashMap::new(),
             scanned: Vec::new(),
             moves: 0,
             waiters: Vec::new(),
             id_scratch: Vec::new(),
             id_buf: Vec::new(),
-            key_id_buf: Vec::new(),
             frame_buf: Vec::new(),
             to_write: Vec::new(),
         }
@@ -242,17 +279,17 @@ impl TopicStream {
     ///
     /// INVARIANT: the caller checked `position == self.heads()` with no await
     /// since; this is what makes the switch from catch-up to live exact.
-    pub fn join(&mut self, conn: Rc<Conn>, render: Render, filter: &SharedFilter) {
-        let index = match self.by_filter.get(filter) {
+    pub fn join(&mut self, conn: Rc<Conn>, render: Render, selection: &Selection) {
+        let index = match self.by_selection.get(selection) {
             Some(&i) => i,
             None => {
                 let i = self.audiences.len();
                 self.audiences.push(Audience {
-                    filter: filter.clone(),
+                    selection: selection.clone(),
                     groups: SmallVec::new(),
                     seen: self.moves,
                 });
-                self.by_filter.insert(filter.clone(), i);
+                self.by_selection.insert(selection.clone(), i);
                 self.index_audience(i);
                 i
             }
@@ -268,19 +305,22 @@ impl TopicStream {
         }
     }
 
-    /// The filter as the stream shares it: the audience's own when one
-    /// has it already, so connections with equal filters hold one copy.
-    pub fn intern(&self, filter: Filter) -> Rc<Filter> {
-        let filter = Rc::new(filter);
-        match self.by_filter.get_key_value(&Some(Rc::clone(&filter))) {
-            Some((Some(shared), _)) => Rc::clone(shared),
-            _ => filter,
+    /// The selection as the stream shares it: the audience's own when one
+    /// has it already, so connections with equal selections hold one copy.
+    pub fn intern(&self, selection: Selection) -> Selection {
+        match self.by_selection.get_key_value(&selection) {
+            Some((shared, _)) => shared.clone(),
+            None => selection,
         }
     }
 
     /// Lists audience `i` where `deliver` looks for it.
     fn index_audience(&mut self, i: usize) {
-        let keys = self.audiences[i].filter.as_deref().and_then(Filter::keys);
+        let keys = self.audiences[i]
+            .selection
+            .filter
+            .as_deref()
+            .and_then(Filter::keys);
         match keys {
             Some(keys) => {
                 for key in keys {
@@ -304,11 +344,12 @@ impl TopicStream {
         }
         self.audiences.retain(|a| !a.groups.is_empty());
         if self.audiences.len() != before {
-            self.by_filter.clear();
+            self.by_selection.clear();
             self.by_key.clear();
             self.scanned.clear();
             for i in 0..self.audiences.len() {
-                self.by_filter.insert(self.audiences[i].filter.clone(), i);
+                self.by_selection
+                    .insert(self.audiences[i].selection.clone(), i);
                 self.index_audience(i);
             }
         }
@@ -320,35 +361,39 @@ impl TopicStream {
     /// after those records, not before. Returns how many were sent.
     pub fn tick(&mut self) -> u64 {
         self.prune();
+        // Streams that read every partition share one frame per id form.
         let mut frames: [Option<Rc<[u8]>>; 2] = [None, None];
+        let mut scratch = Vec::new();
+        let mut id = Vec::new();
         let mut sent = 0;
         for a in &mut self.audiences {
             if a.seen == self.moves {
                 continue;
             }
             a.seen = self.moves;
+            let partitions = a.selection.partitions.as_deref();
             for g in &mut a.groups {
                 let form = g.render.id;
-                let frame = frames[form as usize].get_or_insert_with(|| {
-                    let mut id = Vec::new();
-                    let mut scratch = Vec::new();
-                    match form {
-                        EventIdForm::Progress => {
-                            event_id::encode_progress(self.hash, &self.heads, &mut scratch, &mut id)
-                        }
-                        EventIdForm::KeyAndProgress => event_id::encode_key_and_progress(
-                            None,
-                            self.hash,
-                            &self.heads,
-                            &mut scratch,
-                            &mut id,
-                        ),
-                    }
+                let mut encode = || {
+                    id.clear();
+                    encode_id(
+                        form,
+                        None,
+                        self.hash,
+                        partitions,
+                        &self.heads,
+                        &mut scratch,
+                        &mut id,
+                    );
                     let mut frame = Vec::with_capacity(id.len() + 5);
                     sse::encode_id_only(&mut frame, &id);
-                    Rc::from(frame)
-                });
-                if g.feed.push(frame, 0) {
+                    Rc::<[u8]>::from(frame)
+                };
+                let frame = match partitions {
+                    None => frames[form as usize].get_or_insert_with(encode).clone(),
+                    Some(_) => encode(),
+                };
+                if g.feed.push(&frame, 0) {
                     self.to_write.push(Rc::clone(&g.feed));
                 }
                 sent += g.feed.len() as u64;
@@ -461,12 +506,17 @@ impl TopicStream {
             return 0;
         }
         let view = RecordView::new(&rec.record);
+        // Per rendering: the frame for streams that read every partition,
+        // and the one for streams pruned to this record's partition alone
+        // (their id carries that partition only).
         let mut frames: [Option<Rc<[u8]>>; RENDERINGS] = Default::default();
-        let mut id_encoded = false;
+        let mut single: [Option<Rc<[u8]>>; RENDERINGS] = Default::default();
         let mut pushed = 0;
+        let this = [p as u32];
         for &i in self.scanned.iter().chain(keyed.into_iter().flatten()) {
             let a = &mut self.audiences[i as usize];
-            if !a.filter.as_deref().is_none_or(|f| f.matches(&view)) {
+            let sel = &a.selection;
+            if !sel.reads(p) || !sel.filter.as_deref().is_none_or(|f| f.matches(&view)) {
                 continue;
             }
             a.seen = self.moves;
@@ -474,49 +524,59 @@ impl TopicStream {
                 if g.feed.is_empty() {
                     continue;
                 }
-                let frame = frames[g.render.slot()].get_or_insert_with(|| {
-                    if !id_encoded {
-                        // The id is the same for every rendering.
-                        self.id_buf.clear();
-                        event_id::encode_progress(
-                            self.hash,
-                            &self.heads,
-                            &mut self.id_scratch,
-                            &mut self.id_buf,
-                        );
-                        id_encoded = true;
-                    }
-                    let id = match g.render.id {
-                        EventIdForm::Progress => &self.id_buf,
-                        EventIdForm::KeyAndProgress => {
-                            self.key_id_buf.clear();
-                            event_id::encode_key_and_progress(
-                                key,
-                                self.hash,
-                                &self.heads,
-                                &mut self.id_scratch,
-                                &mut self.key_id_buf,
-                            );
-                            &self.key_id_buf
-                        }
-                    };
+                let partitions = match sel.partitions.as_deref() {
+                    Some([_]) => Some(&this[..]),
+                    other => other,
+                };
+                let mut encode = || {
+                    self.id_buf.clear();
+                    encode_id(
+                        g.render.id,
+                        key,
+                        self.hash,
+                        partitions,
+                        &self.heads,
+                        &mut self.id_scratch,
+                        &mut self.id_buf,
+                    );
                     self.frame_buf.clear();
                     sse::encode_record(
                         &mut self.frame_buf,
-                        id,
+                        &self.id_buf,
                         key,
                         rec.record.value.as_deref(),
                         g.render.value,
                     );
-                    Rc::from(&self.frame_buf[..])
-                });
-                if g.feed.push(frame, 1) {
+                    Rc::<[u8]>::from(&self.frame_buf[..])
+                };
+                let frame = match sel.partitions.as_deref() {
+                    None => frames[g.render.slot()].get_or_insert_with(encode).clone(),
+                    Some([_]) => single[g.render.slot()].get_or_insert_with(encode).clone(),
+                    // Pruned to several partitions: the id depends on which.
+                    Some(_) => encode(),
+                };
+                if g.feed.push(&frame, 1) {
                     self.to_write.push(Rc::clone(&g.feed));
                 }
                 pushed += g.feed.len();
             }
         }
         pushed
+    }
+
+    /// Ends the live streams pruned by key: the partition count changed,
+    /// so keys now hash to other partitions. Their clients reconnect and
+    /// resume with the partitions their keys hash to now.
+    fn end_pruned(&mut self) -> Vec<Rc<Conn>> {
+        let mut ended = Vec::new();
+        for a in &mut self.audiences {
+            if a.selection.partitions.is_some() {
+                for g in &mut a.groups {
+                    ended.extend(g.feed.drain().into_iter().filter(|c| !c.is_closed()));
+                }
+            }
+        }
+        ended
     }
 }
 
@@ -591,9 +651,24 @@ impl Hub {
 
     pub fn set_partitions(&mut self, id: TopicId, partitions: u32) {
         let ts = self.topic_mut(id);
-        ts.partitions = Some(ts.partitions.unwrap_or(0).max(partitions as usize));
+        let before = ts.partitions;
+        ts.partitions = Some(before.unwrap_or(0).max(partitions as usize));
         ts.ensure_partition(partitions as usize - 1);
         ts.update_ready();
+        if before.is_some_and(|n| n < partitions as usize) {
+            let mut frame = Vec::new();
+            crate::connection::error_event(
+                &mut frame,
+                &format!(
+                    "topic {} now has {partitions} partitions, so keys hash to other partitions; reconnect to resume",
+                    ts.name
+                ),
+            );
+            let frame: Rc<[u8]> = Rc::from(frame);
+            for conn in ts.end_pruned() {
+                conn.end(Rc::clone(&frame));
+            }
+        }
         ts.wake_waiters();
     }
 
@@ -861,7 +936,7 @@ mod tests {
             Box::pin(async move {
                 hub.borrow_mut()
                     .topic_mut(T)
-                    .join(Rc::clone(&conn), RENDER, &None);
+                    .join(Rc::clone(&conn), RENDER, &Selection::default());
                 apply_w(&hub, &batch(0, 0, 3, 0..3), 1 << 20, &m).await;
                 // Written through by the hub itself: nothing left queued.
                 assert_eq!(conn.queued_frames(), 0);
@@ -881,7 +956,7 @@ mod tests {
             Box::pin(async move {
                 hub.borrow_mut()
                     .topic_mut(T)
-                    .join(Rc::clone(&conn), RENDER, &None);
+                    .join(Rc::clone(&conn), RENDER, &Selection::default());
                 // Far more than a socket buffer holds, in one batch.
                 let big = Arc::new(Batch {
                     topic: T,
@@ -910,7 +985,7 @@ mod tests {
             Box::pin(async move {
                 hub.borrow_mut()
                     .topic_mut(T)
-                    .join(Rc::clone(&conn), RENDER, &None);
+                    .join(Rc::clone(&conn), RENDER, &Selection::default());
                 apply_w(&hub, &batch(1, 0, 2, 0..2), 1 << 20, &m).await;
                 // Batch [2, 7) never arrived (a full mesh queue): the next starts at 7.
                 apply_w(&hub, &batch(1, 7, 8, 7..8), 1 << 20, &m).await;
@@ -933,7 +1008,7 @@ mod tests {
             Box::pin(async move {
                 hub.borrow_mut()
                     .topic_mut(T)
-                    .join(Rc::clone(&conn), RENDER, &None);
+                    .join(Rc::clone(&conn), RENDER, &Selection::default());
                 // 1.6 MB in one batch: the socket takes part, and what is
                 // left is over a 64 KiB budget.
                 let big = Arc::new(Batch {

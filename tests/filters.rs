@@ -335,3 +335,176 @@ fn key_and_progress_ids_round_trip() {
         assert_eq!(rest, ["v2", "v3"], "resumed from {id}");
     }
 }
+
+/// The Python that has confluent-kafka: `$SSE_KAFKA_PYTHON` (set by
+/// examples/test.sh), else the venv that script makes, else `python3`.
+fn python() -> String {
+    std::env::var("SSE_KAFKA_PYTHON").unwrap_or_else(|_| {
+        let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/python/bin/python3");
+        if std::path::Path::new(venv).exists() {
+            venv.to_owned()
+        } else {
+            "python3".to_owned()
+        }
+    })
+}
+
+/// Produces one record per key `key-0..key-{n-1}` (and some binary keys)
+/// with Python confluent-kafka and Kafka's default partitioner; returns
+/// (key, partition) of each as the broker stored it.
+fn produce_with_confluent(broker: &Broker, topic: &str, n: usize) -> Vec<(Vec<u8>, u32)> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/produce_keys.py");
+    let out = std::process::Command::new(python())
+        .args([script, &broker.addr.to_string(), topic, &n.to_string()])
+        .output()
+        .expect("run produce_keys.py (examples/test.sh installs confluent-kafka)");
+    assert!(
+        out.status.success(),
+        "produce_keys.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let hex = v["key_hex"].as_str().unwrap();
+            let key = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            (key, v["partition"].as_u64().unwrap() as u32)
+        })
+        .collect()
+}
+
+#[test]
+fn key_pruning_reads_only_the_partition_of_the_key() {
+    const ROUTES: &str = r#"keepalive: 200ms
+routes:
+  - path: /pruned/{id}
+    topic: keyed
+    start: earliest
+    partitioner: murmur2
+    filters:
+      - key: "${params.id}"
+  - path: /scanned/{id}
+    topic: keyed
+    start: earliest
+    filters:
+      - key: "${params.id}"
+"#;
+    let broker = Broker::start();
+    broker.create_topic("keyed", 4);
+    let proxy = Proxy::start(&config_for(&broker, ROUTES), "0,1");
+    let placed = produce_with_confluent(&broker, "keyed", 100);
+    assert_eq!(placed.len(), 122);
+    // Where a real client with the default partitioner put every key is
+    // where sse-kafka computes it.
+    for (key, partition) in &placed {
+        assert_eq!(
+            sse_kafka::partitioner::partition_for_key(key, 4),
+            *partition,
+            "key {key:?}"
+        );
+    }
+    let p7 = placed.iter().find(|(k, _)| k == b"key-7").unwrap().1;
+    let in_p7 = placed.iter().filter(|(_, p)| *p == p7).count() as u64;
+    assert!(
+        in_p7 < placed.len() as u64 / 2,
+        "keys spread over the partitions"
+    );
+    wait_until("the proxy to fetch every record", || {
+        proxy.metric("sse_kafka_records_fetched_total") >= placed.len() as u64
+    });
+    let hash = event_id::topic_hash("keyed");
+
+    // The pruned stream reads only partition p7, and its ids name it alone.
+    let before = records_read(&proxy);
+    let mut pruned = SseClient::connect(proxy.addr, "/pruned/key-7", &[]);
+    let first = pruned.take(1);
+    assert_eq!(first[0].data, "key-7");
+    let id = first[0].id.clone().unwrap();
+    let event_id::Progress::Some(pairs) = event_id::decode(hash, id.as_bytes()).unwrap() else {
+        panic!("a pruned stream's id is sparse: {id}");
+    };
+    assert_eq!(pairs.len(), 1);
+    assert_eq!(pairs[0].0, p7);
+    let sparse_end = |n: i64| {
+        let mut next = vec![0; 4];
+        next[p7 as usize] = n;
+        let mut id = Vec::new();
+        event_id::encode_sparse(hash, &[p7], &next, &mut Vec::new(), &mut id);
+        String::from_utf8(id).unwrap()
+    };
+    pruned.wait_for_id(&sparse_end(in_p7 as i64));
+    assert_eq!(
+        records_read(&proxy) - before,
+        in_p7,
+        "only partition {p7} was read"
+    );
+    // The same filter without pruning reads every partition.
+    let before = records_read(&proxy);
+    let mut scanned = SseClient::connect(proxy.addr, "/scanned/key-7", &[]);
+    assert_eq!(data(&mut scanned, 1), ["key-7"]);
+    scanned.wait_for_id(&progress_id_of(hash, &partition_ends(&placed)));
+    assert_eq!(records_read(&proxy) - before, placed.len() as u64);
+
+    // Live: a second round reaches both, once.
+    let second = produce_with_confluent(&broker, "keyed", 100);
+    assert_eq!(data(&mut pruned, 1), ["key-7"]);
+    assert_eq!(data(&mut scanned, 1), ["key-7"]);
+    // Its id then moves past the rest of the round in p7 (an id-only event).
+    let p7_after_second = placed
+        .iter()
+        .chain(&second)
+        .filter(|(_, p)| *p == p7)
+        .count() as i64;
+    pruned.wait_for_id(&sparse_end(p7_after_second));
+    let resume_id = pruned.last_event_id().unwrap();
+    drop(pruned);
+
+    // A resume from the sparse id, after a third round: the third key-7
+    // alone, reading only the new records of partition p7.
+    let third = produce_with_confluent(&broker, "keyed", 100);
+    let all: Vec<_> = placed
+        .iter()
+        .chain(&second)
+        .chain(&third)
+        .cloned()
+        .collect();
+    wait_until("the proxy to fetch the third round", || {
+        proxy.metric("sse_kafka_records_fetched_total") >= all.len() as u64
+    });
+    let new_in_p7 = third.iter().filter(|(_, p)| *p == p7).count() as u64;
+    let before = records_read(&proxy);
+    let mut resumed = SseClient::connect(
+        proxy.addr,
+        "/pruned/key-7",
+        &[("last-event-id", &resume_id)],
+    );
+    assert_eq!(data(&mut resumed, 1), ["key-7"]);
+    let p7_end = all.iter().filter(|(_, p)| *p == p7).count() as i64;
+    resumed.wait_for_id(&sparse_end(p7_end));
+    assert_eq!(resumed.buffered_events(), 0);
+    let read = records_read(&proxy) - before;
+    assert_eq!(
+        read, new_in_p7,
+        "the resume reads only partition {p7}'s new records"
+    );
+}
+
+/// The next offset of each of the 4 partitions after these records.
+fn partition_ends(placed: &[(Vec<u8>, u32)]) -> Vec<i64> {
+    let mut next = vec![0i64; 4];
+    for (_, p) in placed {
+        next[*p as usize] += 1;
+    }
+    next
+}
+
+fn progress_id_of(hash: u32, next: &[i64]) -> String {
+    let mut id = Vec::new();
+    event_id::encode_progress(hash, next, &mut Vec::new(), &mut id);
+    String::from_utf8(id).unwrap()
+}
