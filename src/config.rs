@@ -323,8 +323,15 @@ pub struct Route {
     /// A valid [`PathTemplate`]: starts with '/', parameters are whole
     /// segments with distinct names.
     pub path: String,
-    /// A valid Kafka topic name.
+    /// A valid Kafka topic name, or (when `topic_template` is set) the
+    /// template as written.
     pub topic: String,
+    /// The topic as a template resolved per request (`${params.topic}`):
+    /// the name it gives must match one of `topics`.
+    pub topic_template: Option<Template>,
+    /// Glob patterns (`*`, `?`) bounding the topics a `topic_template` may
+    /// resolve to; set exactly when it is.
+    pub topics: Vec<String>,
     pub start: Start,
     pub value: ValueEncoding,
     pub event_id: EventIdForm,
@@ -374,7 +381,7 @@ impl Config {
     /// start-up subscribes to each topic once and in a predictable order.
     pub fn topics(&self) -> Vec<String> {
         let mut topics: Vec<String> = Vec::new();
-        for route in &self.routes {
+        for route in self.routes.iter().filter(|r| r.topic_template.is_none()) {
             if !topics.contains(&route.topic) {
                 topics.push(route.topic.clone());
             }
@@ -415,6 +422,10 @@ impl Config {
             if let Some(p) = r.partitioner {
                 out.push_str(" partitioner ");
                 out.push_str(p.keyword());
+            }
+            if !r.topics.is_empty() {
+                out.push_str(" topics ");
+                out.push_str(&r.topics.join(", "));
             }
             out.push('\n');
         }
@@ -642,7 +653,7 @@ struct RawRoute {
     #[serde(default)]
     partitioner: Option<Keyword<Partitioner>>,
     #[serde(default)]
-    topics: Option<Value>,
+    topics: Option<TopicPatterns>,
 }
 
 /// One entry of a route's `filters`. Absent parts hold no condition; a
@@ -933,36 +944,131 @@ impl<'de> Deserialize<'de> for LagLimit {
 /// A Kafka topic name: 1 to 249 characters from `[a-zA-Z0-9._-]`, and not `.`
 /// or `..` — exactly what the broker accepts, so a typo fails here rather than
 /// at the first fetch.
+/// A route's `topic`: a name, or a [`Template`] resolved per request (then
+/// the route's `topics` patterns bound what it may resolve to).
 #[derive(Debug)]
-struct TopicName(String);
+struct TopicName(String, Option<Template>);
+
+/// Checks a Kafka topic name: 1 to 249 of `a-z A-Z 0-9 . _ -`, not `.` or
+/// `..` — exactly what the broker accepts. Also used on the names a route's
+/// topic template resolves to.
+pub fn check_topic_name(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("topic name must not be empty".to_string());
+    }
+    if s.len() > MAX_TOPIC_NAME_LEN {
+        return Err(format!(
+            "topic name is {} characters long; Kafka allows at most {MAX_TOPIC_NAME_LEN}",
+            s.len()
+        ));
+    }
+    if s == "." || s == ".." {
+        return Err(format!("'{s}' is not a valid Kafka topic name"));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "invalid topic name '{s}': {c:?} is not allowed; \
+             Kafka topic names use only a-z, A-Z, 0-9, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
 
 impl<'de> Deserialize<'de> for TopicName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         deserialize_str_with(d, "a Kafka topic name", |s| {
-            if s.is_empty() {
-                return Err("topic name must not be empty".to_string());
+            if s.contains("${") {
+                let template = Template::parse(s).map_err(|e| e.to_string())?;
+                return Ok(TopicName(s.to_string(), Some(template)));
             }
-            if s.len() > MAX_TOPIC_NAME_LEN {
-                return Err(format!(
-                    "topic name is {} characters long; Kafka allows at most {MAX_TOPIC_NAME_LEN}",
-                    s.len()
-                ));
-            }
-            if s == "." || s == ".." {
-                return Err(format!("'{s}' is not a valid Kafka topic name"));
-            }
-            if let Some(c) = s
-                .chars()
-                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-            {
-                return Err(format!(
-                    "invalid topic name '{s}': {c:?} is not allowed; \
-                     Kafka topic names use only a-z, A-Z, 0-9, '.', '_' and '-'"
-                ));
-            }
-            Ok(TopicName(s.to_string()))
+            check_topic_name(s)?;
+            Ok(TopicName(s.to_string(), None))
         })
     }
+}
+
+/// A route's `topics`: glob patterns (`*` any run of characters, `?` one)
+/// over topic names, one or a list.
+#[derive(Debug, Default)]
+struct TopicPatterns(Vec<String>);
+
+impl<'de> Deserialize<'de> for TopicPatterns {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A visitor rather than an untagged enum, so an invalid pattern is
+        // reported at its own position with its own message.
+        struct OneOrMany;
+        impl<'de> Visitor<'de> for OneOrMany {
+            type Value = TopicPatterns;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a topic pattern or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TopicPatterns, E> {
+                let one = TopicPattern::deserialize(de::value::StrDeserializer::<E>::new(v))?;
+                Ok(TopicPatterns(vec![one.0]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TopicPatterns, A::Error> {
+                let mut all = Vec::new();
+                while let Some(p) = seq.next_element::<TopicPattern>()? {
+                    all.push(p.0);
+                }
+                if all.is_empty() {
+                    return Err(de::Error::custom(
+                        "an empty list allows no topic; list at least one pattern",
+                    ));
+                }
+                Ok(TopicPatterns(all))
+            }
+        }
+        d.deserialize_any(OneOrMany)
+    }
+}
+
+/// One glob over topic names.
+struct TopicPattern(String);
+
+impl<'de> Deserialize<'de> for TopicPattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_str_with(d, "a topic pattern such as \"public.*\"", |s| {
+            let valid = !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '*' | '?'));
+            if !valid {
+                return Err(format!(
+                    "invalid topic pattern '{s}': use topic name characters (a-z, A-Z, 0-9, '.', '_', '-') and the wildcards '*' and '?'"
+                ));
+            }
+            Ok(TopicPattern(s.to_string()))
+        })
+    }
+}
+
+/// Whether `name` matches the glob `pattern`: `*` matches any run of
+/// characters (none included), `?` exactly one, anything else itself.
+pub fn glob_matches(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    // Where the last `*` was, and where in `name` its match ends so far.
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            // Let the last `*` take one more character.
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// An HTTP route path: starts with '/', and holds no whitespace, '?' or '#',
@@ -1325,7 +1431,7 @@ fn validate(mut raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         return fail("guards".into(), "not supported yet".into());
     }
     for (i, r) in raw.routes.0.iter().enumerate() {
-        let later = [("guard", r.guard.is_some()), ("topics", r.topics.is_some())];
+        let later = [("guard", r.guard.is_some())];
         if let Some((name, _)) = later.iter().find(|(_, present)| *present) {
             return fail(format!("routes[{i}].{name}"), "not supported yet".into());
         }
@@ -1352,6 +1458,37 @@ fn validate(mut raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         .enumerate()
         .map(|(i, r)| route_filters(i, &r.path.0, r.filters.take(), &error))
         .collect::<Result<Vec<_>, _>>()?;
+
+    // A topic from the request must be bounded, and only such a topic.
+    for (i, r) in raw.routes.0.iter().enumerate() {
+        match (&r.topic.1, &r.topics) {
+            (Some(_), None) => {
+                return fail(
+                    format!("routes[{i}].topic"),
+                    "a topic with substitutions needs `topics:`, the patterns of the topics it may resolve to (e.g. topics: \"public.*\")".into(),
+                );
+            }
+            (None, Some(_)) => {
+                return fail(
+                    format!("routes[{i}].topics"),
+                    "`topics` bounds a topic with substitutions; this route's topic is fixed"
+                        .into(),
+                );
+            }
+            (Some(template), Some(_)) => {
+                let unknown = template.substitutions().find(|(source, name)| {
+                    *source == Source::Params && !r.path.0.param_names().any(|p| p == *name)
+                });
+                if let Some((_, name)) = unknown {
+                    return fail(
+                        format!("routes[{i}].topic"),
+                        format!("path '{}' has no parameter '{name}'", r.path.0.as_str()),
+                    );
+                }
+            }
+            (None, None) => {}
+        }
+    }
 
     // Pruning by key needs a key to prune by.
     for (i, (r, filters)) in raw.routes.0.iter().zip(&filters).enumerate() {
@@ -1437,6 +1574,8 @@ fn validate(mut raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
             .map(|(r, filters)| Route {
                 path: r.path.0.as_str().to_string(),
                 topic: r.topic.0,
+                topic_template: r.topic.1,
+                topics: r.topics.unwrap_or_default().0,
                 start: r.start.0,
                 value: r.value.0,
                 event_id: r.event_id.0,
@@ -1770,6 +1909,43 @@ routes:
     event_id: progress
 "#;
 
+    /// The file up to the first route.
+    const UP_TO_ROUTES: &str = "kafka:\n  bootstrap: [\"127.0.0.1:9092\"]\nroutes:\n";
+
+    #[test]
+    fn topic_patterns_glob() {
+        for (pattern, name, want) in [
+            ("public.*", "public.a", true),
+            ("public.*", "public.", true),
+            ("public.*", "public", false),
+            ("public.*", "xpublic.a", false),
+            ("*", "anything", true),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("*.events.*", "eu.events.orders", true),
+            ("*.events.*", "eu.event.orders", false),
+            ("news", "news", true),
+            ("news", "news2", false),
+            ("a*b*c", "aXbYbZc", true),
+            ("a*b*c", "aXcYb", false),
+        ] {
+            assert_eq!(glob_matches(pattern, name), want, "{pattern} {name}");
+        }
+        let c = parse(
+            &format!("{UP_TO_ROUTES}  - path: /t/{{name}}\n    topic: \"ev.${{params.name}}\"\n    topics: [\"ev.*\", news]\n  - path: /fixed\n    topic: fixed\n"),
+            "t.yaml",
+        )
+        .unwrap();
+        let r = &c.routes[0];
+        assert_eq!(r.topics, ["ev.*", "news"]);
+        assert!(r.topic_template.is_some());
+        assert_eq!(
+            c.topics(),
+            ["fixed"],
+            "only fixed topics are known at start"
+        );
+    }
+
     const MINIMAL: &str =
         "kafka:\n  bootstrap: [\"127.0.0.1:9092\"]\nroutes:\n  - path: /items\n    topic: items\n";
 
@@ -1947,12 +2123,21 @@ routes:
                 4, 11, "routes[0].path", "invalid route path '/a/{x}/{x}': route path names parameter 'x' twice"),
             ("unsupported guard", route_with("    guard: {token: x}\n"),
                 6, 5, "routes[0].guard", "not supported yet"),
-            ("unsupported topics", route_with("    topics: [a, b]\n"),
-                6, 5, "routes[0].topics", "not supported yet"),
             ("partitioner without a key filter", route_with("    partitioner: murmur2\n"),
                 6, 5, "routes[0].partitioner", "partitioner only narrows"),
             ("unknown partitioner", route_with("    partitioner: crc32\n"),
                 6, 18, "routes[0].partitioner", "unknown partitioner 'crc32'; expected one of: murmur2"),
+            ("topics beside a fixed topic", route_with("    topics: \"public.*\"\n"),
+                6, 5, "routes[0].topics", "`topics` bounds a topic with substitutions"),
+            ("topic template without topics",
+                format!("{UP_TO_ROUTES}  - path: /t/{{name}}\n    topic: \"${{params.name}}\"\n"),
+                5, 5, "routes[0].topic", "a topic with substitutions needs `topics:`"),
+            ("topic template naming no path parameter",
+                format!("{UP_TO_ROUTES}  - path: /t/{{name}}\n    topic: \"${{params.other}}\"\n    topics: \"*\"\n"),
+                5, 5, "routes[0].topic", "path '/t/{name}' has no parameter 'other'"),
+            ("bad topic pattern",
+                format!("{UP_TO_ROUTES}  - path: /t/{{name}}\n    topic: \"${{params.name}}\"\n    topics: [\"a b\"]\n"),
+                6, 14, "routes[0].topics[0]", "invalid topic pattern 'a b'"),
             ("unsupported guards", format!("guards:\n  jwt: {{}}\n{MINIMAL}"),
                 1, 1, "guards", "not supported yet"),
             ("zero metadata refresh", format!("{HEAD}  metadata_refresh: 0s\nroutes: [{{path: /a, topic: a}}]\n"),

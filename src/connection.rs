@@ -34,7 +34,7 @@ use crate::feed::{Feed, Place};
 use crate::filter;
 use crate::http::{self, Method};
 use crate::hub::Selection;
-use crate::kafka::{KafkaError, OffsetQuery, TopicId};
+use crate::kafka::{KafkaError, OffsetQuery, Request, TopicId};
 use crate::metrics::ShardMetrics;
 use crate::shard::{RouteInfo, ShardCtx};
 use crate::sse;
@@ -507,9 +507,11 @@ enum Plan {
         /// `?since=`, in milliseconds since the epoch.
         since: Option<i64>,
         allow_origin: Option<Vec<u8>>,
-        /// The route's filters resolved for this request, and the
-        /// partitions they read.
-        selection: Selection,
+        /// The topic: known to this shard, or named by the request through
+        /// the route's topic template and not served here yet.
+        topic: TopicRef,
+        /// The route's filters resolved for this request.
+        filter: Option<filter::Filter>,
     },
 }
 
@@ -530,7 +532,7 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
             return;
         }
     };
-    let (route_idx, last_event_id, since, allow_origin, selection) = match plan {
+    let (route_idx, last_event_id, since, allow_origin, topic, filter) = match plan {
         Plan::Respond(bytes) => {
             ctx.metrics.http_errors.inc();
             let _ = stream.write_all(&bytes).await;
@@ -542,10 +544,32 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
             last_event_id,
             since,
             allow_origin,
-            selection,
-        } => (route, last_event_id, since, allow_origin, selection),
+            topic,
+            filter,
+        } => (route, last_event_id, since, allow_origin, topic, filter),
     };
-    let route = &ctx.routes[route_idx];
+    let topic = match topic {
+        TopicRef::Known(topic) => topic,
+        TopicRef::Named(name) => match open_topic(&ctx, &name).await {
+            Ok(topic) => topic,
+            Err(response) => {
+                ctx.metrics.http_errors.inc();
+                let _ = stream.write_all(&response).await;
+                let _ = stream.close().await;
+                return;
+            }
+        },
+    };
+    let route = &RouteInfo {
+        topic,
+        ..ctx.routes[route_idx]
+    };
+    let selection = {
+        let hub = ctx.hub.borrow();
+        let ts = hub.topic(topic);
+        let pruned = ctx.config.routes[route_idx].partitioner.is_some();
+        ts.intern(select(filter, pruned, ts.partitions()))
+    };
     let conn = Rc::new(Conn::new(
         stream.as_raw_fd(),
         ctx.keepalive_ticks(route.keepalive),
@@ -695,7 +719,6 @@ fn plan_for(ctx: &ShardCtx, head: &http::RequestHead<'_>) -> Plan {
             return Plan::Respond(out);
         }
     }
-    let info = &ctx.routes[route];
     let vars = filter::Vars {
         params: &params,
         query: head.query,
@@ -707,9 +730,16 @@ fn plan_for(ctx: &ShardCtx, head: &http::RequestHead<'_>) -> Plan {
             return Plan::Respond(out);
         }
     };
-    {
+    let topic = match request_topic(ctx, route, &vars) {
+        Ok(topic) => topic,
+        Err((status, why)) => {
+            http::write_error(&mut out, status, &why, None);
+            return Plan::Respond(out);
+        }
+    };
+    if let TopicRef::Known(topic) = topic {
         let hub = ctx.hub.borrow();
-        let ts = hub.topic(info.topic);
+        let ts = hub.topic(topic);
         if !ts.ready() {
             http::write_error(
                 &mut out,
@@ -725,12 +755,6 @@ fn plan_for(ctx: &ShardCtx, head: &http::RequestHead<'_>) -> Plan {
             return Plan::Respond(out);
         }
     }
-    let selection = {
-        let hub = ctx.hub.borrow();
-        let ts = hub.topic(info.topic);
-        let pruned = ctx.config.routes[route].partitioner.is_some();
-        ts.intern(select(filter, pruned, ts.partitions()))
-    };
     let since = match http::query_param(head.query, "since") {
         None => None,
         Some(text) => match parse_since(&text) {
@@ -759,7 +783,114 @@ fn plan_for(ctx: &ShardCtx, head: &http::RequestHead<'_>) -> Plan {
         last_event_id,
         since,
         allow_origin: allow_origin.map(<[u8]>::to_vec),
-        selection,
+        topic,
+        filter,
+    }
+}
+
+/// A request's topic, as the request head tells it.
+enum TopicRef {
+    /// A topic this shard serves.
+    Known(TopicId),
+    /// A topic the request named through the route's topic template that
+    /// this shard does not serve yet (see [`open_topic`]).
+    Named(String),
+}
+
+/// The topic of a request to route number `route`: the route's own, or the
+/// one its topic template names — a valid topic name matching one of the
+/// route's `topics` patterns, else 404 (400 for a missing parameter).
+fn request_topic(
+    ctx: &ShardCtx,
+    route: usize,
+    vars: &filter::Vars<'_>,
+) -> Result<TopicRef, (u16, String)> {
+    let config = &ctx.config.routes[route];
+    let Some(template) = &config.topic_template else {
+        return Ok(TopicRef::Known(ctx.routes[route].topic));
+    };
+    let name = template.resolve(vars).map_err(|m| (400, m.to_string()))?;
+    let name = String::from_utf8(name).map_err(|_| (404, "no such topic here".to_owned()))?;
+    crate::config::check_topic_name(&name).map_err(|why| (404, why))?;
+    if !config
+        .topics
+        .iter()
+        .any(|p| crate::config::glob_matches(p, &name))
+    {
+        return Err((404, format!("topic '{name}' is not served on this path")));
+    }
+    let known = ctx.topics.find(&name).filter(|&t| {
+        let hub = ctx.hub.borrow();
+        hub.has_topic(t) && hub.topic(t).ready()
+    });
+    Ok(match known {
+        Some(topic) => TopicRef::Known(topic),
+        None => TopicRef::Named(name),
+    })
+}
+
+/// How long the first request for a topic waits for the shard to load it
+/// (metadata and every partition's position) before it gets a 503.
+const TOPIC_LOAD_WAIT: Duration = Duration::from_secs(10);
+
+/// Serves a topic a request named: checks with Kafka that it exists (a
+/// metadata request, which never creates one) unless the process serves it
+/// already, adds it to the topic table (every shard's sidecar starts
+/// watching and fetching it), and waits until this shard has loaded it.
+/// On failure, the HTTP response to send.
+async fn open_topic(ctx: &ShardCtx, name: &str) -> Result<TopicId, Vec<u8>> {
+    let respond = |status, why: &str, retry: Option<u64>| {
+        let mut out = Vec::new();
+        http::write_error(&mut out, status, why, retry);
+        out
+    };
+    let topic = match ctx.topics.find(name) {
+        Some(topic) => topic,
+        None => {
+            let exists = cursor::ask(ctx, |reply| Request::Exists {
+                name: name.to_owned(),
+                reply,
+            })
+            .await;
+            match exists {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(respond(
+                        404,
+                        &format!("topic '{name}' does not exist"),
+                        None,
+                    ))
+                }
+                Err(e) => {
+                    let why = format!("kafka cannot tell whether topic '{name}' exists: {e}");
+                    return Err(respond(503, &why, Some(UNAVAILABLE_RETRY_AFTER)));
+                }
+            }
+            ctx.topics
+                .register(name)
+                .map_err(|e| respond(503, &e.to_string(), Some(UNAVAILABLE_RETRY_AFTER)))?
+        }
+    };
+    let loaded = poll_fn(|cx| {
+        let mut hub = ctx.hub.borrow_mut();
+        hub.ensure_topics(&ctx.topics);
+        let ts = hub.topic_mut(topic);
+        if let Some((_, why)) = ts.unavailable() {
+            return Poll::Ready(Err(why.clone()));
+        }
+        if ts.ready() {
+            return Poll::Ready(Ok(()));
+        }
+        ts.wait_for_heads(cx.waker());
+        Poll::Pending
+    });
+    let waited = async {
+        glommio::timer::sleep(TOPIC_LOAD_WAIT).await;
+        Err("kafka metadata for this topic is not loaded yet".to_owned())
+    };
+    match futures_lite::future::or(loaded, waited).await {
+        Ok(()) => Ok(topic),
+        Err(why) => Err(respond(503, &why, Some(1))),
     }
 }
 

@@ -679,7 +679,7 @@ pub async fn offset(
 }
 
 /// Sends a request to the shard's Kafka sidecar and waits for its answer.
-async fn ask<T>(
+pub(crate) async fn ask<T>(
     ctx: &ShardCtx,
     request: impl FnOnce(oneshot::Sender<Result<T, KafkaError>>) -> Request,
 ) -> Result<T, KafkaError> {

@@ -584,6 +584,8 @@ impl TopicStream {
 /// partition cache.
 pub struct Hub {
     topics: Vec<TopicStream>,
+    /// The config's topics come first: `topics[..fixed]`.
+    fixed: usize,
     pub cache: Cache,
     /// Some connection has frames waiting for the write pass.
     writes_pending: bool,
@@ -597,6 +599,7 @@ impl Hub {
     pub fn new(topics: &[String], limits: Limits, shard: usize, shards: usize) -> Self {
         Self {
             topics: topics.iter().cloned().map(TopicStream::new).collect(),
+            fixed: topics.len(),
             cache: Cache::new(limits, topics.len(), shard, shards),
             writes_pending: false,
             write_waker: None,
@@ -645,8 +648,29 @@ impl Hub {
         self.topics.iter_mut()
     }
 
+    /// Whether every topic of the config is ready (topics that requests
+    /// name come and go with them).
     pub fn all_ready(&self) -> bool {
-        self.topics.iter().all(TopicStream::ready)
+        self.topics[..self.fixed].iter().all(TopicStream::ready)
+    }
+
+    /// Adds the topics of the process-wide table this shard has not seen
+    /// yet (a request on some shard named them).
+    pub fn ensure_topics(&mut self, table: &crate::kafka::TopicTable) {
+        let known = self.topics.len();
+        let total = table.len();
+        for t in known..total {
+            let name = table.name(TopicId(t as u32)).to_string();
+            self.topics.push(TopicStream::new(name));
+        }
+        if total > known {
+            self.cache.ensure_topics(total);
+        }
+    }
+
+    /// Whether this shard has a stream for `topic` yet.
+    pub fn has_topic(&self, topic: TopicId) -> bool {
+        (topic.0 as usize) < self.topics.len()
     }
 
     pub fn set_partitions(&mut self, id: TopicId, partitions: u32) {

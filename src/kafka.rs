@@ -11,6 +11,8 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,11 +28,16 @@ use crate::config::KafkaConfig;
 use crate::metrics::ShardMetrics;
 use crate::shard::ShardId;
 
-/// Index of a topic in the process-wide topic table (the distinct topics of
-/// the routes, in config order). Cheap to copy across threads; no strings on
-/// the hot path.
+/// Index of a topic in the process-wide [`TopicTable`]. Cheap to copy
+/// across threads; no strings on the hot path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TopicId(pub u32);
+
+impl TopicId {
+    /// A route's topic when its `topic` is a template: each request names
+    /// its own. Never in the table (which holds at most `MAX_TOPICS`).
+    pub const PER_REQUEST: TopicId = TopicId(u32::MAX);
+}
 
 /// A run of consecutive records of one partition, as fetched.
 ///
@@ -93,6 +100,14 @@ pub const CATCHUP_MAX_WAIT_MS: i32 = 500;
 /// A request from a shard's connections to its sidecar.
 #[derive(Debug)]
 pub enum Request {
+    /// Start watching a topic a request named (see [`TopicTable`]).
+    Watch { topic: TopicId },
+    /// Whether the topic exists (a metadata request, which never creates
+    /// one).
+    Exists {
+        name: String,
+        reply: oneshot::Sender<Result<bool, KafkaError>>,
+    },
     Fetch {
         topic: TopicId,
         partition: u32,
@@ -145,38 +160,121 @@ fn rskafka_backoff() -> BackoffConfig {
     }
 }
 
+/// Topics a process serves at most: those of the config plus those requests
+/// named through a route's topic template. Each costs every shard a metadata
+/// watch and a fetch loop per owned partition for the life of the process.
+pub const MAX_TOPICS: usize = 1024;
+
+/// The process-wide table of topics, indexed by [`TopicId`]: the config's
+/// fixed topics first, then every topic a request named through a route's
+/// `topic` template, in order of first use. Read under a lock only when a
+/// request or a new topic needs a name, never per record.
+pub struct TopicTable {
+    names: std::sync::RwLock<Vec<Arc<str>>>,
+    /// Every shard's sidecar: told to watch each topic added.
+    sidecars: std::sync::OnceLock<Vec<flume::Sender<Request>>>,
+}
+
+/// The topic table is full ([`MAX_TOPICS`]).
+#[derive(Debug, thiserror::Error)]
+#[error("this instance serves {MAX_TOPICS} topics already")]
+pub struct TooManyTopics;
+
+impl TopicTable {
+    pub fn new(fixed: Vec<String>) -> Self {
+        Self {
+            names: std::sync::RwLock::new(fixed.into_iter().map(Arc::from).collect()),
+            sidecars: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Set once, when the sidecars' channels exist.
+    pub fn set_sidecars(&self, sidecars: Vec<flume::Sender<Request>>) {
+        let _ = self.sidecars.set(sidecars);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<str>>> {
+        // A panic while holding the lock leaves the table as it was (every
+        // change is one push): keep using it.
+        self.names.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    pub fn name(&self, topic: TopicId) -> Arc<str> {
+        Arc::clone(&self.read()[topic.0 as usize])
+    }
+
+    pub fn find(&self, name: &str) -> Option<TopicId> {
+        self.read()
+            .iter()
+            .position(|n| &**n == name)
+            .map(|i| TopicId(i as u32))
+    }
+
+    /// The topic's id, adding it (and telling every sidecar to watch it)
+    /// if it is new.
+    pub fn register(&self, name: &str) -> Result<TopicId, TooManyTopics> {
+        let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = names.iter().position(|n| &**n == name) {
+            return Ok(TopicId(i as u32));
+        }
+        if names.len() >= MAX_TOPICS {
+            return Err(TooManyTopics);
+        }
+        names.push(Arc::from(name));
+        let topic = TopicId(names.len() as u32 - 1);
+        drop(names);
+        for sidecar in self.sidecars.get().into_iter().flatten() {
+            // Bounded, and a sidecar takes requests as they come: a full
+            // queue means a stalled sidecar, whose shard then never sees
+            // the topic ready and answers 503.
+            let _ = sidecar.try_send(Request::Watch { topic });
+        }
+        Ok(topic)
+    }
+}
+
 /// Everything a sidecar thread needs.
 pub struct Sidecar {
     pub shard: ShardId,
     pub shards: usize,
     pub cpu: usize,
-    pub topics: Arc<[String]>,
+    pub topics: Arc<TopicTable>,
     pub kafka: KafkaConfig,
     pub to_shard: flume::Sender<ToShard>,
     pub requests: flume::Receiver<Request>,
     pub metrics: Arc<ShardMetrics>,
     /// Per topic, what the metadata watch last saw.
-    pub watches: Box<[TopicWatch]>,
+    pub watches: std::cell::RefCell<Vec<Arc<TopicWatch>>>,
 }
 
 /// What a sidecar's metadata watch knows about a topic; read by the
-/// topic's fetch loops (same thread).
+/// topic's fetch loops. Only the sidecar's own thread touches it; the
+/// fields are atomics (relaxed) only so the sidecar can be moved onto its
+/// thread with its table of watches.
 #[derive(Debug)]
 pub struct TopicWatch {
     /// As last reported to the shard.
-    available: std::cell::Cell<bool>,
+    available: AtomicBool,
     /// Metadata answers that listed the topic.
-    found: std::cell::Cell<u64>,
+    found: AtomicU64,
     /// Metadata answers that did not.
-    missing: std::cell::Cell<u64>,
+    missing: AtomicU64,
 }
 
 impl Default for TopicWatch {
     fn default() -> Self {
         Self {
-            available: std::cell::Cell::new(true),
-            found: std::cell::Cell::new(0),
-            missing: std::cell::Cell::new(0),
+            available: AtomicBool::new(true),
+            found: AtomicU64::new(0),
+            missing: AtomicU64::new(0),
         }
     }
 }
@@ -212,17 +310,32 @@ impl Sidecar {
         };
         let client = Arc::new(client);
         let me = Rc::new(self);
-        for (idx, name) in me.topics.iter().enumerate() {
-            let topic = TopicId(idx as u32);
-            tokio::task::spawn_local(Rc::clone(&me).watch(
-                Arc::clone(&client),
-                topic,
-                name.clone(),
-            ));
+        for idx in 0..me.topics.len() {
+            me.start_watch(&client, TopicId(idx as u32));
         }
         let mut partitions = PartitionClients::default();
         while let Ok(req) = me.requests.recv_async().await {
             match req {
+                Request::Watch { topic } => me.start_watch(&client, topic),
+                Request::Exists { name, reply } => {
+                    let client = Arc::clone(&client);
+                    tokio::task::spawn_local(async move {
+                        let found = client
+                            .list_topics()
+                            .await
+                            .map(|topics| {
+                                topics
+                                    .iter()
+                                    .any(|t| t.name == name && !t.partitions.is_empty())
+                            })
+                            .map_err(|e| KafkaError::Broker {
+                                topic: name.clone(),
+                                partition: 0,
+                                message: e.to_string(),
+                            });
+                        let _ = reply.send(found);
+                    });
+                }
                 Request::Fetch {
                     topic,
                     partition,
@@ -232,7 +345,7 @@ impl Sidecar {
                     let pc = partitions.get(&client, &me.topics, topic, partition);
                     let max_bytes = me.kafka.fetch_max_bytes;
                     let metrics = Arc::clone(&me.metrics);
-                    let name = me.topics[topic.0 as usize].clone();
+                    let name = me.topics.name(topic);
                     tokio::task::spawn_local(async move {
                         let result = match pc.await {
                             Ok(pc) => {
@@ -267,7 +380,7 @@ impl Sidecar {
                     reply,
                 } => {
                     let pc = partitions.get(&client, &me.topics, topic, partition);
-                    let name = me.topics[topic.0 as usize].clone();
+                    let name = me.topics.name(topic);
                     tokio::task::spawn_local(async move {
                         let result = match pc.await {
                             Ok(pc) => lookup_offset(&pc, at)
@@ -284,6 +397,25 @@ impl Sidecar {
             shard = me.shard.0,
             "sidecar stops: shard closed its request channel"
         );
+    }
+
+    /// Starts the metadata watch of a topic (once).
+    fn start_watch(self: &Rc<Self>, client: &Arc<Client>, topic: TopicId) {
+        {
+            let mut watches = self.watches.borrow_mut();
+            let i = topic.0 as usize;
+            if watches.len() > i {
+                return;
+            }
+            watches.resize_with(i + 1, Default::default);
+        }
+        let name = self.topics.name(topic).to_string();
+        tokio::task::spawn_local(Rc::clone(self).watch(Arc::clone(client), topic, name));
+    }
+
+    /// What the metadata watch of `topic` saw.
+    fn watch_of(&self, topic: TopicId) -> Arc<TopicWatch> {
+        Arc::clone(&self.watches.borrow()[topic.0 as usize])
     }
 
     /// Builds the rskafka client, retrying until the broker answers or the
@@ -321,7 +453,7 @@ impl Sidecar {
     /// again. `list_topics` never creates a topic, whatever the broker's
     /// auto-create setting.
     async fn watch(self: Rc<Self>, client: Arc<Client>, topic: TopicId, name: String) {
-        let watch = &self.watches[topic.0 as usize];
+        let watch = self.watch_of(topic);
         let mut started = 0u32;
         loop {
             let found = client.list_topics().await.map(|topics| {
@@ -333,7 +465,7 @@ impl Sidecar {
             });
             let trouble = match found {
                 Ok(Some(partitions)) => {
-                    watch.found.set(watch.found.get() + 1);
+                    watch.found.fetch_add(1, Relaxed);
                     if partitions > started {
                         info!(shard = self.shard.0, topic = %name, partitions, "topic metadata loaded");
                         if self
@@ -367,7 +499,7 @@ impl Sidecar {
                     None
                 }
                 Ok(None) => {
-                    watch.missing.set(watch.missing.get() + 1);
+                    watch.missing.fetch_add(1, Relaxed);
                     debug!(topic = %name, "topic not found");
                     Some("the topic does not exist".to_owned())
                 }
@@ -379,7 +511,7 @@ impl Sidecar {
             };
             if started > 0 {
                 let available = trouble.is_none();
-                if watch.available.replace(available) != available {
+                if watch.available.swap(available, Relaxed) != available {
                     let reason = trouble.unwrap_or_default();
                     if !available {
                         warn!(topic = %name, reason, "topic unavailable");
@@ -527,17 +659,17 @@ impl Sidecar {
                     // that auto-create topics create it anew: wait until
                     // the metadata watch sees it again.
                     self.metrics.kafka_errors.inc();
-                    let watch = &self.watches[topic.0 as usize];
-                    let seen = watch.found.get();
-                    let missing = watch.missing.get();
+                    let watch = self.watch_of(topic);
+                    let seen = watch.found.load(Relaxed);
+                    let missing = watch.missing.load(Relaxed);
                     warn!(topic = %name, partition, "topic or partition unknown to kafka; waiting for metadata");
-                    while watch.found.get() == seen {
+                    while watch.found.load(Relaxed) == seen {
                         if self.to_shard.is_disconnected() {
                             return;
                         }
                         tokio::time::sleep(self.kafka.metadata_refresh).await;
                     }
-                    let replaced = watch.missing.get() != missing || {
+                    let replaced = watch.missing.load(Relaxed) != missing || {
                         // The metadata may not have caught the topic
                         // missing: compare the last record delivered with
                         // what the log holds at its offset now.
@@ -659,13 +791,13 @@ impl PartitionClients {
     fn get(
         &mut self,
         client: &Arc<Client>,
-        topics: &Arc<[String]>,
+        topics: &TopicTable,
         topic: TopicId,
         partition: u32,
     ) -> impl std::future::Future<Output = Result<Arc<PartitionClient>, KafkaError>> + 'static {
         let cell = Arc::clone(self.clients.entry((topic, partition)).or_default());
         let client = Arc::clone(client);
-        let name = topics[topic.0 as usize].clone();
+        let name = topics.name(topic).to_string();
         async move {
             cell.get_or_try_init(|| async {
                 client

@@ -131,6 +131,13 @@ impl Cache {
         }
     }
 
+    /// Makes room for topics added since (see `Hub::ensure_topics`).
+    pub fn ensure_topics(&mut self, topics: usize) {
+        if self.logs.len() < topics {
+            self.logs.resize_with(topics, Vec::new);
+        }
+    }
+
     pub fn log(&self, topic: TopicId, partition: u32) -> Option<&PartitionLog> {
         self.logs[topic.0 as usize].get(partition as usize)
     }

@@ -86,9 +86,16 @@ pub fn run(config: Config, cpus: &[usize]) -> Result<(), ServerError> {
     let admin_bound = admin.as_ref().and_then(|l| l.local_addr().ok());
     let mut controls = Vec::with_capacity(shards);
     let mut handles = Vec::with_capacity(shards);
-    for ((i, &cpu), listener) in cpus.iter().enumerate().zip(listeners) {
+    // Every sidecar's request channel exists before any shard starts, so
+    // the topic table can tell them all about a topic a request names.
+    let (request_txs, request_rxs): (Vec<_>, Vec<_>) =
+        (0..shards).map(|_| flume::bounded(REQUEST_CHANNEL)).unzip();
+    shared.topics.set_sidecars(request_txs.clone());
+    let channels = request_txs.into_iter().zip(request_rxs);
+    for (((i, &cpu), listener), (requests, requests_rx)) in
+        cpus.iter().enumerate().zip(listeners).zip(channels)
+    {
         let (to_shard, from_sidecar) = flume::bounded(SIDECAR_CHANNEL);
-        let (requests, requests_rx) = flume::bounded(REQUEST_CHANNEL);
         let (control_tx, control) = flume::bounded(1);
         controls.push(control_tx);
         Sidecar {
@@ -100,7 +107,7 @@ pub fn run(config: Config, cpus: &[usize]) -> Result<(), ServerError> {
             to_shard,
             requests: requests_rx,
             metrics: Arc::clone(&shared.metrics[i]),
-            watches: shared.topics.iter().map(|_| Default::default()).collect(),
+            watches: Default::default(),
         }
         .spawn()
         .map_err(ServerError::Sidecar)?;

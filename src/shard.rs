@@ -23,7 +23,7 @@ use crate::config::{Config, Start};
 use crate::connection::{self, Conn};
 use crate::cursor::Fetches;
 use crate::hub::{self, Hub, Render};
-use crate::kafka::{Batch, Request, ToShard, TopicId};
+use crate::kafka::{Batch, Request, ToShard, TopicId, TopicTable};
 use crate::log::Limits;
 use crate::metrics::ShardMetrics;
 use crate::router::{PathTemplate, Router};
@@ -60,25 +60,25 @@ pub struct RouteInfo {
 /// Read-only state shared by every shard.
 pub struct Shared {
     pub config: Arc<Config>,
-    pub topics: Arc<[String]>,
+    pub topics: Arc<TopicTable>,
     pub routes: Vec<RouteInfo>,
     pub metrics: Arc<[Arc<ShardMetrics>]>,
 }
 
 impl Shared {
     pub fn new(config: Config, shards: usize) -> Self {
-        let topics: Arc<[String]> = config.topics().into();
+        let topics = Arc::new(TopicTable::new(config.topics()));
         let routes = (0..config.routes.len())
             .map(|i| {
                 let r = &config.routes[i];
                 RouteInfo {
-                    topic: TopicId(
-                        topics
-                            .iter()
-                            .position(|t| *t == r.topic)
-                            .expect("route topic is in the topic table")
-                            as u32,
-                    ),
+                    topic: match r.topic_template {
+                        // Resolved per request (see `connection`).
+                        Some(_) => TopicId::PER_REQUEST,
+                        None => topics
+                            .find(&r.topic)
+                            .expect("a fixed route topic is in the topic table"),
+                    },
                     start: r.start,
                     render: Render {
                         value: r.value,
@@ -106,6 +106,8 @@ pub struct ShardCtx {
     pub config: Arc<Config>,
     pub routes: Vec<RouteInfo>,
     pub router: Router,
+    /// The process-wide topic table (topics requests name join it).
+    pub topics: Arc<TopicTable>,
     pub hub: RefCell<Hub>,
     /// Kafka fetches in flight for catch-up readers, shared among them.
     pub fetches: Fetches,
@@ -205,8 +207,11 @@ async fn run(spec: ShardSpec) {
         config: Arc::clone(&shared.config),
         routes: shared.routes.clone(),
         router,
+        topics: Arc::clone(&shared.topics),
         hub: RefCell::new(Hub::new(
-            &shared.topics,
+            &(0..shared.topics.len())
+                .map(|t| shared.topics.name(TopicId(t as u32)).to_string())
+                .collect::<Vec<_>>(),
             Limits {
                 partition_bytes: shared.config.cache.partition_bytes,
                 total_bytes: shared.config.cache.total_bytes,
@@ -250,6 +255,9 @@ async fn run(spec: ShardSpec) {
         }
     }
 
+    // With no topic in the config (every route names its own per request)
+    // there is nothing to wait for.
+    update_ready(&ctx);
     glommio::spawn_local(intake(Rc::clone(&ctx), spec.from_sidecar, senders)).detach();
     glommio::spawn_local({
         let ctx = Rc::clone(&ctx);
@@ -310,6 +318,7 @@ async fn intake(
     while let Ok(msg) = from_sidecar.recv_async().await {
         match msg {
             ToShard::Meta { topic, partitions } => {
+                ctx.hub.borrow_mut().ensure_topics(&ctx.topics);
                 ctx.hub.borrow_mut().set_partitions(topic, partitions);
                 update_ready(&ctx);
             }
@@ -318,6 +327,7 @@ async fn intake(
                 available,
                 reason,
             } => {
+                ctx.hub.borrow_mut().ensure_topics(&ctx.topics);
                 ctx.hub.borrow_mut().topic_mut(topic).set_available(
                     available,
                     reason,
@@ -341,6 +351,9 @@ async fn intake(
 const BATCHES_PER_WRITE_PASS: u32 = 32;
 
 async fn apply(ctx: &ShardCtx, batch: &Arc<Batch>) {
+    if !ctx.hub.borrow().has_topic(batch.topic) {
+        ctx.hub.borrow_mut().ensure_topics(&ctx.topics);
+    }
     hub::apply_batch(&ctx.hub, batch, &ctx.metrics).await;
     update_ready(ctx);
     let applied = ctx.applied_in_a_row.get() + 1;

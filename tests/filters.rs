@@ -508,3 +508,58 @@ fn progress_id_of(hash: u32, next: &[i64]) -> String {
     event_id::encode_progress(hash, next, &mut Vec::new(), &mut id);
     String::from_utf8(id).unwrap()
 }
+
+#[test]
+fn a_topic_from_the_path_is_bounded_by_the_topics_patterns() {
+    const ROUTES: &str = r#"routes:
+  - path: /topics/{name}
+    topic: "${params.name}"
+    topics: ["public.*", news]
+    start: earliest
+"#;
+    let broker = Broker::start();
+    broker.create_topic("public.a", 2);
+    broker.create_topic("secret", 1);
+    let proxy = Proxy::start(&config_for(&broker, ROUTES), "0,1");
+    broker.produce("public.a", 0, None, Some(b"a0"));
+    broker.produce("public.a", 1, None, Some(b"a1"));
+    broker.produce("secret", 0, None, Some(b"s0"));
+
+    // Outside the patterns, not a topic name, or not a topic at all: 404,
+    // and Kafka is not asked to create anything.
+    for (path, why) in [
+        (
+            "/topics/secret",
+            "topic 'secret' is not served on this path",
+        ),
+        (
+            "/topics/public",
+            "topic 'public' is not served on this path",
+        ),
+        ("/topics/public.a%2Fb", "is not allowed"),
+        (
+            "/topics/public.missing",
+            "topic 'public.missing' does not exist",
+        ),
+    ] {
+        let response = http_get(proxy.addr, path).unwrap();
+        assert!(response.starts_with("HTTP/1.1 404 "), "{path}: {response}");
+        assert!(response.contains(why), "{path}: {response}");
+    }
+    assert!(!broker.topics().contains(&"public.missing".to_owned()));
+
+    // Inside: streamed like a configured topic, by clients on both shards.
+    let mut clients: Vec<SseClient> = (0..4)
+        .map(|_| SseClient::connect(proxy.addr, "/topics/public.a", &[]))
+        .collect();
+    for c in &mut clients {
+        assert_eq!(c.status(), 200);
+        let mut got = data(c, 2);
+        got.sort();
+        assert_eq!(got, ["a0", "a1"]);
+    }
+    broker.produce("public.a", 1, None, Some(b"a2"));
+    for c in &mut clients {
+        assert_eq!(data(c, 1), ["a2"]);
+    }
+}

@@ -144,6 +144,11 @@ impl Broker {
             .produce_with_headers(topic, partition, records)
     }
 
+    /// The topics the broker lists (a metadata request that creates none).
+    pub fn topics(&self) -> Vec<String> {
+        self.producer.topics()
+    }
+
     pub fn produce_many(&self, topic: &str, partition: i32, records: Vec<KeyValue>) -> Vec<i64> {
         self.produce_compressed(topic, partition, records, Compression::NoCompression)
     }
