@@ -240,3 +240,37 @@ fn deleted_topic_ends_streams_after_the_timeout() {
     let topics = producer.topics();
     assert!(!topics.contains(&"items".to_owned()), "{topics:?}");
 }
+
+/// A stream pruned to the partition its key hashes to (`partitioner:
+/// murmur2`) cannot survive a change of the partition count: the key
+/// hashes elsewhere now. It ends with `event:error` saying so, and the
+/// client's reconnect hashes again.
+#[test]
+fn pruned_streams_end_when_the_partition_count_changes() {
+    let broker = common::Broker::start();
+    broker.create_topic("items", 2);
+    let routes = "routes:\n  - path: /keys/{id}\n    topic: items\n    start: earliest\n    partitioner: murmur2\n    filters:\n      - key: \"${params.id}\"\n";
+    let cfg = config(broker.addr, "").replace("routes:\n", routes);
+    let proxy = Proxy::start(&cfg, "0,1");
+    let producer = ProducerOnly::connect(broker.addr);
+    let key = b"key-1".to_vec();
+    let p = sse_kafka::partitioner::partition_for_key(&key, 2);
+    producer.produce_records(
+        "items",
+        p as i32,
+        vec![(Some(key.clone()), Some(b"before".to_vec()))],
+        rskafka::client::partition::Compression::NoCompression,
+    );
+    let mut c = SseClient::connect(proxy.addr, "/keys/key-1", &[]);
+    assert_eq!(c.next_event().data, "before");
+    producer.delete_topic("items");
+    producer.create_topic("items", 4);
+    let error = c.next_event();
+    assert_eq!(error.event.as_deref(), Some("error"), "{error:?}");
+    assert!(
+        error.data.contains("now has 4 partitions"),
+        "{}",
+        error.data
+    );
+    c.wait_eof();
+}
