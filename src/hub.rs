@@ -134,6 +134,8 @@ struct Audience {
     /// The stream's `moves` when this audience last got a frame: behind
     /// `moves` when the heads passed records it was not shown.
     seen: u64,
+    /// No progress event before this (see `TopicStream::tick`).
+    next_progress: Option<Instant>,
 }
 
 impl Audience {
@@ -288,6 +290,7 @@ impl TopicStream {
                     selection: selection.clone(),
                     groups: SmallVec::new(),
                     seen: self.moves,
+                    next_progress: None,
                 });
                 self.by_selection.insert(selection.clone(), i);
                 self.index_audience(i);
@@ -358,8 +361,11 @@ impl TopicStream {
     /// The ticker's work on this stream: prunes closed connections, and
     /// sends every audience the heads passed over without showing it a
     /// record an id-only event with the heads — its clients then resume
-    /// after those records, not before. Returns how many were sent.
-    pub fn tick(&mut self) -> u64 {
+    /// after those records, not before — at most once per `every` (the
+    /// keep-alive interval: a stream whose filter passes everything by
+    /// costs a write per keep-alive interval, as an idle one does). Returns
+    /// how many were sent.
+    pub fn tick(&mut self, now: Instant, every: Duration) -> u64 {
         self.prune();
         // Streams that read every partition share one frame per id form.
         let mut frames: [Option<Rc<[u8]>>; 2] = [None, None];
@@ -367,10 +373,11 @@ impl TopicStream {
         let mut id = Vec::new();
         let mut sent = 0;
         for a in &mut self.audiences {
-            if a.seen == self.moves {
+            if a.seen == self.moves || a.next_progress.is_some_and(|at| now < at) {
                 continue;
             }
             a.seen = self.moves;
+            a.next_progress = Some(now + every);
             let partitions = a.selection.partitions.as_deref();
             for g in &mut a.groups {
                 let form = g.render.id;
@@ -636,9 +643,9 @@ impl Hub {
     }
 
     /// The ticker's work on every topic (see [`TopicStream::tick`]).
-    pub fn tick(&mut self, metrics: &ShardMetrics) {
+    pub fn tick(&mut self, now: Instant, every: Duration, metrics: &ShardMetrics) {
         for t in 0..self.topics.len() {
-            let sent = self.topics[t].tick();
+            let sent = self.topics[t].tick(now, every);
             metrics.progress_sent.add(sent);
             self.note_writes(TopicId(t as u32));
         }

@@ -483,7 +483,7 @@ async fn keepalive_ticker(ctx: Rc<ShardCtx>) {
         {
             let mut hub = ctx.hub.borrow_mut();
             hub.evict_expired(now, &ctx.metrics);
-            hub.tick(&ctx.metrics);
+            hub.tick(now, ctx.config.keepalive, &ctx.metrics);
         }
         end_unavailable(&ctx, now);
         let mut conns = ctx.conns.borrow_mut();
