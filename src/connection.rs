@@ -829,6 +829,10 @@ fn request_topic(
     })
 }
 
+/// Missing topic names a shard remembers (see `open_topic`); a flood of
+/// distinct names past this is asked about, not remembered.
+const MISSING_TOPICS_REMEMBERED: usize = 4096;
+
 /// How long the first request for a topic waits for the shard to load it
 /// (metadata and every partition's position) before it gets a 503.
 const TOPIC_LOAD_WAIT: Duration = Duration::from_secs(10);
@@ -847,19 +851,36 @@ async fn open_topic(ctx: &ShardCtx, name: &str) -> Result<TopicId, Vec<u8>> {
     let topic = match ctx.topics.find(name) {
         Some(topic) => topic,
         None => {
+            let not_found = || respond(404, &format!("topic '{name}' does not exist"), None);
+            // A name Kafka just said is missing is not asked about again
+            // until the next metadata refresh: requests for missing names
+            // must not become a stream of metadata requests.
+            let refresh = ctx.config.kafka.metadata_refresh;
+            let now = Instant::now();
+            if let Some(at) = ctx.missing_topics.borrow().get(name) {
+                if now.saturating_duration_since(*at) < refresh {
+                    return Err(not_found());
+                }
+            }
+            ctx.metrics.topic_lookups.inc();
             let exists = cursor::ask(ctx, |reply| Request::Exists {
                 name: name.to_owned(),
                 reply,
             })
             .await;
             match exists {
-                Ok(true) => {}
+                Ok(true) => {
+                    ctx.missing_topics.borrow_mut().remove(name);
+                }
                 Ok(false) => {
-                    return Err(respond(
-                        404,
-                        &format!("topic '{name}' does not exist"),
-                        None,
-                    ))
+                    let mut missing = ctx.missing_topics.borrow_mut();
+                    if missing.len() >= MISSING_TOPICS_REMEMBERED {
+                        missing.retain(|_, at| now.saturating_duration_since(*at) < refresh);
+                    }
+                    if missing.len() < MISSING_TOPICS_REMEMBERED {
+                        missing.insert(name.to_owned(), now);
+                    }
+                    return Err(not_found());
                 }
                 Err(e) => {
                     let why = format!("kafka cannot tell whether topic '{name}' exists: {e}");

@@ -81,6 +81,9 @@ pub struct ShardMetrics {
     pub slow_clients_ended: Counter,
     /// Streams ended because their client closed its end.
     pub hang_ups: Counter,
+    /// Kafka metadata requests asking whether a topic a request named
+    /// exists.
+    pub topic_lookups: Counter,
     /// Streams ended because their topic was unavailable for longer than
     /// `kafka.unavailable_timeout`.
     pub topic_unavailable_ends: Counter,
@@ -191,6 +194,12 @@ const FAMILIES: &[Family] = &[
         help: "Streams ended with an error event because the client fell behind by more than slow_client.max_lag.",
         kind: "counter",
         get: |m| m.slow_clients_ended.get(),
+    },
+    Family {
+        name: "sse_kafka_topic_lookups_total",
+        help: "Kafka metadata requests asking whether a topic a request named through a route's topic template exists.",
+        kind: "counter",
+        get: |m| m.topic_lookups.get(),
     },
     Family {
         name: "sse_kafka_hang_ups_total",

@@ -128,6 +128,10 @@ pub struct ShardCtx {
     /// the common connection never allocates a head buffer of its own (a
     /// freed buffer per connection still costs RSS: the allocator keeps it).
     pub head_scratch: RefCell<Vec<u8>>,
+    /// Topics requests named that Kafka said do not exist, and when: asked
+    /// again only after `kafka.metadata_refresh` (see
+    /// `connection::open_topic`).
+    pub missing_topics: RefCell<HashMap<String, std::time::Instant>>,
 }
 
 impl ShardCtx {
@@ -231,6 +235,7 @@ async fn run(spec: ShardSpec) {
         rng: RefCell::new(fastrand::Rng::new()),
         applied_in_a_row: Cell::new(0),
         head_scratch: RefCell::new(vec![0; crate::http::MAX_HEAD_BYTES]),
+        missing_topics: RefCell::default(),
     });
 
     let mut senders = None;

@@ -547,6 +547,20 @@ fn a_topic_from_the_path_is_bounded_by_the_topics_patterns() {
         assert!(response.contains(why), "{path}: {response}");
     }
     assert!(!broker.topics().contains(&"public.missing".to_owned()));
+    // Asked about again, a name Kafka just said is missing gets its 404
+    // without another metadata request (until the next refresh, 5 s), on
+    // the shard that asked; the other shard asks once itself.
+    let lookups = proxy.metric("sse_kafka_topic_lookups_total");
+    assert!(lookups >= 1);
+    for _ in 0..6 {
+        let response = http_get(proxy.addr, "/topics/public.missing").unwrap();
+        assert!(response.starts_with("HTTP/1.1 404 "), "{response}");
+    }
+    let asked = proxy.metric("sse_kafka_topic_lookups_total") - lookups;
+    assert!(
+        asked <= 1,
+        "{asked} metadata requests for a name known missing"
+    );
 
     // Inside: streamed like a configured topic, by clients on both shards.
     let mut clients: Vec<SseClient> = (0..4)
