@@ -35,9 +35,8 @@ use glommio::net::TcpStream;
 use smallvec::SmallVec;
 use tracing::{debug, warn};
 
-use crate::config::{EventIdForm, MaxLag};
+use crate::config::MaxLag;
 use crate::connection::{self, Conn};
-use crate::event_id;
 use crate::filter::RecordView;
 use crate::hub::{Render, Selection};
 use crate::kafka::{Batch, Fetched, KafkaError, OffsetQuery, Request, TopicId};
@@ -201,24 +200,15 @@ impl Encoder {
     /// Puts the id of `position` in `self.id`.
     fn encode_id(&mut self, key: Option<&[u8]>, position: &[i64]) {
         self.id.clear();
-        let partitions = self.partitions.as_deref();
-        match self.render.id {
-            EventIdForm::Progress => event_id::encode_position(
-                self.hash,
-                partitions,
-                position,
-                &mut self.scratch,
-                &mut self.id,
-            ),
-            EventIdForm::KeyAndProgress => event_id::encode_key_and_position(
-                key,
-                self.hash,
-                partitions,
-                position,
-                &mut self.scratch,
-                &mut self.id,
-            ),
-        }
+        crate::hub::encode_id(
+            self.render.id,
+            key,
+            self.hash,
+            self.partitions.as_deref(),
+            position,
+            &mut self.scratch,
+            &mut self.id,
+        );
     }
 
     /// The turn is over: the chunk is full, or enough records were read.
@@ -694,6 +684,8 @@ pub(crate) async fn ask<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::EventIdForm;
+    use crate::event_id;
     use crate::sse::ValueEncoding;
     use rskafka::chrono::DateTime;
     use rskafka::record::{Record, RecordAndOffset};

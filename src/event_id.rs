@@ -199,16 +199,7 @@ pub fn encode_key_and_progress(
     scratch: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) {
-    match key {
-        Some(key) => {
-            out.extend_from_slice(b"[\"");
-            append_base64(&URL_SAFE_NO_PAD, key, out);
-            out.extend_from_slice(b"\",\"");
-        }
-        None => out.extend_from_slice(b"[null,\""),
-    }
-    encode_progress(topic_hash, next, scratch, out);
-    out.extend_from_slice(b"\"]");
+    encode_key_and_position(key, topic_hash, None, next, scratch, out);
 }
 
 /// Decodes an id (the `Last-Event-ID` header bytes, or the already

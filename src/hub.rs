@@ -98,7 +98,7 @@ impl Selection {
 
 /// Appends the id of `next` as a stream reading `partitions` renders it:
 /// the keyed form carries `key`.
-fn encode_id(
+pub(crate) fn encode_id(
     form: EventIdForm,
     key: Option<&[u8]>,
     hash: u32,
@@ -434,8 +434,14 @@ impl TopicStream {
     /// Takes every open live connection out of the stream, each with a
     /// copy of the frames it has not sent.
     fn drain_live(&mut self) -> Vec<Rc<Conn>> {
+        self.drain_where(|_| true)
+    }
+
+    /// [`TopicStream::drain_live`] of the audiences whose selection passes
+    /// `which`.
+    fn drain_where(&mut self, which: impl Fn(&Selection) -> bool) -> Vec<Rc<Conn>> {
         let mut live = Vec::new();
-        for a in &mut self.audiences {
+        for a in self.audiences.iter_mut().filter(|a| which(&a.selection)) {
             for g in &mut a.groups {
                 live.extend(g.feed.drain().into_iter().filter(|c| !c.is_closed()));
             }
@@ -519,7 +525,6 @@ impl TopicStream {
         let mut frames: [Option<Rc<[u8]>>; RENDERINGS] = Default::default();
         let mut single: [Option<Rc<[u8]>>; RENDERINGS] = Default::default();
         let mut pushed = 0;
-        let this = [p as u32];
         for &i in self.scanned.iter().chain(keyed.into_iter().flatten()) {
             let a = &mut self.audiences[i as usize];
             let sel = &a.selection;
@@ -531,10 +536,9 @@ impl TopicStream {
                 if g.feed.is_empty() {
                     continue;
                 }
-                let partitions = match sel.partitions.as_deref() {
-                    Some([_]) => Some(&this[..]),
-                    other => other,
-                };
+                // A stream pruned to one partition reads `p` alone here:
+                // its id is the same as every such stream's.
+                let partitions = sel.partitions.as_deref();
                 let mut encode = || {
                     self.id_buf.clear();
                     encode_id(
@@ -575,15 +579,7 @@ impl TopicStream {
     /// so keys now hash to other partitions. Their clients reconnect and
     /// resume with the partitions their keys hash to now.
     fn end_pruned(&mut self) -> Vec<Rc<Conn>> {
-        let mut ended = Vec::new();
-        for a in &mut self.audiences {
-            if a.selection.partitions.is_some() {
-                for g in &mut a.groups {
-                    ended.extend(g.feed.drain().into_iter().filter(|c| !c.is_closed()));
-                }
-            }
-        }
-        ended
+        self.drain_where(|s| s.partitions.is_some())
     }
 }
 
@@ -929,6 +925,17 @@ mod tests {
         });
     }
 
+    /// 400 records (1.6 MB with 4 KB values) of partition 0 in one batch.
+    fn big_batch(value: impl Fn(i64) -> String) -> Arc<Batch> {
+        Arc::new(Batch {
+            topic: T,
+            partition: 0,
+            from: 0,
+            to: 400,
+            records: (0..400).map(|o| record(o, &value(o))).collect(),
+        })
+    }
+
     /// Applies a batch and runs the write pass, as the shard's tasks would.
     async fn apply_w(hub: &RefCell<Hub>, batch: &Arc<Batch>, budget: usize, m: &ShardMetrics) {
         apply_batch(hub, batch, m).await;
@@ -989,13 +996,7 @@ mod tests {
                     .topic_mut(T)
                     .join(Rc::clone(&conn), RENDER, &Selection::default());
                 // Far more than a socket buffer holds, in one batch.
-                let big = Arc::new(Batch {
-                    topic: T,
-                    partition: 0,
-                    from: 0,
-                    to: 400,
-                    records: (0..400).map(|o| record(o, &"x".repeat(4000))).collect(),
-                });
+                let big = big_batch(|_| "x".repeat(4000));
                 apply_w(&hub, &big, 1 << 30, &m).await;
                 assert!(conn.queued_bytes() > 0, "the socket took 1.6 MB?");
                 // The writer task was woken for the rest.
@@ -1042,15 +1043,7 @@ mod tests {
                     .join(Rc::clone(&conn), RENDER, &Selection::default());
                 // 1.6 MB in one batch: the socket takes part, and what is
                 // left is over a 64 KiB budget.
-                let big = Arc::new(Batch {
-                    topic: T,
-                    partition: 0,
-                    from: 0,
-                    to: 400,
-                    records: (0..400)
-                        .map(|o| record(o, &format!("r{o}-{}", "x".repeat(4000))))
-                        .collect(),
-                });
+                let big = big_batch(|o| format!("r{o}-{}", "x".repeat(4000)));
                 apply_w(&hub, &big, 64 << 10, &m).await;
                 // It leaves at the heads, with the unsent frames in its own
                 // outbox: the feed holds nothing for it any more.

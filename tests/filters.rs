@@ -219,14 +219,7 @@ fn offsets(id: &str) -> Vec<i64> {
 }
 
 fn progress_id(next: &[i64]) -> String {
-    let mut id = Vec::new();
-    event_id::encode_progress(
-        event_id::topic_hash("items"),
-        next,
-        &mut Vec::new(),
-        &mut id,
-    );
-    String::from_utf8(id).unwrap()
+    progress_id_of(event_id::topic_hash("items"), next)
 }
 
 /// Records read by catch-up cursors, from the cache or from Kafka.

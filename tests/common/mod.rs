@@ -500,27 +500,17 @@ impl ProducerOnly {
         partition: i32,
         records: Vec<(KeyValue, Vec<(&str, &str)>)>,
     ) -> Vec<i64> {
-        self.rt
-            .block_on(async {
-                let pc = self
-                    .client
-                    .partition_client(topic, partition, UnknownTopicHandling::Retry)
-                    .await?;
-                let records = records
+        let records = records
+            .into_iter()
+            .map(|((key, value), headers)| {
+                let headers = headers
                     .into_iter()
-                    .map(|((key, value), headers)| Record {
-                        key,
-                        value,
-                        headers: headers
-                            .into_iter()
-                            .map(|(n, v)| (n.to_owned(), v.as_bytes().to_vec()))
-                            .collect(),
-                        timestamp: Utc::now(),
-                    })
+                    .map(|(n, v)| (n.to_owned(), v.as_bytes().to_vec()))
                     .collect();
-                pc.produce(records, Compression::NoCompression).await
+                ((key, value), headers)
             })
-            .expect("produce")
+            .collect();
+        self.produce_built(topic, partition, records, Compression::NoCompression)
     }
 
     /// Produces records with current timestamps (the broker's retention
@@ -532,6 +522,21 @@ impl ProducerOnly {
         records: Vec<KeyValue>,
         compression: Compression,
     ) -> Vec<i64> {
+        let records = records
+            .into_iter()
+            .map(|kv| (kv, BTreeMap::new()))
+            .collect();
+        self.produce_built(topic, partition, records, compression)
+    }
+
+    /// Produces ((key, value), headers) records stamped now.
+    fn produce_built(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Vec<(KeyValue, BTreeMap<String, Vec<u8>>)>,
+        compression: Compression,
+    ) -> Vec<i64> {
         self.rt
             .block_on(async {
                 let pc = self
@@ -540,10 +545,10 @@ impl ProducerOnly {
                     .await?;
                 let records = records
                     .into_iter()
-                    .map(|(key, value)| Record {
+                    .map(|((key, value), headers)| Record {
                         key,
                         value,
-                        headers: BTreeMap::new(),
+                        headers,
                         timestamp: Utc::now(),
                     })
                     .collect();
