@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rskafka::chrono::DateTime;
-use rskafka::record::{Record, RecordAndOffset};
 use sse_kafka::config::EventIdForm;
 use sse_kafka::connection::Conn;
 use sse_kafka::hub::{Hub, Render};
 use sse_kafka::kafka::TopicId;
 use sse_kafka::metrics::ShardMetrics;
+use sse_kafka::record::{Record, RecordAndOffset};
 use sse_kafka::sse::ValueEncoding;
 use sse_kafka::{event_id, http, sse};
 

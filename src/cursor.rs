@@ -686,9 +686,9 @@ mod tests {
     use super::*;
     use crate::config::EventIdForm;
     use crate::event_id;
+    use crate::record::{Record, RecordAndOffset};
     use crate::sse::ValueEncoding;
     use rskafka::chrono::DateTime;
-    use rskafka::record::{Record, RecordAndOffset};
 
     fn batch(from: i64, to: i64, offsets: &[i64]) -> Batch {
         Batch {

@@ -19,7 +19,7 @@ use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::fmt;
 
-use rskafka::record::Record;
+use crate::record::Record;
 use smallvec::SmallVec;
 
 use crate::router::{self, Params};
@@ -375,12 +375,10 @@ impl<'a> RecordView<'a> {
         }
     }
 
-    /// Every value of header `name`. Kafka allows a name to repeat in one
-    /// record and any occurrence matches; but the Kafka client library
-    /// (rskafka) keeps one value per name (the last), so that is all a
-    /// filter can see.
-    fn headers(&self, name: &str) -> impl Iterator<Item = &'a [u8]> {
-        self.record.headers.get(name).map(Vec::as_slice).into_iter()
+    /// Every value of header `name`: Kafka allows a name to repeat in one
+    /// record, and any occurrence matches.
+    fn headers<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
+        self.record.header_values(name)
     }
 
     /// The value as JSON, or `None` if there is no value or it is not JSON.
@@ -395,7 +393,6 @@ impl<'a> RecordView<'a> {
 mod tests {
     use super::*;
     use rskafka::chrono::DateTime;
-    use std::collections::BTreeMap;
 
     fn record(key: Option<&str>, headers: &[(&str, &str)], value: Option<&str>) -> Record {
         Record {
@@ -404,7 +401,7 @@ mod tests {
             headers: headers
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-                .collect::<BTreeMap<_, _>>(),
+                .collect(),
             timestamp: DateTime::from_timestamp(0, 0).unwrap(),
         }
     }
@@ -528,6 +525,32 @@ mod tests {
             &both,
             &record(Some("k"), &[("tag", "red"), ("region", "EU")], None)
         ));
+    }
+
+    #[test]
+    fn any_occurrence_of_a_repeated_header_matches() {
+        let red = fixed(&[FilterSpec {
+            headers: vec![("tag".into(), t("red")), ("region".into(), t("eu"))],
+            ..Default::default()
+        }]);
+        let first = [("tag", "red"), ("tag", "blue"), ("region", "eu")];
+        let middle = [
+            ("tag", "blue"),
+            ("region", "eu"),
+            ("tag", "red"),
+            ("tag", "x"),
+        ];
+        let last = [
+            ("region", "us"),
+            ("tag", "blue"),
+            ("region", "eu"),
+            ("tag", "red"),
+        ];
+        let neither = [("tag", "blue"), ("tag", "green"), ("region", "eu")];
+        assert!(passes(&red, &record(None, &first, None)));
+        assert!(passes(&red, &record(None, &middle, None)));
+        assert!(passes(&red, &record(None, &last, None)));
+        assert!(!passes(&red, &record(None, &neither, None)));
     }
 
     #[test]

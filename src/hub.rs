@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use rskafka::record::RecordAndOffset;
+use crate::record::RecordAndOffset;
 use smallvec::SmallVec;
 
 use crate::config::EventIdForm;
@@ -855,8 +855,8 @@ async fn write_feed(
 mod tests {
     use super::*;
     use crate::kafka::TopicId;
+    use crate::record::Record;
     use rskafka::chrono::DateTime;
-    use rskafka::record::Record;
     use std::cell::RefCell;
     use std::io::Read as _;
     use std::os::unix::net::UnixStream;

@@ -8,6 +8,10 @@
 //! requests (catch-up fetches and offset look-ups) from the shard's
 //! connections. Everything crosses into glommio through bounded `flume`
 //! channels, which work under any executor.
+//!
+//! Metadata and offsets go through rskafka's client; record fetches go
+//! through [`crate::fetch`], on rskafka's protocol layer, which keeps every
+//! header of a record (rskafka's client keeps one value per header name).
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -16,15 +20,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::record::RecordAndOffset;
 use futures::channel::oneshot;
 use rskafka::client::error::{Error as RsError, ProtocolError};
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
-use rskafka::record::RecordAndOffset;
 use rskafka::BackoffConfig;
 use tracing::{debug, info, warn};
 
 use crate::config::KafkaConfig;
+use crate::fetch::{FetchError, Fetcher, Lane};
 use crate::metrics::ShardMetrics;
 use crate::shard::ShardId;
 
@@ -310,13 +315,17 @@ impl Sidecar {
         };
         let client = Arc::new(client);
         let me = Rc::new(self);
+        let fetcher = Rc::new(Fetcher::new(
+            me.kafka.bootstrap.clone(),
+            &me.kafka.client_id,
+        ));
         for idx in 0..me.topics.len() {
-            me.start_watch(&client, TopicId(idx as u32));
+            me.start_watch(&client, &fetcher, TopicId(idx as u32));
         }
         let mut partitions = PartitionClients::default();
         while let Ok(req) = me.requests.recv_async().await {
             match req {
-                Request::Watch { topic } => me.start_watch(&client, topic),
+                Request::Watch { topic } => me.start_watch(&client, &fetcher, topic),
                 Request::Exists { name, reply } => {
                     let client = Arc::clone(&client);
                     tokio::task::spawn_local(async move {
@@ -342,33 +351,40 @@ impl Sidecar {
                     offset,
                     reply,
                 } => {
-                    let pc = partitions.get(&client, &me.topics, topic, partition);
-                    let max_bytes = me.kafka.fetch_max_bytes;
+                    let max_bytes = clamp_i32(me.kafka.fetch_max_bytes);
                     let metrics = Arc::clone(&me.metrics);
                     let name = me.topics.name(topic);
+                    let fetcher = Rc::clone(&fetcher);
                     tokio::task::spawn_local(async move {
-                        let result = match pc.await {
-                            Ok(pc) => {
-                                metrics.catchup_fetches.inc();
-                                match pc
-                                    .fetch_records(
-                                        offset,
-                                        1..clamp_i32(max_bytes),
-                                        CATCHUP_MAX_WAIT_MS,
-                                    )
-                                    .await
-                                {
-                                    Ok((records, high_watermark)) => {
-                                        metrics.records_fetched.add(records.len() as u64);
-                                        Ok(Fetched {
-                                            records,
-                                            high_watermark,
-                                        })
-                                    }
-                                    Err(e) => Err(map_error(&name, partition, offset, e)),
-                                }
+                        metrics.catchup_fetches.inc();
+                        let fetched = fetcher.fetch(
+                            Lane::Catchup,
+                            &name,
+                            partition as i32,
+                            offset,
+                            max_bytes,
+                            CATCHUP_MAX_WAIT_MS,
+                        );
+                        let result = match fetched.await {
+                            Ok((records, high_watermark)) => {
+                                metrics.records_fetched.add(records.len() as u64);
+                                Ok(Fetched {
+                                    records,
+                                    high_watermark,
+                                })
                             }
-                            Err(e) => Err(e),
+                            Err(FetchError::OffsetOutOfRange) => {
+                                Err(KafkaError::OffsetOutOfRange {
+                                    topic: name.to_string(),
+                                    partition,
+                                    offset,
+                                })
+                            }
+                            Err(e) => Err(KafkaError::Broker {
+                                topic: name.to_string(),
+                                partition,
+                                message: e.to_string(),
+                            }),
                         };
                         let _ = reply.send(result);
                     });
@@ -400,7 +416,7 @@ impl Sidecar {
     }
 
     /// Starts the metadata watch of a topic (once).
-    fn start_watch(self: &Rc<Self>, client: &Arc<Client>, topic: TopicId) {
+    fn start_watch(self: &Rc<Self>, client: &Arc<Client>, fetcher: &Rc<Fetcher>, topic: TopicId) {
         {
             let mut watches = self.watches.borrow_mut();
             let i = topic.0 as usize;
@@ -410,7 +426,8 @@ impl Sidecar {
             watches.resize_with(i + 1, Default::default);
         }
         let name = self.topics.name(topic).to_string();
-        tokio::task::spawn_local(Rc::clone(self).watch(Arc::clone(client), topic, name));
+        let fetcher = Rc::clone(fetcher);
+        tokio::task::spawn_local(Rc::clone(self).watch(Arc::clone(client), fetcher, topic, name));
     }
 
     /// What the metadata watch of `topic` saw.
@@ -452,7 +469,13 @@ impl Sidecar {
     /// (the broker does not answer, or the topic is gone) and available
     /// again. `list_topics` never creates a topic, whatever the broker's
     /// auto-create setting.
-    async fn watch(self: Rc<Self>, client: Arc<Client>, topic: TopicId, name: String) {
+    async fn watch(
+        self: Rc<Self>,
+        client: Arc<Client>,
+        fetcher: Rc<Fetcher>,
+        topic: TopicId,
+        name: String,
+    ) {
         let watch = self.watch_of(topic);
         let mut started = 0u32;
         loop {
@@ -488,6 +511,7 @@ impl Sidecar {
                         {
                             tokio::task::spawn_local(Rc::clone(&self).fetch_loop(
                                 Arc::clone(&client),
+                                Rc::clone(&fetcher),
                                 topic,
                                 name.clone(),
                                 partition,
@@ -552,6 +576,7 @@ impl Sidecar {
     async fn fetch_loop(
         self: Rc<Self>,
         client: Arc<Client>,
+        fetcher: Rc<Fetcher>,
         topic: TopicId,
         name: String,
         partition: u32,
@@ -588,7 +613,15 @@ impl Sidecar {
         // log is still the same one after the topic went missing.
         let mut last_seen: Option<(i64, i64)> = None;
         loop {
-            match pc.fetch_records(next, 1..max_bytes, max_wait).await {
+            let fetched = fetcher.fetch(
+                Lane::Live,
+                &name,
+                partition as i32,
+                next,
+                max_bytes,
+                max_wait,
+            );
+            match fetched.await {
                 Ok((records, high_watermark)) => {
                     delay = RETRY_INITIAL;
                     if let Some(r) = records.last() {
@@ -631,10 +664,7 @@ impl Sidecar {
                         return;
                     }
                 }
-                Err(RsError::ServerError {
-                    protocol_error: ProtocolError::OffsetOutOfRange,
-                    ..
-                }) => {
+                Err(FetchError::OffsetOutOfRange) => {
                     // Records were deleted under us (retention: the position
                     // is below the earliest offset), or the topic was
                     // recreated (the position is past its end): either way
@@ -651,10 +681,7 @@ impl Sidecar {
                         return;
                     }
                 }
-                Err(RsError::ServerError {
-                    protocol_error: ProtocolError::UnknownTopicOrPartition,
-                    ..
-                }) => {
+                Err(FetchError::UnknownTopicOrPartition) => {
                     // The topic is gone. Asking again would make brokers
                     // that auto-create topics create it anew: wait until
                     // the metadata watch sees it again.
@@ -675,15 +702,20 @@ impl Sidecar {
                         // what the log holds at its offset now.
                         match last_seen {
                             Some((offset, timestamp)) => {
-                                match pc.fetch_records(offset, 1..max_bytes, max_wait).await {
+                                let fetched = fetcher.fetch(
+                                    Lane::Live,
+                                    &name,
+                                    partition as i32,
+                                    offset,
+                                    max_bytes,
+                                    max_wait,
+                                );
+                                match fetched.await {
                                     Ok((records, _)) => !records.iter().any(|r| {
                                         r.offset == offset
                                             && r.record.timestamp.timestamp_millis() == timestamp
                                     }),
-                                    Err(RsError::ServerError {
-                                        protocol_error: ProtocolError::OffsetOutOfRange,
-                                        ..
-                                    }) => true,
+                                    Err(FetchError::OffsetOutOfRange) => true,
                                     // Unknown: stay; a log that is shorter
                                     // than our position is still noticed.
                                     Err(_) => false,
@@ -755,7 +787,13 @@ impl Sidecar {
             .is_ok()
     }
 
-    async fn backoff(&self, topic: &str, partition: u32, error: &RsError, delay: &mut Duration) {
+    async fn backoff(
+        &self,
+        topic: &str,
+        partition: u32,
+        error: &dyn std::fmt::Display,
+        delay: &mut Duration,
+    ) {
         self.metrics.kafka_errors.inc();
         warn!(topic, partition, error = %error, retry_in = ?*delay, "kafka request failed");
         tokio::time::sleep(*delay).await;

@@ -46,6 +46,8 @@
 //! - [`server`]: process wiring, listeners, signals.
 //! - [`shard`]: the per-CPU executors, the mesh and its full-queue policy.
 //! - [`kafka`]: the sidecar: metadata, fetch loops, on-demand requests.
+//! - [`fetch`], [`record`]: Kafka fetches decoded with every record header
+//!   (a name may repeat), and the record type the rest of the proxy keeps.
 //! - [`log`]: the partition cache.
 //! - [`hub`]: per-shard topic streams and the live fan-out.
 //! - [`feed`]: the frames a group of live connections shares, each
@@ -66,6 +68,7 @@ pub mod cpus;
 pub mod cursor;
 pub mod event_id;
 pub mod feed;
+pub mod fetch;
 pub mod filter;
 pub mod http;
 pub mod hub;
@@ -73,6 +76,7 @@ pub mod kafka;
 pub mod log;
 pub mod metrics;
 pub mod partitioner;
+pub mod record;
 pub mod router;
 pub mod server;
 pub mod shard;

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rskafka::record::RecordAndOffset;
+use crate::record::RecordAndOffset;
 
 use crate::kafka::{Batch, TopicId};
 
@@ -308,8 +308,8 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Record;
     use rskafka::chrono::DateTime;
-    use rskafka::record::Record;
 
     const T: TopicId = TopicId(0);
 

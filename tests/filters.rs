@@ -487,6 +487,126 @@ routes:
     );
 }
 
+/// Produces `records` (JSON objects as `tests/clients/produce_records.py`
+/// reads them) with Python confluent-kafka, one at a time; returns the
+/// offset of each.
+fn produce_with_confluent_records(
+    broker: &Broker,
+    topic: &str,
+    records: &[serde_json::Value],
+) -> Vec<i64> {
+    use std::io::Write;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/produce_records.py"
+    );
+    let mut child = std::process::Command::new(python())
+        .args([script, &broker.addr.to_string(), topic])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run produce_records.py (examples/test.sh installs confluent-kafka)");
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for r in records {
+            writeln!(stdin, "{r}").unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "produce_records.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let offsets: Vec<i64> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            v["offset"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(offsets.len(), records.len());
+    offsets
+}
+
+#[test]
+fn any_occurrence_of_a_repeated_header_matches() {
+    const ROUTES: &str = r#"keepalive: 200ms
+routes:
+  - path: /tagged/{tag}
+    topic: tags
+    start: earliest
+    filters:
+      - headers: { tag: "${params.tag}" }
+"#;
+    // One round of records, values `<round>-<n>`; the tags each carries,
+    // in order, and which streams must show it.
+    let round = |r: &str| -> Vec<serde_json::Value> {
+        let headers: [&[(&str, &str)]; 6] = [
+            &[("tag", "red"), ("tag", "blue")],
+            &[("tag", "blue")],
+            &[("tag", "green"), ("tag", "red")],
+            &[("tag", "red"), ("region", "eu"), ("tag", "green")],
+            &[],
+            &[("tags", "red"), ("Tag", "red"), ("tag", "re")],
+        ];
+        headers
+            .iter()
+            .enumerate()
+            .map(|(n, hs)| {
+                serde_json::json!({
+                    "partition": 0,
+                    "key": null,
+                    "value": format!("{r}-{n}"),
+                    "headers": hs.iter().map(|(k, v)| [k, v]).collect::<Vec<_>>(),
+                })
+            })
+            .collect()
+    };
+    let expect = |r: &str, tag: &str| -> Vec<String> {
+        let shown: &[usize] = match tag {
+            "red" => &[0, 2, 3],
+            "blue" => &[0, 1],
+            "green" => &[2, 3],
+            _ => unreachable!(),
+        };
+        shown.iter().map(|n| format!("{r}-{n}")).collect()
+    };
+    let broker = Broker::start();
+    broker.create_topic("tags", 1);
+    // Produced before the proxy starts: the streams read these with a
+    // catch-up fetch from Kafka (the live loop starts at the end).
+    let first = produce_with_confluent_records(&broker, "tags", &round("a"));
+    assert_eq!(first, (0..6).collect::<Vec<i64>>());
+    let proxy = Proxy::start(&config_for(&broker, ROUTES), "0,1");
+    let hash = event_id::topic_hash("tags");
+    let mut clients: Vec<(&str, SseClient)> = ["red", "blue", "green"]
+        .into_iter()
+        .map(|tag| {
+            let path = format!("/tagged/{tag}");
+            (tag, SseClient::connect(proxy.addr, &path, &[]))
+        })
+        .collect();
+    for (tag, client) in &mut clients {
+        assert_eq!(data(client, expect("a", tag).len()), expect("a", tag));
+        client.wait_for_id(&progress_id_of(hash, &[6]));
+    }
+    assert!(
+        proxy.metric("sse_kafka_catchup_fetched_records_total") >= 6,
+        "the first round came from a catch-up fetch"
+    );
+    // Produced while they stream: the live fetch loop's records.
+    produce_with_confluent_records(&broker, "tags", &round("b"));
+    for (tag, client) in &mut clients {
+        assert_eq!(data(client, expect("b", tag).len()), expect("b", tag));
+        // Nothing else: the id reaches the end with no event in between.
+        client.wait_for_id(&progress_id_of(hash, &[12]));
+        assert_eq!(client.buffered_events(), 0, "{tag}");
+    }
+}
+
 /// The next offset of each of the 4 partitions after these records.
 fn partition_ends(placed: &[(Vec<u8>, u32)]) -> Vec<i64> {
     let mut next = vec![0i64; 4];

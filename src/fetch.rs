@@ -1,0 +1,474 @@
+//! Kafka fetch requests that keep every record header.
+//!
+//! rskafka's `PartitionClient::fetch_records` turns each record's headers
+//! into a map, so a header name that repeats within a record keeps only its
+//! last value, and a filter on that header could not match the others. The
+//! sidecar's fetches therefore go through rskafka's own protocol layer (its
+//! `messenger` and `protocol` modules, public with its `unstable-fuzzing`
+//! feature; the version is pinned in `Cargo.toml` for that reason) and
+//! decode the records themselves ([`records_from`]), keeping the headers as
+//! Kafka sent them. Metadata and offset look-ups stay on rskafka's client.
+//!
+//! A [`Fetcher`] belongs to one sidecar (one thread, `!Send`). It finds each
+//! partition's leader with a metadata request, keeps one connection per
+//! broker for the live fetch loops' long polls and another for catch-up
+//! fetches (a broker answers one connection's requests in order, so a
+//! catch-up fetch never waits behind a long poll), and retries what a
+//! leader change or a dropped connection breaks for up to [`RETRY_FOR`].
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rskafka::chrono::DateTime;
+use rskafka::messenger::Messenger;
+use rskafka::protocol::error::Error as ApiError;
+use rskafka::protocol::messages::{
+    FetchRequest, FetchRequestPartition, FetchRequestTopic, IsolationLevel, MetadataRequest,
+    MetadataRequestTopic, NORMAL_CONSUMER,
+};
+use rskafka::protocol::primitives::{Boolean, Int32, Int64, String_};
+use rskafka::protocol::record::{ControlBatchOrRecords, RecordBatch};
+use tokio::io::BufStream;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::record::{Record, RecordAndOffset};
+
+/// How long one fetch keeps retrying a leader change or a lost connection
+/// before it reports the error (rskafka's client did the same for us).
+pub const RETRY_FOR: Duration = Duration::from_secs(3);
+const RETRY_INITIAL: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_millis(500);
+
+/// The largest response frame read from a broker: the bound on every
+/// length a broker sends (rskafka's client default).
+pub const MAX_MESSAGE_BYTES: usize = 100 * 1024 * 1024;
+
+/// The longest a broker's throttle hint is obeyed for.
+const MAX_THROTTLE: Duration = Duration::from_secs(1);
+
+/// Which connection to a broker a fetch uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// The fetch loops' long polls.
+    Live,
+    /// Catch-up fetches, answered at once.
+    Catchup,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    #[error("the fetch offset is out of range")]
+    OffsetOutOfRange,
+    #[error("the topic or partition is unknown to kafka")]
+    UnknownTopicOrPartition,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// One attempt's failure: worth another attempt, or final.
+enum Failed {
+    Retry(String),
+    Final(FetchError),
+}
+
+type Connection = Messenger<BufStream<TcpStream>>;
+type ConnectionCell = Rc<tokio::sync::OnceCell<Arc<Connection>>>;
+
+pub struct Fetcher {
+    bootstrap: Vec<String>,
+    client_id: Arc<str>,
+    /// Broker addresses by node id, from the latest metadata answer.
+    brokers: RefCell<HashMap<i32, String>>,
+    /// The leader's node id of each partition fetched.
+    leaders: RefCell<HashMap<(String, i32), i32>>,
+    connections: RefCell<HashMap<(String, Lane), ConnectionCell>>,
+}
+
+impl Fetcher {
+    pub fn new(bootstrap: Vec<String>, client_id: &str) -> Self {
+        Self {
+            bootstrap,
+            client_id: Arc::from(client_id),
+            brokers: RefCell::default(),
+            leaders: RefCell::default(),
+            connections: RefCell::default(),
+        }
+    }
+
+    /// Records of `topic`/`partition` from `offset` on (none below it, no
+    /// control records), and the partition's high watermark. `max_bytes`
+    /// bounds the answer as Kafka's `partition_max_bytes` does (a first
+    /// batch larger than it still comes whole).
+    pub async fn fetch(
+        &self,
+        lane: Lane,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> Result<(Vec<RecordAndOffset>, i64), FetchError> {
+        let deadline = Instant::now() + RETRY_FOR;
+        let mut delay = RETRY_INITIAL;
+        loop {
+            let attempt = self.fetch_once(lane, topic, partition, offset, max_bytes, max_wait_ms);
+            match attempt.await {
+                Ok(done) => return Ok(done),
+                Err(Failed::Final(e)) => return Err(e),
+                Err(Failed::Retry(why)) => {
+                    if Instant::now() + delay > deadline {
+                        return Err(FetchError::Other(why));
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    async fn fetch_once(
+        &self,
+        lane: Lane,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> Result<(Vec<RecordAndOffset>, i64), Failed> {
+        let addr = self.leader(topic, partition).await?;
+        let connection = self.connection(&addr, lane).await?;
+        let request = FetchRequest {
+            replica_id: NORMAL_CONSUMER,
+            max_wait_ms: Int32(max_wait_ms),
+            min_bytes: Int32(1),
+            max_bytes: Some(Int32(max_bytes)),
+            isolation_level: Some(IsolationLevel::ReadCommitted),
+            topics: vec![FetchRequestTopic {
+                topic: String_(topic.to_owned()),
+                partitions: vec![FetchRequestPartition {
+                    partition: Int32(partition),
+                    fetch_offset: Int64(offset),
+                    partition_max_bytes: Int32(max_bytes),
+                }],
+            }],
+        };
+        let response = match connection.request(request).await {
+            Ok(response) => response,
+            Err(e) => {
+                self.drop_connection(&addr, lane, &connection);
+                return Err(Failed::Retry(format!("fetch from {addr}: {e}")));
+            }
+        };
+        if let Some(Int32(ms)) = response.throttle_time_ms {
+            if ms > 0 {
+                let ms = Duration::from_millis(ms as u64).min(MAX_THROTTLE);
+                tokio::time::sleep(ms).await;
+            }
+        }
+        let answer = response
+            .responses
+            .into_iter()
+            .filter(|t| t.topic.0 == topic)
+            .flat_map(|t| t.partitions)
+            .find(|p| p.partition_index.0 == partition);
+        let Some(answer) = answer else {
+            return Err(Failed::Retry(format!(
+                "{addr} did not answer for {topic}/{partition}"
+            )));
+        };
+        match answer.error_code {
+            None => {}
+            Some(ApiError::OffsetOutOfRange) => {
+                return Err(Failed::Final(FetchError::OffsetOutOfRange))
+            }
+            Some(ApiError::UnknownTopicOrPartition) => {
+                self.forget_leader(topic, partition);
+                return Err(Failed::Final(FetchError::UnknownTopicOrPartition));
+            }
+            Some(e) => {
+                // Not the leader any more, no leader yet, a fenced epoch...:
+                // ask the metadata again.
+                self.forget_leader(topic, partition);
+                return Err(Failed::Retry(format!("{topic}/{partition}: {e}")));
+            }
+        }
+        let records = records_from(answer.records.0, offset)
+            .map_err(|e| Failed::Final(FetchError::Other(e)))?;
+        Ok((records, answer.high_watermark.0))
+    }
+
+    /// The address of the partition's leader, asking the metadata when it
+    /// is not known.
+    async fn leader(&self, topic: &str, partition: i32) -> Result<String, Failed> {
+        let known = self
+            .leaders
+            .borrow()
+            .get(&(topic.to_owned(), partition))
+            .copied();
+        let node = match known {
+            Some(node) => node,
+            None => self.load_metadata(topic, partition).await?,
+        };
+        match self.brokers.borrow().get(&node) {
+            Some(addr) => Ok(addr.clone()),
+            None => {
+                self.forget_leader(topic, partition);
+                Err(Failed::Retry(format!(
+                    "{topic}/{partition}: leader {node} is not among the brokers"
+                )))
+            }
+        }
+    }
+
+    /// Asks a broker (a known one, else a bootstrap one) for the topic's
+    /// metadata, records its brokers and partition leaders, and returns
+    /// the leader of `partition`. Never creates the topic.
+    async fn load_metadata(&self, topic: &str, partition: i32) -> Result<i32, Failed> {
+        let mut candidates: Vec<String> = self.brokers.borrow().values().cloned().collect();
+        candidates.sort();
+        candidates.extend(self.bootstrap.iter().cloned());
+        candidates.dedup();
+        let mut last = String::from("no broker to ask");
+        for addr in candidates {
+            let connection = match self.connection(&addr, Lane::Catchup).await {
+                Ok(c) => c,
+                Err(Failed::Retry(why)) => {
+                    last = why;
+                    continue;
+                }
+                Err(other) => return Err(other),
+            };
+            let request = MetadataRequest {
+                topics: Some(vec![MetadataRequestTopic {
+                    name: String_(topic.to_owned()),
+                }]),
+                allow_auto_topic_creation: Some(Boolean(false)),
+            };
+            let response = match connection.request(request).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.drop_connection(&addr, Lane::Catchup, &connection);
+                    last = format!("metadata from {addr}: {e}");
+                    continue;
+                }
+            };
+            {
+                let mut brokers = self.brokers.borrow_mut();
+                for b in &response.brokers {
+                    brokers.insert(b.node_id.0, format!("{}:{}", b.host.0, b.port.0));
+                }
+            }
+            let Some(t) = response.topics.iter().find(|t| t.name.0 == topic) else {
+                return Err(Failed::Final(FetchError::UnknownTopicOrPartition));
+            };
+            match &t.error {
+                None => {}
+                Some(ApiError::UnknownTopicOrPartition) => {
+                    return Err(Failed::Final(FetchError::UnknownTopicOrPartition))
+                }
+                Some(e) => return Err(Failed::Retry(format!("metadata of {topic}: {e}"))),
+            }
+            let mut leaders = self.leaders.borrow_mut();
+            for p in &t.partitions {
+                let key = (topic.to_owned(), p.partition_index.0);
+                if p.error.is_none() && p.leader_id.0 >= 0 {
+                    leaders.insert(key, p.leader_id.0);
+                } else {
+                    leaders.remove(&key);
+                }
+            }
+            return match t
+                .partitions
+                .iter()
+                .find(|p| p.partition_index.0 == partition)
+            {
+                None => Err(Failed::Final(FetchError::UnknownTopicOrPartition)),
+                Some(_) => match leaders.get(&(topic.to_owned(), partition)) {
+                    Some(node) => Ok(*node),
+                    None => Err(Failed::Retry(format!("{topic}/{partition} has no leader"))),
+                },
+            };
+        }
+        Err(Failed::Retry(last))
+    }
+
+    fn forget_leader(&self, topic: &str, partition: i32) {
+        self.leaders
+            .borrow_mut()
+            .remove(&(topic.to_owned(), partition));
+    }
+
+    /// The open connection to `addr` for `lane`, connecting (once, however
+    /// many ask at the same time) if there is none.
+    async fn connection(&self, addr: &str, lane: Lane) -> Result<Arc<Connection>, Failed> {
+        let cell = Rc::clone(
+            self.connections
+                .borrow_mut()
+                .entry((addr.to_owned(), lane))
+                .or_default(),
+        );
+        let client_id = Arc::clone(&self.client_id);
+        let connected = cell
+            .get_or_try_init(|| async move {
+                let stream = TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| format!("connect to {addr}: {e}"))?;
+                stream.set_nodelay(true).ok();
+                let mut messenger =
+                    Messenger::new(BufStream::new(stream), MAX_MESSAGE_BYTES, client_id);
+                messenger
+                    .sync_versions()
+                    .await
+                    .map_err(|e| format!("api versions of {addr}: {e}"))?;
+                Ok::<_, String>(Arc::new(messenger))
+            })
+            .await;
+        match connected {
+            Ok(c) => Ok(Arc::clone(c)),
+            Err(why) => {
+                self.connections
+                    .borrow_mut()
+                    .remove(&(addr.to_owned(), lane));
+                Err(Failed::Retry(why))
+            }
+        }
+    }
+
+    /// Forgets a connection that failed, unless it was replaced already.
+    fn drop_connection(&self, addr: &str, lane: Lane, failed: &Arc<Connection>) {
+        let mut connections = self.connections.borrow_mut();
+        let key = (addr.to_owned(), lane);
+        let same = connections
+            .get(&key)
+            .and_then(|cell| cell.get())
+            .is_some_and(|c| Arc::ptr_eq(c, failed));
+        if same {
+            connections.remove(&key);
+        }
+    }
+}
+
+/// The records of fetched batches from `from` on: a batch may start below
+/// the offset asked for (Kafka does not split batches), and control batches
+/// (transaction markers) carry no records.
+pub fn records_from(batches: Vec<RecordBatch>, from: i64) -> Result<Vec<RecordAndOffset>, String> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let ControlBatchOrRecords::Records(records) = batch.records else {
+            continue;
+        };
+        out.reserve(records.len());
+        for r in records {
+            let offset = batch.base_offset + i64::from(r.offset_delta);
+            if offset < from {
+                continue;
+            }
+            let timestamp = batch
+                .first_timestamp
+                .checked_add(r.timestamp_delta)
+                .and_then(DateTime::from_timestamp_millis)
+                .ok_or_else(|| {
+                    format!(
+                        "record {offset}: timestamp {} + {} is out of range",
+                        batch.first_timestamp, r.timestamp_delta
+                    )
+                })?;
+            out.push(RecordAndOffset {
+                record: Record {
+                    key: r.key,
+                    value: r.value,
+                    headers: r.headers.into_iter().map(|h| (h.key, h.value)).collect(),
+                    timestamp,
+                },
+                offset,
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rskafka::protocol::record::{
+        ControlBatchRecord, Record as WireRecord, RecordBatchCompression, RecordBatchTimestampType,
+        RecordHeader,
+    };
+
+    fn batch(base_offset: i64, records: ControlBatchOrRecords) -> RecordBatch {
+        RecordBatch {
+            base_offset,
+            partition_leader_epoch: 0,
+            last_offset_delta: 0,
+            first_timestamp: 1_700_000_000_000,
+            max_timestamp: 1_700_000_000_000,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            records,
+            compression: RecordBatchCompression::NoCompression,
+            is_transactional: false,
+            timestamp_type: RecordBatchTimestampType::CreateTime,
+        }
+    }
+
+    fn wire(delta: i32, headers: &[(&str, &str)]) -> WireRecord {
+        WireRecord {
+            timestamp_delta: i64::from(delta) * 10,
+            offset_delta: delta,
+            key: Some(format!("k{delta}").into_bytes()),
+            value: None,
+            headers: headers
+                .iter()
+                .map(|(k, v)| RecordHeader {
+                    key: (*k).to_owned(),
+                    value: v.as_bytes().to_vec(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn keeps_repeated_headers_and_skips_what_precedes_the_offset() {
+        let batches = vec![
+            batch(
+                10,
+                ControlBatchOrRecords::Records(vec![
+                    wire(0, &[]),
+                    wire(1, &[("tag", "a"), ("x", "1"), ("tag", "b")]),
+                ]),
+            ),
+            batch(
+                12,
+                ControlBatchOrRecords::ControlBatch(ControlBatchRecord::Commit),
+            ),
+            batch(
+                13,
+                ControlBatchOrRecords::Records(vec![wire(0, &[("tag", "c")])]),
+            ),
+        ];
+        let got = records_from(batches, 11).unwrap();
+        assert_eq!(got.iter().map(|r| r.offset).collect::<Vec<_>>(), [11, 13]);
+        let first = &got[0].record;
+        assert_eq!(first.key.as_deref(), Some(&b"k1"[..]));
+        assert_eq!(first.header_values("tag").collect::<Vec<_>>(), [b"a", b"b"]);
+        assert_eq!(first.headers[1], ("x".to_owned(), b"1".to_vec()));
+        assert_eq!(first.timestamp.timestamp_millis(), 1_700_000_000_010);
+        assert_eq!(
+            got[1].record.header_values("tag").collect::<Vec<_>>(),
+            [b"c"]
+        );
+    }
+
+    #[test]
+    fn a_timestamp_out_of_range_is_an_error_not_a_panic() {
+        let mut r = wire(0, &[]);
+        r.timestamp_delta = i64::MAX;
+        let err = records_from(vec![batch(0, ControlBatchOrRecords::Records(vec![r]))], 0);
+        assert!(err.unwrap_err().contains("out of range"));
+    }
+}
