@@ -112,35 +112,6 @@ impl Fetcher {
         max_bytes: i32,
         max_wait_ms: i32,
     ) -> Result<(Vec<RecordAndOffset>, i64), FetchError> {
-        let deadline = Instant::now() + RETRY_FOR;
-        let mut delay = RETRY_INITIAL;
-        loop {
-            let attempt = self.fetch_once(lane, topic, partition, offset, max_bytes, max_wait_ms);
-            match attempt.await {
-                Ok(done) => return Ok(done),
-                Err(Failed::Final(e)) => return Err(e),
-                Err(Failed::Retry(why)) => {
-                    if Instant::now() + delay > deadline {
-                        return Err(FetchError::Other(why));
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(RETRY_MAX);
-                }
-            }
-        }
-    }
-
-    async fn fetch_once(
-        &self,
-        lane: Lane,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        max_bytes: i32,
-        max_wait_ms: i32,
-    ) -> Result<(Vec<RecordAndOffset>, i64), Failed> {
-        let addr = self.leader(topic, partition).await?;
-        let connection = self.connection(&addr, lane).await?;
         let request = FetchRequest {
             replica_id: NORMAL_CONSUMER,
             max_wait_ms: Int32(max_wait_ms),
@@ -156,6 +127,35 @@ impl Fetcher {
                 }],
             }],
         };
+        let deadline = Instant::now() + RETRY_FOR;
+        let mut delay = RETRY_INITIAL;
+        loop {
+            match self
+                .fetch_once(lane, (topic, partition, offset), &request)
+                .await
+            {
+                Ok(done) => return Ok(done),
+                Err(Failed::Final(e)) => return Err(e),
+                Err(Failed::Retry(why)) => {
+                    if Instant::now() + delay > deadline {
+                        return Err(FetchError::Other(why));
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    /// One attempt at `request`, which asks for `offset` of `topic`/`partition`.
+    async fn fetch_once(
+        &self,
+        lane: Lane,
+        (topic, partition, offset): (&str, i32, i64),
+        request: &FetchRequest,
+    ) -> Result<(Vec<RecordAndOffset>, i64), Failed> {
+        let addr = self.leader(topic, partition).await?;
+        let connection = self.connection(&addr, lane).await?;
         let response = match connection.request(request).await {
             Ok(response) => response,
             Err(e) => {

@@ -871,3 +871,43 @@ fn map_error(topic: &str, partition: u32, offset: i64, error: RsError) -> KafkaE
 fn clamp_i32(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_topic_table_adds_each_name_once_tells_every_sidecar_and_stops_at_its_cap() {
+        let table = TopicTable::new(vec!["fixed-a".into(), "fixed-b".into()]);
+        let (tx0, rx0) = flume::bounded(8);
+        let (tx1, rx1) = flume::bounded(8);
+        table.set_sidecars(vec![tx0, tx1]);
+        assert_eq!(table.find("fixed-b"), Some(TopicId(1)));
+        assert_eq!(table.register("fixed-a").unwrap(), TopicId(0));
+        assert!(rx0.is_empty(), "a known topic is not watched again");
+
+        let added = table.register("orders").unwrap();
+        assert_eq!(added, TopicId(2));
+        assert_eq!(&*table.name(added), "orders");
+        for rx in [&rx0, &rx1] {
+            assert!(matches!(rx.try_recv(), Ok(Request::Watch { topic }) if topic == added));
+        }
+        assert_eq!(table.register("orders").unwrap(), added);
+        assert!(rx0.is_empty());
+
+        // Fill the table without sidecars listening: a full queue drops
+        // the watch, never blocks.
+        for i in table.len()..MAX_TOPICS {
+            table.register(&format!("t{i}")).unwrap();
+        }
+        assert_eq!(table.len(), MAX_TOPICS);
+        assert!(table.register("one-too-many").is_err());
+        assert_eq!(table.find("one-too-many"), None);
+        assert_eq!(
+            table.register("orders").unwrap(),
+            added,
+            "known names still resolve"
+        );
+        assert_eq!(table.len(), MAX_TOPICS);
+    }
+}

@@ -342,23 +342,48 @@ fn python() -> String {
     })
 }
 
-/// Produces one record per key `key-0..key-{n-1}` (and some binary keys)
-/// with Python confluent-kafka and Kafka's default partitioner; returns
-/// (key, partition) of each as the broker stored it.
-fn produce_with_confluent(broker: &Broker, topic: &str, n: usize) -> Vec<(Vec<u8>, u32)> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/produce_keys.py");
-    let out = std::process::Command::new(python())
-        .args([script, &broker.addr.to_string(), topic, &n.to_string()])
-        .output()
-        .expect("run produce_keys.py (examples/test.sh installs confluent-kafka)");
+/// Runs `tests/clients/<script>` with the Python that has confluent-kafka,
+/// `stdin` on its standard input; returns its output lines.
+fn run_python_client(script: &str, args: &[&str], stdin: &str) -> Vec<String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(python())
+        .arg(&path)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("run {script} (examples/test.sh installs confluent-kafka): {e}")
+        });
+    // Written from another thread, so a client that answers as it reads
+    // never blocks on a full pipe.
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_owned();
+    let writer = std::thread::spawn(move || input.write_all(stdin.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
     assert!(
         out.status.success(),
-        "produce_keys.py: {}",
+        "{script}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Produces one record per key `key-0..key-{n-1}` (and some binary keys)
+/// with Python confluent-kafka and Kafka's default partitioner; returns
+/// (key, partition) of each as the broker stored it.
+fn produce_with_confluent(broker: &Broker, topic: &str, n: usize) -> Vec<(Vec<u8>, u32)> {
+    let addr = broker.addr.to_string();
+    run_python_client("produce_keys.py", &[&addr, topic, &n.to_string()], "")
+        .iter()
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             let hex = v["key_hex"].as_str().unwrap();
@@ -369,6 +394,27 @@ fn produce_with_confluent(broker: &Broker, topic: &str, n: usize) -> Vec<(Vec<u8
             (key, v["partition"].as_u64().unwrap() as u32)
         })
         .collect()
+}
+
+/// Produces `records` (JSON objects as `tests/clients/produce_records.py`
+/// reads them) with Python confluent-kafka, one at a time; returns the
+/// offset of each.
+fn produce_with_confluent_records(
+    broker: &Broker,
+    topic: &str,
+    records: &[serde_json::Value],
+) -> Vec<i64> {
+    let input: String = records.iter().map(|r| format!("{r}\n")).collect();
+    let addr = broker.addr.to_string();
+    let offsets: Vec<i64> = run_python_client("produce_records.py", &[&addr, topic], &input)
+        .iter()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            v["offset"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(offsets.len(), records.len());
+    offsets
 }
 
 #[test]
@@ -485,50 +531,6 @@ routes:
         read, new_in_p7,
         "the resume reads only partition {p7}'s new records"
     );
-}
-
-/// Produces `records` (JSON objects as `tests/clients/produce_records.py`
-/// reads them) with Python confluent-kafka, one at a time; returns the
-/// offset of each.
-fn produce_with_confluent_records(
-    broker: &Broker,
-    topic: &str,
-    records: &[serde_json::Value],
-) -> Vec<i64> {
-    use std::io::Write;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/produce_records.py"
-    );
-    let mut child = std::process::Command::new(python())
-        .args([script, &broker.addr.to_string(), topic])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run produce_records.py (examples/test.sh installs confluent-kafka)");
-    {
-        let mut stdin = child.stdin.take().unwrap();
-        for r in records {
-            writeln!(stdin, "{r}").unwrap();
-        }
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "produce_records.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let offsets: Vec<i64> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            v["offset"].as_i64().unwrap()
-        })
-        .collect();
-    assert_eq!(offsets.len(), records.len());
-    offsets
 }
 
 #[test]

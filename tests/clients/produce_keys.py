@@ -24,10 +24,7 @@ Needs `confluent-kafka` (examples/test.sh installs it; run it with
 import json
 import sys
 
-from confluent_kafka import KafkaException, Producer
-
-# Generous: CI machines are shared and slow (like DEADLINE in tests/common).
-TIMEOUT_S = 30.0
+from producer import TIMEOUT_S, open_producer
 
 
 def binary_keys():
@@ -54,27 +51,11 @@ def main(argv):
         return 2
     bootstrap, topic, n_keys = argv[1], argv[2], int(argv[3])
 
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "partitioner": "murmur2_random",
-            # The producer's default is true: a metadata request for a
-            # missing topic would create it with the broker's defaults.
-            "allow.auto.create.topics": False,
-            "acks": "all",
-            "message.timeout.ms": int(TIMEOUT_S * 1000),
-        }
+    producer = open_producer(
+        "produce_keys", bootstrap, topic, {"partitioner": "murmur2_random"}
     )
-
-    # Listing every topic never creates one.
-    try:
-        metadata = producer.list_topics(timeout=TIMEOUT_S)
-    except KafkaException as e:
-        print(f"produce_keys: metadata from {bootstrap}: {e}", file=sys.stderr)
-        return 1
-    if topic not in metadata.topics or metadata.topics[topic].error is not None:
-        print(f"produce_keys: topic {topic!r} does not exist; create it first", file=sys.stderr)
-        return 2
+    if isinstance(producer, int):
+        return producer
 
     failures = []
     delivered = 0

@@ -21,10 +21,7 @@ not exist) and exits 1 when a record fails. Needs `confluent-kafka`
 import json
 import sys
 
-from confluent_kafka import KafkaException, Producer
-
-# Generous: CI machines are shared and slow (like DEADLINE in tests/common).
-TIMEOUT_S = 30.0
+from producer import TIMEOUT_S, open_producer
 
 
 def text(v):
@@ -36,22 +33,9 @@ def main(argv):
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
     bootstrap, topic = argv[1], argv[2]
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "allow.auto.create.topics": False,
-            "acks": "all",
-            "message.timeout.ms": int(TIMEOUT_S * 1000),
-        }
-    )
-    try:
-        metadata = producer.list_topics(timeout=TIMEOUT_S)
-    except KafkaException as e:
-        print(f"produce_records: metadata from {bootstrap}: {e}", file=sys.stderr)
-        return 1
-    if topic not in metadata.topics or metadata.topics[topic].error is not None:
-        print(f"produce_records: topic {topic!r} does not exist; create it first", file=sys.stderr)
-        return 2
+    producer = open_producer("produce_records", bootstrap, topic)
+    if isinstance(producer, int):
+        return producer
 
     for n, line in enumerate(sys.stdin):
         rec = json.loads(line)
