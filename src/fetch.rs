@@ -47,6 +47,13 @@ const RETRY_MAX: Duration = Duration::from_millis(500);
 /// length a broker sends (rskafka's client default).
 pub const MAX_MESSAGE_BYTES: usize = 100 * 1024 * 1024;
 
+/// How long a broker may take to accept a connection and agree on API
+/// versions, and to answer a request beyond the wait the request allows
+/// (a long poll's `max_wait`). A broker that goes silent without closing
+/// the connection would otherwise hold a fetch for ever; past this the
+/// connection is dropped and a new one made.
+pub const ANSWER_GRACE: Duration = Duration::from_secs(10);
+
 /// The longest a broker's throttle hint is obeyed for.
 const MAX_THROTTLE: Duration = Duration::from_secs(1);
 
@@ -156,11 +163,20 @@ impl Fetcher {
     ) -> Result<(Vec<RecordAndOffset>, i64), Failed> {
         let addr = self.leader(topic, partition).await?;
         let connection = self.connection(&addr, lane).await?;
-        let response = match connection.request(request).await {
-            Ok(response) => response,
-            Err(e) => {
+        let wait = Duration::from_millis(request.max_wait_ms.0.max(0) as u64);
+        let answer = tokio::time::timeout(wait + ANSWER_GRACE, connection.request(request));
+        let response = match answer.await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
                 self.drop_connection(&addr, lane, &connection);
                 return Err(Failed::Retry(format!("fetch from {addr}: {e}")));
+            }
+            Err(_) => {
+                self.drop_connection(&addr, lane, &connection);
+                return Err(Failed::Retry(format!(
+                    "fetch from {addr}: no answer within {:?}",
+                    wait + ANSWER_GRACE
+                )));
             }
         };
         if let Some(Int32(ms)) = response.throttle_time_ms {
@@ -248,14 +264,20 @@ impl Fetcher {
                 }]),
                 allow_auto_topic_creation: Some(Boolean(false)),
             };
-            let response = match connection.request(request).await {
-                Ok(r) => r,
-                Err(e) => {
-                    self.drop_connection(&addr, Lane::Catchup, &connection);
-                    last = format!("metadata from {addr}: {e}");
-                    continue;
-                }
-            };
+            let response =
+                match tokio::time::timeout(ANSWER_GRACE, connection.request(request)).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => {
+                        self.drop_connection(&addr, Lane::Catchup, &connection);
+                        last = format!("metadata from {addr}: {e}");
+                        continue;
+                    }
+                    Err(_) => {
+                        self.drop_connection(&addr, Lane::Catchup, &connection);
+                        last = format!("metadata from {addr}: no answer within {ANSWER_GRACE:?}");
+                        continue;
+                    }
+                };
             {
                 let mut brokers = self.brokers.borrow_mut();
                 for b in &response.brokers {
@@ -314,17 +336,26 @@ impl Fetcher {
         let client_id = Arc::clone(&self.client_id);
         let connected = cell
             .get_or_try_init(|| async move {
-                let stream = TcpStream::connect(addr)
+                let handshake = async {
+                    let stream = TcpStream::connect(addr)
+                        .await
+                        .map_err(|e| format!("connect to {addr}: {e}"))?;
+                    stream.set_nodelay(true).ok();
+                    let mut messenger =
+                        Messenger::new(BufStream::new(stream), MAX_MESSAGE_BYTES, client_id);
+                    messenger
+                        .sync_versions()
+                        .await
+                        .map_err(|e| format!("api versions of {addr}: {e}"))?;
+                    Ok::<_, String>(Arc::new(messenger))
+                };
+                tokio::time::timeout(ANSWER_GRACE, handshake)
                     .await
-                    .map_err(|e| format!("connect to {addr}: {e}"))?;
-                stream.set_nodelay(true).ok();
-                let mut messenger =
-                    Messenger::new(BufStream::new(stream), MAX_MESSAGE_BYTES, client_id);
-                messenger
-                    .sync_versions()
-                    .await
-                    .map_err(|e| format!("api versions of {addr}: {e}"))?;
-                Ok::<_, String>(Arc::new(messenger))
+                    .unwrap_or_else(|_| {
+                        Err(format!(
+                            "connect to {addr}: no answer within {ANSWER_GRACE:?}"
+                        ))
+                    })
             })
             .await;
         match connected {
@@ -462,6 +493,44 @@ mod tests {
             got[1].record.header_values("tag").collect::<Vec<_>>(),
             [b"c"]
         );
+    }
+
+    /// A broker that accepts connections and never answers: a fetch gives
+    /// up after `ANSWER_GRACE` per attempt instead of waiting for ever.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_broker_fails_the_fetch_instead_of_holding_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepted = Rc::new(RefCell::new(Vec::new()));
+        let held = Rc::clone(&accepted);
+        let local = tokio::task::LocalSet::new();
+        local.spawn_local(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                held.borrow_mut().push(socket);
+            }
+        });
+        local
+            .run_until(async {
+                let fetcher = Fetcher::new(vec![addr], "test");
+                let started = Instant::now();
+                // The clock is paused: waits take no real time, and a fetch
+                // that never ends fails here instead of hanging the test.
+                let fetch = fetcher.fetch(Lane::Live, "t", 0, 0, 1 << 20, 100);
+                let result = tokio::time::timeout(ANSWER_GRACE * 60, fetch)
+                    .await
+                    .expect("the fetch never ended");
+                let Err(FetchError::Other(why)) = result else {
+                    panic!("a silent broker gave {result:?}");
+                };
+                assert!(why.contains("no answer within"), "{why}");
+                assert!(started.elapsed() >= ANSWER_GRACE);
+                assert!(
+                    fetcher.connections.borrow().is_empty(),
+                    "nothing half-open kept"
+                );
+            })
+            .await;
+        assert!(!accepted.borrow().is_empty(), "the fetcher did connect");
     }
 
     #[test]
