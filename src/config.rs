@@ -94,6 +94,12 @@ pub const DEFAULT_METADATA_REFRESH: Duration = Duration::from_secs(5);
 /// cluster hear about it within half a minute instead of waiting on a silent
 /// stream; six metadata refreshes at [`DEFAULT_METADATA_REFRESH`].
 pub const DEFAULT_UNAVAILABLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Topics an instance serves at most by default: the config's own plus
+/// those requests name through a route's topic template.
+pub const DEFAULT_MAX_TOPICS: usize = 1024;
+/// The largest `kafka.max_topics`: every topic costs each shard a metadata
+/// watch and the fetch loops of its partitions for the life of the process.
+pub const MAX_MAX_TOPICS: usize = 65_536;
 
 /// 64 MiB: about 65 000 records of 1 KiB, minutes of history on a busy
 /// partition, so that clients reconnecting after a short outage resume from
@@ -263,6 +269,9 @@ pub struct KafkaConfig {
     /// How long a topic may stay unreachable (broker down, topic deleted)
     /// before its streams end with an SSE `error` event; never zero.
     pub unavailable_timeout: Duration,
+    /// Topics the instance serves at most (the config's, then those
+    /// requests name); at least the config's, at most [`MAX_MAX_TOPICS`].
+    pub max_topics: usize,
 }
 
 /// The partition logs: the in-memory cache of recent records from which late
@@ -538,6 +547,8 @@ struct RawKafka {
     metadata_refresh: PositiveDuration,
     #[serde(default = "default_unavailable_timeout")]
     unavailable_timeout: PositiveDuration,
+    #[serde(default = "default_max_topics")]
+    max_topics: NonZeroUsize,
 }
 
 #[derive(Deserialize)]
@@ -707,6 +718,9 @@ fn default_metadata_refresh() -> PositiveDuration {
 }
 fn default_unavailable_timeout() -> PositiveDuration {
     DurationAtLeast(DEFAULT_UNAVAILABLE_TIMEOUT)
+}
+fn default_max_topics() -> NonZeroUsize {
+    NonZeroUsize::new(DEFAULT_MAX_TOPICS).expect("DEFAULT_MAX_TOPICS is not zero")
 }
 fn default_allow_origins() -> Vec<String> {
     vec![DEFAULT_ALLOW_ORIGIN.to_string()]
@@ -1535,6 +1549,23 @@ fn validate(mut raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         );
     }
 
+    // Templates add topics at run time; the config's own always fit.
+    let max_topics = raw.kafka.max_topics.get();
+    let fixed = raw
+        .routes
+        .0
+        .iter()
+        .filter(|r| r.topic.1.is_none())
+        .map(|r| r.topic.0.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    if max_topics > MAX_MAX_TOPICS || max_topics < fixed {
+        return fail(
+            "kafka.max_topics".into(),
+            format!("max_topics ({max_topics}) must be between the routes' own topics ({fixed}) and {MAX_MAX_TOPICS}"),
+        );
+    }
+
     Ok(Config {
         listen: raw.listen,
         admin_listen: raw.admin_listen,
@@ -1545,6 +1576,7 @@ fn validate(mut raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
             client_id: raw.kafka.client_id,
             metadata_refresh: raw.kafka.metadata_refresh.0,
             unavailable_timeout: raw.kafka.unavailable_timeout.0,
+            max_topics,
         },
         keepalive: raw.keepalive.0,
         retry: raw.retry.0,
@@ -1878,6 +1910,7 @@ kafka:
   client_id: edge-proxy
   metadata_refresh: 2s
   unavailable_timeout: 1m
+  max_topics: 64
 keepalive: 20s
 retry: 3s
 retry_jitter: 500ms
@@ -1963,6 +1996,7 @@ routes:
         assert_eq!(c.kafka.client_id, "edge-proxy");
         assert_eq!(c.kafka.metadata_refresh, Duration::from_secs(2));
         assert_eq!(c.kafka.unavailable_timeout, Duration::from_secs(60));
+        assert_eq!(c.kafka.max_topics, 64);
         assert_eq!(c.keepalive, Duration::from_secs(20));
         assert_eq!(c.retry, Duration::from_secs(3));
         assert_eq!(c.retry_jitter, Duration::from_millis(500));
@@ -2019,6 +2053,7 @@ routes:
         assert_eq!(c.kafka.client_id, "sse-kafka");
         assert_eq!(c.kafka.metadata_refresh, Duration::from_secs(5));
         assert_eq!(c.kafka.unavailable_timeout, Duration::from_secs(30));
+        assert_eq!(c.kafka.max_topics, DEFAULT_MAX_TOPICS);
         assert_eq!(c.keepalive, Duration::from_secs(15));
         assert_eq!(c.retry, Duration::from_secs(2));
         assert_eq!(c.retry_jitter, Duration::from_secs(1));
@@ -2069,6 +2104,12 @@ routes:
                 6, 5, "routes[0].tpoic", "unknown field `tpoic`, expected one of `path`, `topic`"),
             ("unknown top-level field", format!("{MINIMAL}keep_alive: 1s\n"),
                 6, 1, "keep_alive", "unknown field `keep_alive`"),
+            ("max topics below the routes' own", format!("{HEAD}  max_topics: 1\nroutes: [{{path: /a, topic: a}}, {{path: /b, topic: b}}, {{path: /c, topic: a}}]\n"),
+                3, 3, "kafka.max_topics", "max_topics (1) must be between the routes' own topics (2) and 65536"),
+            ("max topics too many", format!("{HEAD}  max_topics: 100000\nroutes: [{{path: /a, topic: a}}]\n"),
+                3, 3, "kafka.max_topics", "max_topics (100000) must be between the routes' own topics (1) and 65536"),
+            ("max topics zero", format!("{HEAD}  max_topics: 0\nroutes: [{{path: /a, topic: a}}]\n"),
+                3, 15, "kafka.max_topics", "invalid value: integer `0`, expected a nonzero usize"),
             ("unknown kafka field", format!("{HEAD}  group: g\nroutes: [{{path: /a, topic: a}}]\n"),
                 3, 3, "kafka.group", "unknown field `group`"),
             ("bad duration", route_with("    keepalive: 5 parsecs\n"),

@@ -40,7 +40,8 @@ pub struct TopicId(pub u32);
 
 impl TopicId {
     /// A route's topic when its `topic` is a template: each request names
-    /// its own. Never in the table (which holds at most `MAX_TOPICS`).
+    /// its own. Never in the table (which holds at most
+    /// `config::MAX_MAX_TOPICS`).
     pub const PER_REQUEST: TopicId = TopicId(u32::MAX);
 }
 
@@ -165,30 +166,30 @@ fn rskafka_backoff() -> BackoffConfig {
     }
 }
 
-/// Topics a process serves at most: those of the config plus those requests
-/// named through a route's topic template. Each costs every shard a metadata
-/// watch and a fetch loop per owned partition for the life of the process.
-pub const MAX_TOPICS: usize = 1024;
-
 /// The process-wide table of topics, indexed by [`TopicId`]: the config's
 /// fixed topics first, then every topic a request named through a route's
 /// `topic` template, in order of first use. Read under a lock only when a
 /// request or a new topic needs a name, never per record.
 pub struct TopicTable {
     names: std::sync::RwLock<Vec<Arc<str>>>,
+    /// `kafka.max_topics`: each topic costs every shard a metadata watch
+    /// and a fetch loop per owned partition for the life of the process.
+    max: usize,
     /// Every shard's sidecar: told to watch each topic added.
     sidecars: std::sync::OnceLock<Vec<flume::Sender<Request>>>,
 }
 
-/// The topic table is full ([`MAX_TOPICS`]).
+/// The topic table is full (`kafka.max_topics`, given here).
 #[derive(Debug, thiserror::Error)]
-#[error("this instance serves {MAX_TOPICS} topics already")]
-pub struct TooManyTopics;
+#[error("this instance serves {0} topics already (kafka.max_topics)")]
+pub struct TooManyTopics(pub usize);
 
 impl TopicTable {
-    pub fn new(fixed: Vec<String>) -> Self {
+    /// The config's topics, and room for `max` in all.
+    pub fn new(fixed: Vec<String>, max: usize) -> Self {
         Self {
             names: std::sync::RwLock::new(fixed.into_iter().map(Arc::from).collect()),
+            max,
             sidecars: std::sync::OnceLock::new(),
         }
     }
@@ -230,8 +231,8 @@ impl TopicTable {
         if let Some(i) = names.iter().position(|n| &**n == name) {
             return Ok(TopicId(i as u32));
         }
-        if names.len() >= MAX_TOPICS {
-            return Err(TooManyTopics);
+        if names.len() >= self.max {
+            return Err(TooManyTopics(self.max));
         }
         names.push(Arc::from(name));
         let topic = TopicId(names.len() as u32 - 1);
@@ -878,7 +879,8 @@ mod tests {
 
     #[test]
     fn the_topic_table_adds_each_name_once_tells_every_sidecar_and_stops_at_its_cap() {
-        let table = TopicTable::new(vec!["fixed-a".into(), "fixed-b".into()]);
+        const MAX: usize = 1024;
+        let table = TopicTable::new(vec!["fixed-a".into(), "fixed-b".into()], MAX);
         let (tx0, rx0) = flume::bounded(8);
         let (tx1, rx1) = flume::bounded(8);
         table.set_sidecars(vec![tx0, tx1]);
@@ -897,17 +899,21 @@ mod tests {
 
         // Fill the table without sidecars listening: a full queue drops
         // the watch, never blocks.
-        for i in table.len()..MAX_TOPICS {
+        for i in table.len()..MAX {
             table.register(&format!("t{i}")).unwrap();
         }
-        assert_eq!(table.len(), MAX_TOPICS);
-        assert!(table.register("one-too-many").is_err());
+        assert_eq!(table.len(), MAX);
+        let full = table.register("one-too-many").unwrap_err();
+        assert_eq!(
+            full.to_string(),
+            "this instance serves 1024 topics already (kafka.max_topics)"
+        );
         assert_eq!(table.find("one-too-many"), None);
         assert_eq!(
             table.register("orders").unwrap(),
             added,
             "known names still resolve"
         );
-        assert_eq!(table.len(), MAX_TOPICS);
+        assert_eq!(table.len(), MAX);
     }
 }

@@ -67,7 +67,7 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: Config, shards: usize) -> Self {
-        let topics = Arc::new(TopicTable::new(config.topics()));
+        let topics = Arc::new(TopicTable::new(config.topics(), config.kafka.max_topics));
         let routes = (0..config.routes.len())
             .map(|i| {
                 let r = &config.routes[i];

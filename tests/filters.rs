@@ -692,3 +692,40 @@ fn a_topic_from_the_path_is_bounded_by_the_topics_patterns() {
         assert_eq!(data(c, 1), ["a2"]);
     }
 }
+
+#[test]
+fn topics_named_by_requests_stop_at_max_topics_with_a_503() {
+    const REST: &str = r#"  max_topics: 2
+routes:
+  - path: /topics/{name}
+    topic: "${params.name}"
+    topics: "t-*"
+    start: earliest
+"#;
+    let broker = Broker::start();
+    for t in ["t-a", "t-b", "t-c"] {
+        broker.create_topic(t, 1);
+        broker.produce(t, 0, None, Some(t.as_bytes()));
+    }
+    let proxy = Proxy::start(&config_for(&broker, REST), "0,1");
+    let mut a = SseClient::connect(proxy.addr, "/topics/t-a", &[]);
+    assert_eq!(data(&mut a, 1), ["t-a"]);
+    let mut b = SseClient::connect(proxy.addr, "/topics/t-b", &[]);
+    assert_eq!(data(&mut b, 1), ["t-b"]);
+    // A third topic does not fit: 503, with a retry-after, from either
+    // shard (the table is the process's).
+    for _ in 0..4 {
+        let response = http_get(proxy.addr, "/topics/t-c").unwrap();
+        assert!(response.starts_with("HTTP/1.1 503 "), "{response}");
+        assert!(response.contains("retry-after: "), "{response}");
+        assert!(
+            response.contains("this instance serves 2 topics already (kafka.max_topics)"),
+            "{response}"
+        );
+    }
+    // The topics it serves are still served, to new clients too.
+    let mut again = SseClient::connect(proxy.addr, "/topics/t-a", &[]);
+    assert_eq!(data(&mut again, 1), ["t-a"]);
+    broker.produce("t-b", 0, None, Some(b"t-b live"));
+    assert_eq!(data(&mut b, 1), ["t-b live"]);
+}
