@@ -25,11 +25,12 @@ use futures::channel::oneshot;
 use rskafka::client::error::{Error as RsError, ProtocolError};
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
+use rskafka::messenger::RequestError;
 use rskafka::BackoffConfig;
 use tracing::{debug, info, warn};
 
 use crate::config::KafkaConfig;
-use crate::fetch::{FetchError, Fetcher, Lane};
+use crate::fetch::{FetchError, Fetcher, Lane, ANSWER_GRACE};
 use crate::metrics::ShardMetrics;
 use crate::shard::ShardId;
 
@@ -330,8 +331,7 @@ impl Sidecar {
                 Request::Exists { name, reply } => {
                     let client = Arc::clone(&client);
                     tokio::task::spawn_local(async move {
-                        let found = client
-                            .list_topics()
+                        let found = answered(client.list_topics())
                             .await
                             .map(|topics| {
                                 topics
@@ -400,7 +400,7 @@ impl Sidecar {
                     let name = me.topics.name(topic);
                     tokio::task::spawn_local(async move {
                         let result = match pc.await {
-                            Ok(pc) => lookup_offset(&pc, at)
+                            Ok(pc) => answered(lookup_offset(&pc, at))
                                 .await
                                 .map_err(|e| map_error(&name, partition, -1, e)),
                             Err(e) => Err(e),
@@ -441,11 +441,11 @@ impl Sidecar {
     async fn connect(&self) -> Option<Client> {
         let mut delay = RETRY_INITIAL;
         loop {
-            let built = ClientBuilder::new(self.kafka.bootstrap.clone())
+            let build = ClientBuilder::new(self.kafka.bootstrap.clone())
                 .client_id(self.kafka.client_id.clone())
                 .backoff_config(rskafka_backoff())
-                .build()
-                .await;
+                .build();
+            let built = answered(build).await;
             match built {
                 Ok(client) => return Some(client),
                 Err(e) => {
@@ -480,7 +480,7 @@ impl Sidecar {
         let watch = self.watch_of(topic);
         let mut started = 0u32;
         loop {
-            let found = client.list_topics().await.map(|topics| {
+            let found = answered(client.list_topics()).await.map(|topics| {
                 topics
                     .iter()
                     .find(|t| t.name == name)
@@ -585,10 +585,12 @@ impl Sidecar {
     ) {
         let mut delay = RETRY_INITIAL;
         let pc = loop {
-            match client
-                .partition_client(name.clone(), partition as i32, UnknownTopicHandling::Error)
-                .await
-            {
+            let pc = client.partition_client(
+                name.clone(),
+                partition as i32,
+                UnknownTopicHandling::Error,
+            );
+            match answered(pc).await {
                 Ok(pc) => break pc,
                 Err(e) => self.backoff(&name, partition, &e, &mut delay).await,
             }
@@ -597,7 +599,7 @@ impl Sidecar {
             }
         };
         let mut next = loop {
-            match pc.get_offset(start).await {
+            match answered(pc.get_offset(start)).await {
                 Ok(offset) => break offset,
                 Err(e) => self.backoff(&name, partition, &e, &mut delay).await,
             }
@@ -761,7 +763,7 @@ impl Sidecar {
         delay: &mut Duration,
         why: &str,
     ) -> bool {
-        match pc.get_offset(OffsetAt::Earliest).await {
+        match answered(pc.get_offset(OffsetAt::Earliest)).await {
             Ok(earliest) => {
                 warn!(topic = %name, partition, from = *next, earliest, why, "reading the partition from its earliest offset");
                 *next = earliest;
@@ -802,6 +804,22 @@ impl Sidecar {
     }
 }
 
+/// rskafka's client sets no deadline on a request: a broker that goes
+/// silent without closing the connection would hold a metadata or offset
+/// request for ever, and the metadata watch would never report the topic
+/// unavailable. Past [`ANSWER_GRACE`] the request is given up as timed out.
+async fn answered<T>(
+    request: impl std::future::Future<Output = Result<T, RsError>>,
+) -> Result<T, RsError> {
+    match tokio::time::timeout(ANSWER_GRACE, request).await {
+        Ok(answer) => answer,
+        Err(_) => Err(RsError::Request(RequestError::IO(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {ANSWER_GRACE:?}"),
+        )))),
+    }
+}
+
 async fn lookup_offset(pc: &PartitionClient, at: OffsetQuery) -> Result<i64, RsError> {
     match at {
         OffsetQuery::Earliest => pc.get_offset(OffsetAt::Earliest).await,
@@ -839,8 +857,12 @@ impl PartitionClients {
         let name = topics.name(topic).to_string();
         async move {
             cell.get_or_try_init(|| async {
-                client
-                    .partition_client(name.clone(), partition as i32, UnknownTopicHandling::Error)
+                let pc = client.partition_client(
+                    name.clone(),
+                    partition as i32,
+                    UnknownTopicHandling::Error,
+                );
+                answered(pc)
                     .await
                     .map(Arc::new)
                     .map_err(|e| map_error(&name, partition, -1, e))

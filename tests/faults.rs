@@ -1,5 +1,5 @@
 //! Faults, end to end: the broker restarting under open streams (sqlite
-//! storage, so the log survives), Kafka unreachable for longer than
+//! storage, so the log survives), Kafka unreachable or hung for longer than
 //! `kafka.unavailable_timeout`, and a topic replaced by one with more
 //! partitions. Real nisshi, the real proxy binary, real socket clients.
 
@@ -53,6 +53,14 @@ impl SqliteBroker {
         wait_until("the broker port to close", || {
             std::net::TcpStream::connect(addr).is_err()
         });
+    }
+
+    /// Stops (SIGSTOP) or continues (SIGCONT) the broker: its connections
+    /// stay open and it answers nothing, like a host that hangs.
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.as_ref().expect("the broker runs").id();
+        // SAFETY: kill(2) with the pid of a child this test started.
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, signal) }, 0);
     }
 
     fn db(&self) -> &Path {
@@ -179,6 +187,48 @@ fn kafka_down_past_the_timeout_ends_streams_then_they_resume() {
     let mut c = resumed.unwrap();
     events.extend(c.take(6));
     assert_exact(&events, "b", 2, 8);
+}
+
+/// The broker hangs (SIGSTOP: connections open, no answers) for longer
+/// than `kafka.unavailable_timeout`: no request of the proxy waits for ever
+/// (each has a deadline, `fetch::ANSWER_GRACE`), so the metadata watch
+/// reports the topic unavailable, the open stream ends with `event:error`,
+/// and once the broker continues the client resumes exactly.
+#[test]
+fn hung_broker_past_the_timeout_ends_streams_then_they_resume() {
+    let broker = SqliteBroker::start();
+    let producer = ProducerOnly::connect(broker.addr);
+    producer.create_topic("items", 2);
+    let proxy = Proxy::start(&config(broker.addr, "  unavailable_timeout: 1s\n"), "0,1");
+    let mut c = SseClient::connect(proxy.addr, "/items", &[]);
+    for p in 0..2 {
+        produce(&producer, p, (0..5).map(|i| format!("h-p{p}-{i}")));
+    }
+    let mut events = c.take(10);
+    let last_id = c.last_event_id().unwrap();
+    drop(producer);
+    broker.signal(libc::SIGSTOP);
+    // Within the deadline (10 s) plus the timeout (1 s), well inside the
+    // client's wait.
+    let error = c.next_event();
+    assert_eq!(error.event.as_deref(), Some("error"), "{error:?}");
+    assert!(error.data.contains("unavailable"), "{}", error.data);
+    c.wait_eof();
+    broker.signal(libc::SIGCONT);
+    let producer = ProducerOnly::connect(broker.addr);
+    for p in 0..2 {
+        produce(&producer, p, (5..8).map(|i| format!("h-p{p}-{i}")));
+    }
+    let mut resumed = None;
+    wait_until("the proxy to accept subscribers again", || {
+        let c = SseClient::connect(proxy.addr, "/items", &[("Last-Event-ID", &last_id)]);
+        let ok = c.status() == 200;
+        resumed = ok.then_some(c);
+        ok
+    });
+    let mut c = resumed.unwrap();
+    events.extend(c.take(6));
+    assert_exact(&events, "h", 2, 8);
 }
 
 /// A topic deleted and created again with more partitions (nisshi has no
