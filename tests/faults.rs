@@ -109,6 +109,40 @@ fn assert_exact(events: &[Event], tag: &str, partitions: usize, n: usize) {
     assert_eq!(next, vec![n; partitions], "{tag}: not every record arrived");
 }
 
+/// The stream ends with an error event naming the cause.
+fn expect_unavailable_end(c: &mut SseClient) {
+    let error = c.next_event();
+    assert_eq!(error.event.as_deref(), Some("error"), "{error:?}");
+    assert!(error.data.contains("unavailable"), "{}", error.data);
+    c.wait_eof();
+}
+
+/// With the broker back: 3 more records of `tag` per partition (after 5),
+/// a client resuming from `last_id` as soon as the proxy accepts
+/// subscribers again, and every record of `tag` exactly once in order.
+fn resume_exactly(
+    proxy: &Proxy,
+    broker: SocketAddr,
+    last_id: &str,
+    mut events: Vec<Event>,
+    tag: &str,
+) {
+    let producer = ProducerOnly::connect(broker);
+    for p in 0..2 {
+        produce(&producer, p, (5..8).map(|i| format!("{tag}-p{p}-{i}")));
+    }
+    let mut resumed = None;
+    wait_until("the proxy to accept subscribers again", || {
+        let c = SseClient::connect(proxy.addr, "/items", &[("Last-Event-ID", last_id)]);
+        let ok = c.status() == 200;
+        resumed = ok.then_some(c);
+        ok
+    });
+    let mut c = resumed.unwrap();
+    events.extend(c.take(6));
+    assert_exact(&events, tag, 2, 8);
+}
+
 /// The broker is killed and started again (same port, same sqlite file)
 /// while a client streams: the stream stays open (keep-alives continue),
 /// fetching resumes where it stopped, nothing is lost or repeated.
@@ -153,15 +187,12 @@ fn kafka_down_past_the_timeout_ends_streams_then_they_resume() {
     for p in 0..2 {
         produce(&producer, p, (0..5).map(|i| format!("b-p{p}-{i}")));
     }
-    let mut events = c.take(10);
+    let events = c.take(10);
     let last_id = c.last_event_id().unwrap();
     drop(producer);
     broker.kill();
     // The stream ends with an error event naming the cause.
-    let error = c.next_event();
-    assert_eq!(error.event.as_deref(), Some("error"), "{error:?}");
-    assert!(error.data.contains("unavailable"), "{}", error.data);
-    c.wait_eof();
+    expect_unavailable_end(&mut c);
     assert!(proxy.metric("sse_kafka_topic_unavailable_ends_total") >= 1);
     // Subscribing now is refused with a time to come back.
     let resp = String::from_utf8(raw_request(
@@ -173,20 +204,7 @@ fn kafka_down_past_the_timeout_ends_streams_then_they_resume() {
     assert!(resp.contains("retry-after: "), "{resp}");
     // Back: records produced meanwhile reach the resumed client exactly.
     broker.launch();
-    let producer = ProducerOnly::connect(broker.addr);
-    for p in 0..2 {
-        produce(&producer, p, (5..8).map(|i| format!("b-p{p}-{i}")));
-    }
-    let mut resumed = None;
-    wait_until("the proxy to accept subscribers again", || {
-        let c = SseClient::connect(proxy.addr, "/items", &[("Last-Event-ID", &last_id)]);
-        let ok = c.status() == 200;
-        resumed = ok.then_some(c);
-        ok
-    });
-    let mut c = resumed.unwrap();
-    events.extend(c.take(6));
-    assert_exact(&events, "b", 2, 8);
+    resume_exactly(&proxy, broker.addr, &last_id, events, "b");
 }
 
 /// The broker hangs (SIGSTOP: connections open, no answers) for longer
@@ -204,31 +222,15 @@ fn hung_broker_past_the_timeout_ends_streams_then_they_resume() {
     for p in 0..2 {
         produce(&producer, p, (0..5).map(|i| format!("h-p{p}-{i}")));
     }
-    let mut events = c.take(10);
+    let events = c.take(10);
     let last_id = c.last_event_id().unwrap();
     drop(producer);
     broker.signal(libc::SIGSTOP);
     // Within the deadline (10 s) plus the timeout (1 s), well inside the
     // client's wait.
-    let error = c.next_event();
-    assert_eq!(error.event.as_deref(), Some("error"), "{error:?}");
-    assert!(error.data.contains("unavailable"), "{}", error.data);
-    c.wait_eof();
+    expect_unavailable_end(&mut c);
     broker.signal(libc::SIGCONT);
-    let producer = ProducerOnly::connect(broker.addr);
-    for p in 0..2 {
-        produce(&producer, p, (5..8).map(|i| format!("h-p{p}-{i}")));
-    }
-    let mut resumed = None;
-    wait_until("the proxy to accept subscribers again", || {
-        let c = SseClient::connect(proxy.addr, "/items", &[("Last-Event-ID", &last_id)]);
-        let ok = c.status() == 200;
-        resumed = ok.then_some(c);
-        ok
-    });
-    let mut c = resumed.unwrap();
-    events.extend(c.take(6));
-    assert_exact(&events, "h", 2, 8);
+    resume_exactly(&proxy, broker.addr, &last_id, events, "h");
 }
 
 /// A topic deleted and created again with more partitions (nisshi has no
