@@ -162,17 +162,26 @@ impl Fetcher {
         request: &FetchRequest,
     ) -> Result<(Vec<RecordAndOffset>, i64), Failed> {
         let addr = self.leader(topic, partition).await?;
-        let connection = self.connection(&addr, lane).await?;
+        let connection = match self.connection(&addr, lane).await {
+            Ok(connection) => connection,
+            Err(e) => {
+                // The leader may have moved off a broker that went away.
+                self.forget_leader(topic, partition);
+                return Err(e);
+            }
+        };
         let wait = Duration::from_millis(request.max_wait_ms.0.max(0) as u64);
         let answer = tokio::time::timeout(wait + ANSWER_GRACE, connection.request(request));
         let response = match answer.await {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
                 self.drop_connection(&addr, lane, &connection);
+                self.forget_leader(topic, partition);
                 return Err(Failed::Retry(format!("fetch from {addr}: {e}")));
             }
             Err(_) => {
                 self.drop_connection(&addr, lane, &connection);
+                self.forget_leader(topic, partition);
                 return Err(Failed::Retry(format!(
                     "fetch from {addr}: no answer within {:?}",
                     wait + ANSWER_GRACE
@@ -531,6 +540,240 @@ mod tests {
             })
             .await;
         assert!(!accepted.borrow().is_empty(), "the fetcher did connect");
+    }
+
+    /// How a fake broker answers a fetch.
+    #[derive(Debug, Clone, Copy)]
+    enum OnFetch {
+        /// Keeps the connection open and never answers.
+        Silent,
+        /// `NOT_LEADER_OR_FOLLOWER`; the leader then moves.
+        NotLeader,
+        /// Closes the connection; the leader then moves.
+        Close,
+        /// No records, and this high watermark.
+        Empty(i64),
+    }
+
+    /// The state every fake broker answers from.
+    struct Cluster {
+        /// Node id, address and fetch behaviour of each broker.
+        brokers: Vec<(i32, SocketAddr, OnFetch)>,
+        /// The leader of partition 0 of topic `t`.
+        leader: i32,
+        /// Where the leader goes after a `NotLeader` or `Close` answer.
+        moves_to: i32,
+        /// Fetch requests each node received.
+        fetches: HashMap<i32, usize>,
+    }
+
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn put_str(out: &mut Vec<u8>, s: &str) {
+        out.extend((s.len() as i16).to_be_bytes());
+        out.extend(s.as_bytes());
+    }
+
+    /// Metadata v4: every broker, and topic `t` with partition 0.
+    fn metadata_v4(c: &Cluster, out: &mut Vec<u8>) {
+        out.extend(0i32.to_be_bytes()); // throttle
+        out.extend((c.brokers.len() as i32).to_be_bytes());
+        for (node, addr, _) in &c.brokers {
+            out.extend(node.to_be_bytes());
+            put_str(out, &addr.ip().to_string());
+            out.extend(i32::from(addr.port()).to_be_bytes());
+            out.extend((-1i16).to_be_bytes()); // rack
+        }
+        out.extend((-1i16).to_be_bytes()); // cluster id
+        out.extend(c.brokers[0].0.to_be_bytes()); // controller
+        out.extend(1i32.to_be_bytes());
+        out.extend(0i16.to_be_bytes());
+        put_str(out, "t");
+        out.push(0); // not internal
+        out.extend(1i32.to_be_bytes());
+        out.extend(0i16.to_be_bytes());
+        out.extend(0i32.to_be_bytes()); // partition 0
+        out.extend(c.leader.to_be_bytes());
+        for _ in 0..2 {
+            // replicas, in sync replicas: the leader
+            out.extend(1i32.to_be_bytes());
+            out.extend(c.leader.to_be_bytes());
+        }
+    }
+
+    /// Fetch v4 for topic `t` partition 0: an error code, no records.
+    fn fetch_v4(error: i16, high_watermark: i64, out: &mut Vec<u8>) {
+        out.extend(0i32.to_be_bytes()); // throttle
+        out.extend(1i32.to_be_bytes());
+        put_str(out, "t");
+        out.extend(1i32.to_be_bytes());
+        out.extend(0i32.to_be_bytes());
+        out.extend(error.to_be_bytes());
+        out.extend(high_watermark.to_be_bytes());
+        out.extend(high_watermark.to_be_bytes()); // last stable offset
+        out.extend((-1i32).to_be_bytes()); // no aborted transactions
+        out.extend(0i32.to_be_bytes()); // no records
+    }
+
+    /// One connection to fake broker `node`: just enough Kafka for a
+    /// `Fetcher` (ApiVersions, Metadata v4, Fetch v4).
+    async fn serve(mut socket: tokio::net::TcpStream, node: i32, cluster: Rc<RefCell<Cluster>>) {
+        use rskafka::protocol::api_key::ApiKey;
+        use rskafka::protocol::api_version::ApiVersion;
+        use rskafka::protocol::messages::WriteVersionedType;
+        use rskafka::protocol::messages::{ApiVersionsResponse, ApiVersionsResponseApiKey};
+        use rskafka::protocol::primitives::Int16;
+        loop {
+            let mut len = [0u8; 4];
+            if socket.read_exact(&mut len).await.is_err() {
+                return;
+            }
+            let mut req = vec![0u8; i32::from_be_bytes(len) as usize];
+            if socket.read_exact(&mut req).await.is_err() {
+                return;
+            }
+            let api_key = i16::from_be_bytes([req[0], req[1]]);
+            let version = i16::from_be_bytes([req[2], req[3]]);
+            let mut body = Vec::new();
+            match api_key {
+                18 => {
+                    let range = |api_key, min, max| ApiVersionsResponseApiKey {
+                        api_key,
+                        min_version: ApiVersion(Int16(min)),
+                        max_version: ApiVersion(Int16(max)),
+                        tagged_fields: None,
+                    };
+                    let versions = ApiVersionsResponse {
+                        error_code: None,
+                        api_keys: vec![
+                            range(ApiKey::ApiVersions, 0, 3),
+                            range(ApiKey::Metadata, 4, 4),
+                            range(ApiKey::Fetch, 4, 4),
+                        ],
+                        throttle_time_ms: Some(Int32(0)),
+                        tagged_fields: None,
+                    };
+                    versions
+                        .write_versioned(&mut body, ApiVersion(Int16(version)))
+                        .unwrap();
+                }
+                3 => metadata_v4(&cluster.borrow(), &mut body),
+                1 => {
+                    let on = {
+                        let mut c = cluster.borrow_mut();
+                        *c.fetches.entry(node).or_default() += 1;
+                        let on = c.brokers.iter().find(|b| b.0 == node).unwrap().2;
+                        if matches!(on, OnFetch::NotLeader | OnFetch::Close) {
+                            c.leader = c.moves_to;
+                        }
+                        on
+                    };
+                    match on {
+                        OnFetch::Silent => std::future::pending::<()>().await,
+                        OnFetch::Close => return,
+                        OnFetch::NotLeader => fetch_v4(6, -1, &mut body),
+                        OnFetch::Empty(high_watermark) => fetch_v4(0, high_watermark, &mut body),
+                    }
+                }
+                other => panic!("the fake broker got api key {other}"),
+            }
+            let mut frame = ((4 + body.len()) as i32).to_be_bytes().to_vec();
+            frame.extend(&req[4..8]); // correlation id
+            frame.extend(body);
+            if socket.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Starts fake brokers 1, 2, ... with these fetch behaviours; the
+    /// leader is broker 1 and moves to broker 2. Call inside a `LocalSet`.
+    async fn fake_cluster(on_fetch: &[OnFetch]) -> Rc<RefCell<Cluster>> {
+        let mut listeners = Vec::new();
+        for _ in on_fetch {
+            listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let cluster = Rc::new(RefCell::new(Cluster {
+            brokers: (1..)
+                .zip(&listeners)
+                .zip(on_fetch)
+                .map(|((node, l), on)| (node, l.local_addr().unwrap(), *on))
+                .collect(),
+            leader: 1,
+            moves_to: 2,
+            fetches: HashMap::new(),
+        }));
+        for (node, listener) in (1..).zip(listeners) {
+            let cluster = Rc::clone(&cluster);
+            tokio::task::spawn_local(async move {
+                while let Ok((socket, _)) = listener.accept().await {
+                    tokio::task::spawn_local(serve(socket, node, Rc::clone(&cluster)));
+                }
+            });
+        }
+        cluster
+    }
+
+    /// The clock is paused: waits take no real time, and a fetch that never
+    /// ends fails here instead of hanging the test.
+    async fn fetch_bounded(fetcher: &Fetcher) -> Result<(Vec<RecordAndOffset>, i64), FetchError> {
+        let fetch = fetcher.fetch(Lane::Live, "t", 0, 0, 1 << 20, 100);
+        tokio::time::timeout(ANSWER_GRACE * 60, fetch)
+            .await
+            .expect("the fetch never ended")
+    }
+
+    /// A broker that agrees on versions and metadata, then never answers
+    /// the fetch: given up after the long poll's wait plus `ANSWER_GRACE`,
+    /// its connection dropped, its leadership asked again next time.
+    #[tokio::test(start_paused = true)]
+    async fn a_fetch_without_an_answer_is_given_up_and_its_connection_dropped() {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let cluster = fake_cluster(&[OnFetch::Silent]).await;
+                let addr = cluster.borrow().brokers[0].1.to_string();
+                let fetcher = Fetcher::new(vec![addr.clone()], "test");
+                let started = Instant::now();
+                let result = fetch_bounded(&fetcher).await;
+                let Err(FetchError::Other(why)) = result else {
+                    panic!("a silent fetch gave {result:?}");
+                };
+                assert!(why.contains("no answer within"), "{why}");
+                assert!(started.elapsed() >= ANSWER_GRACE + Duration::from_millis(100));
+                assert_eq!(cluster.borrow().fetches[&1], 1);
+                let connections = fetcher.connections.borrow();
+                assert!(!connections.contains_key(&(addr.clone(), Lane::Live)));
+                assert!(
+                    connections.contains_key(&(addr, Lane::Catchup)),
+                    "metadata's"
+                );
+                assert!(fetcher.leaders.borrow().is_empty());
+            })
+            .await;
+    }
+
+    /// The leader moves to another broker: told so (`NOT_LEADER_OR_FOLLOWER`)
+    /// or cut off (the connection closes), the fetcher asks the metadata
+    /// again and fetches from the new leader, within one `fetch` call.
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_that_moves_is_found_again() {
+        for first in [OnFetch::NotLeader, OnFetch::Close] {
+            let local = tokio::task::LocalSet::new();
+            local
+                .run_until(async {
+                    let cluster = fake_cluster(&[first, OnFetch::Empty(42)]).await;
+                    let bootstrap = cluster.borrow().brokers[0].1.to_string();
+                    let fetcher = Fetcher::new(vec![bootstrap], "test");
+                    let result = fetch_bounded(&fetcher).await;
+                    assert_eq!(result, Ok((Vec::new(), 42)), "{first:?}");
+                    let fetches = cluster.borrow().fetches.clone();
+                    assert_eq!(fetches, HashMap::from([(1, 1), (2, 1)]), "{first:?}");
+                    assert_eq!(fetcher.leaders.borrow()[&("t".to_owned(), 0)], 2);
+                })
+                .await;
+        }
     }
 
     #[test]
