@@ -19,9 +19,9 @@ use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::fmt;
 
-use crate::record::Record;
 use smallvec::SmallVec;
 
+use crate::record::Record;
 use crate::router::{self, Params};
 
 /// Where a substitution takes its value from.

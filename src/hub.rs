@@ -33,7 +33,6 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use crate::record::RecordAndOffset;
 use smallvec::SmallVec;
 
 use crate::config::EventIdForm;
@@ -44,6 +43,7 @@ use crate::filter::{Filter, RecordView};
 use crate::kafka::{Batch, TopicId};
 use crate::log::{Cache, Limits};
 use crate::metrics::ShardMetrics;
+use crate::record::RecordAndOffset;
 use crate::sse::{self, ValueEncoding};
 
 /// How a route renders events; connections are grouped by it so each frame

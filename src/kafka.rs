@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::record::RecordAndOffset;
 use futures::channel::oneshot;
 use rskafka::client::error::{Error as RsError, ProtocolError};
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
@@ -32,6 +31,7 @@ use tracing::{debug, info, warn};
 use crate::config::KafkaConfig;
 use crate::fetch::{FetchError, Fetcher, Lane, ANSWER_GRACE};
 use crate::metrics::ShardMetrics;
+use crate::record::RecordAndOffset;
 use crate::shard::ShardId;
 
 /// Index of a topic in the process-wide [`TopicTable`]. Cheap to copy

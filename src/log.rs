@@ -20,9 +20,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::record::RecordAndOffset;
-
 use crate::kafka::{Batch, TopicId};
+use crate::record::RecordAndOffset;
 
 /// The cache bounds (see `config::CacheConfig`).
 #[derive(Debug, Clone, Copy)]
