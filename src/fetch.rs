@@ -30,7 +30,7 @@ use rskafka::protocol::messages::{
     MetadataRequestTopic, NORMAL_CONSUMER,
 };
 use rskafka::protocol::primitives::{Boolean, Int32, Int64, String_};
-use rskafka::protocol::record::{ControlBatchOrRecords, RecordBatch};
+use rskafka::protocol::record::{ControlBatchOrRecords, ControlBatchRecord, RecordBatch};
 use tokio::io::BufStream;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -106,8 +106,9 @@ impl Fetcher {
         }
     }
 
-    /// Records of `topic`/`partition` from `offset` on (none below it, no
-    /// control records), and the partition's high watermark. `max_bytes`
+    /// Records of `topic`/`partition` from `offset` on (see
+    /// [`records_from`]), the partition's high watermark, and where to
+    /// fetch next. `max_bytes`
     /// bounds the answer as Kafka's `partition_max_bytes` does (a first
     /// batch larger than it still comes whole).
     pub async fn fetch(
@@ -118,7 +119,7 @@ impl Fetcher {
         offset: i64,
         max_bytes: i32,
         max_wait_ms: i32,
-    ) -> Result<(Vec<RecordAndOffset>, i64), FetchError> {
+    ) -> Result<Answer, FetchError> {
         let request = FetchRequest {
             replica_id: NORMAL_CONSUMER,
             max_wait_ms: Int32(max_wait_ms),
@@ -160,7 +161,7 @@ impl Fetcher {
         lane: Lane,
         (topic, partition, offset): (&str, i32, i64),
         request: &FetchRequest,
-    ) -> Result<(Vec<RecordAndOffset>, i64), Failed> {
+    ) -> Result<Answer, Failed> {
         let addr = self.leader(topic, partition).await?;
         let connection = match self.connection(&addr, lane).await {
             Ok(connection) => connection,
@@ -221,9 +222,15 @@ impl Fetcher {
                 return Err(Failed::Retry(format!("{topic}/{partition}: {e}")));
             }
         }
-        let records = records_from(answer.records.0, offset)
+        let aborted: Vec<(i64, i64)> = answer
+            .aborted_transactions
+            .iter()
+            .map(|t| (t.producer_id.0, t.first_offset.0))
+            .collect();
+        let mut got = records_from(answer.records.0, offset, &aborted)
             .map_err(|e| Failed::Final(FetchError::Other(e)))?;
-        Ok((records, answer.high_watermark.0))
+        got.high_watermark = answer.high_watermark.0;
+        Ok(got)
     }
 
     /// The address of the partition's leader, asking the metadata when it
@@ -392,16 +399,67 @@ impl Fetcher {
     }
 }
 
-/// The records of fetched batches from `from` on: a batch may start below
-/// the offset asked for (Kafka does not split batches), and control batches
-/// (transaction markers) carry no records.
-pub fn records_from(batches: Vec<RecordBatch>, from: i64) -> Result<Vec<RecordAndOffset>, String> {
-    let mut out = Vec::new();
+/// What one fetch returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The visible records from the offset asked for on, in order.
+    pub records: Vec<RecordAndOffset>,
+    pub high_watermark: i64,
+    /// Where the next fetch starts: past every batch returned, visible or
+    /// not (transaction markers, aborted transactions), and never below
+    /// the offset asked for. A fetch that returned only invisible records
+    /// must not be asked again from the same offset: Kafka would answer
+    /// the same at once, for ever.
+    pub next_offset: i64,
+}
+
+/// The visible records of fetched batches from `from` on, and the offset
+/// after the last batch.
+///
+/// - A batch may start below the offset asked for (Kafka does not split
+///   batches): its earlier records are dropped.
+/// - Control batches (transaction markers) carry no records.
+/// - Fetches ask for committed records only (`READ_COMMITTED`), but Kafka
+///   returns the batches of aborted transactions too, with the list of
+///   aborted transactions (producer id, first offset): a transactional
+///   batch of a producer whose aborted transaction has begun, up to that
+///   producer's abort marker, is dropped (as Kafka's Java consumer does).
+pub fn records_from(
+    batches: Vec<RecordBatch>,
+    from: i64,
+    aborted: &[(i64, i64)],
+) -> Result<Answer, String> {
+    // By first offset, the earliest last (popped first).
+    let mut pending: Vec<(i64, i64)> = aborted.to_vec();
+    pending.sort_by_key(|&(_, first)| std::cmp::Reverse(first));
+    let mut aborting: Vec<i64> = Vec::new();
+    let mut records_out = Vec::new();
+    let mut next_offset = from;
     for batch in batches {
-        let ControlBatchOrRecords::Records(records) = batch.records else {
-            continue;
+        let last = batch.base_offset + i64::from(batch.last_offset_delta);
+        next_offset = next_offset.max(last + 1);
+        if batch.producer_id >= 0 {
+            while let Some(&(producer, first)) = pending.last() {
+                if first > last {
+                    break;
+                }
+                aborting.push(producer);
+                pending.pop();
+            }
+        }
+        let records = match batch.records {
+            ControlBatchOrRecords::ControlBatch(marker) => {
+                if matches!(marker, ControlBatchRecord::Abort) {
+                    aborting.retain(|p| *p != batch.producer_id);
+                }
+                continue;
+            }
+            ControlBatchOrRecords::Records(records) => records,
         };
-        out.reserve(records.len());
+        if batch.is_transactional && aborting.contains(&batch.producer_id) {
+            continue;
+        }
+        records_out.reserve(records.len());
         for r in records {
             let offset = batch.base_offset + i64::from(r.offset_delta);
             if offset < from {
@@ -417,7 +475,7 @@ pub fn records_from(batches: Vec<RecordBatch>, from: i64) -> Result<Vec<RecordAn
                         batch.first_timestamp, r.timestamp_delta
                     )
                 })?;
-            out.push(RecordAndOffset {
+            records_out.push(RecordAndOffset {
                 record: Record {
                     key: r.key,
                     value: r.value,
@@ -428,7 +486,11 @@ pub fn records_from(batches: Vec<RecordBatch>, from: i64) -> Result<Vec<RecordAn
             });
         }
     }
-    Ok(out)
+    Ok(Answer {
+        records: records_out,
+        high_watermark: -1,
+        next_offset,
+    })
 }
 
 #[cfg(test)]
@@ -440,10 +502,16 @@ mod tests {
     };
 
     fn batch(base_offset: i64, records: ControlBatchOrRecords) -> RecordBatch {
+        let last_offset_delta = match &records {
+            ControlBatchOrRecords::Records(r) => {
+                r.iter().map(|r| r.offset_delta).max().unwrap_or(0)
+            }
+            ControlBatchOrRecords::ControlBatch(_) => 0,
+        };
         RecordBatch {
             base_offset,
             partition_leader_epoch: 0,
-            last_offset_delta: 0,
+            last_offset_delta,
             first_timestamp: 1_700_000_000_000,
             max_timestamp: 1_700_000_000_000,
             producer_id: -1,
@@ -491,7 +559,9 @@ mod tests {
                 ControlBatchOrRecords::Records(vec![wire(0, &[("tag", "c")])]),
             ),
         ];
-        let got = records_from(batches, 11).unwrap();
+        let answer = records_from(batches, 11, &[]).unwrap();
+        assert_eq!(answer.next_offset, 14, "past the last batch");
+        let got = answer.records;
         assert_eq!(got.iter().map(|r| r.offset).collect::<Vec<_>>(), [11, 13]);
         let first = &got[0].record;
         assert_eq!(first.key.as_deref(), Some(&b"k1"[..]));
@@ -717,7 +787,7 @@ mod tests {
 
     /// The clock is paused: waits take no real time, and a fetch that never
     /// ends fails here instead of hanging the test.
-    async fn fetch_bounded(fetcher: &Fetcher) -> Result<(Vec<RecordAndOffset>, i64), FetchError> {
+    async fn fetch_bounded(fetcher: &Fetcher) -> Result<Answer, FetchError> {
         let fetch = fetcher.fetch(Lane::Live, "t", 0, 0, 1 << 20, 100);
         tokio::time::timeout(ANSWER_GRACE * 60, fetch)
             .await
@@ -767,7 +837,12 @@ mod tests {
                     let bootstrap = cluster.borrow().brokers[0].1.to_string();
                     let fetcher = Fetcher::new(vec![bootstrap], "test");
                     let result = fetch_bounded(&fetcher).await;
-                    assert_eq!(result, Ok((Vec::new(), 42)), "{first:?}");
+                    let expected = Answer {
+                        records: Vec::new(),
+                        high_watermark: 42,
+                        next_offset: 0,
+                    };
+                    assert_eq!(result, Ok(expected), "{first:?}");
                     let fetches = cluster.borrow().fetches.clone();
                     assert_eq!(fetches, HashMap::from([(1, 1), (2, 1)]), "{first:?}");
                     assert_eq!(fetcher.leaders.borrow()[&("t".to_owned(), 0)], 2);
@@ -776,11 +851,55 @@ mod tests {
         }
     }
 
+    /// A transactional batch of `producer`.
+    fn txn(base_offset: i64, producer: i64, records: ControlBatchOrRecords) -> RecordBatch {
+        RecordBatch {
+            producer_id: producer,
+            is_transactional: true,
+            ..batch(base_offset, records)
+        }
+    }
+
+    #[test]
+    fn aborted_transactions_and_markers_are_dropped_and_passed() {
+        use ControlBatchOrRecords::{ControlBatch, Records};
+        let data = |n: i32| Records((0..n).map(|d| wire(d, &[])).collect());
+        let batches = || {
+            vec![
+                txn(0, 7, data(2)), // committed
+                txn(2, 7, ControlBatch(ControlBatchRecord::Commit)),
+                txn(3, 8, data(2)), // aborted
+                batch(5, data(1)),  // no transaction
+                txn(6, 8, ControlBatch(ControlBatchRecord::Abort)),
+                txn(7, 8, data(1)), // producer 8 again, committed
+                txn(8, 8, ControlBatch(ControlBatchRecord::Commit)),
+            ]
+        };
+        let answer = records_from(batches(), 0, &[(8, 3)]).unwrap();
+        let offsets: Vec<i64> = answer.records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, [0, 1, 5, 7]);
+        assert_eq!(answer.next_offset, 9);
+        // Without the aborted list every data record is visible.
+        let all = records_from(batches(), 0, &[]).unwrap();
+        assert_eq!(all.records.len(), 6);
+        // Only a marker: nothing visible, and the next fetch starts past it.
+        let marker = vec![txn(8, 8, ControlBatch(ControlBatchRecord::Commit))];
+        let answer = records_from(marker, 8, &[]).unwrap();
+        assert!(answer.records.is_empty());
+        assert_eq!(answer.next_offset, 9);
+        // Nothing at all: the next fetch starts where this one did.
+        assert_eq!(records_from(Vec::new(), 12, &[]).unwrap().next_offset, 12);
+    }
+
     #[test]
     fn a_timestamp_out_of_range_is_an_error_not_a_panic() {
         let mut r = wire(0, &[]);
         r.timestamp_delta = i64::MAX;
-        let err = records_from(vec![batch(0, ControlBatchOrRecords::Records(vec![r]))], 0);
+        let err = records_from(
+            vec![batch(0, ControlBatchOrRecords::Records(vec![r]))],
+            0,
+            &[],
+        );
         assert!(err.unwrap_err().contains("out of range"));
     }
 }

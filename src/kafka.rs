@@ -49,9 +49,10 @@ impl TopicId {
 /// A run of consecutive records of one partition, as fetched.
 ///
 /// INVARIANT: `from <= to`; every record offset is in `from..to`; records
-/// are sorted by offset. `from` is the offset the fetch asked for, so for one
-/// partition the batches of a fetch loop chain exactly: the next batch's
-/// `from` is this batch's `to`. A batch with no records is an announcement of
+/// are sorted by offset. For one partition the batches of a fetch loop
+/// chain exactly: the next batch's `from` is this batch's `to`, and the
+/// offsets in between that hold no record hold none anyone sees
+/// (transaction markers, aborted transactions, compacted records). A batch with no records is an announcement of
 /// the fetch position (sent when a loop starts or after a reset).
 #[derive(Debug)]
 pub struct Batch {
@@ -248,6 +249,26 @@ impl TopicTable {
     }
 }
 
+/// Where a partition's fetch loop is.
+#[derive(Debug, Clone, Copy)]
+struct FetchPosition {
+    /// The end of the last batch sent to the shard, where the next one
+    /// starts (a partition's batches chain, see [`Batch`]).
+    next: i64,
+    /// Where the next fetch asks from: `next`, or past the records nobody
+    /// sees (transaction markers, aborted transactions) that followed it.
+    fetch_at: i64,
+}
+
+impl FetchPosition {
+    fn at(offset: i64) -> Self {
+        Self {
+            next: offset,
+            fetch_at: offset,
+        }
+    }
+}
+
 /// Everything a sidecar thread needs.
 pub struct Sidecar {
     pub shard: ShardId,
@@ -367,11 +388,11 @@ impl Sidecar {
                             CATCHUP_MAX_WAIT_MS,
                         );
                         let result = match fetched.await {
-                            Ok((records, high_watermark)) => {
-                                metrics.records_fetched.add(records.len() as u64);
+                            Ok(answer) => {
+                                metrics.records_fetched.add(answer.records.len() as u64);
                                 Ok(Fetched {
-                                    records,
-                                    high_watermark,
+                                    records: answer.records,
+                                    high_watermark: answer.high_watermark,
                                 })
                             }
                             Err(FetchError::OffsetOutOfRange) => {
@@ -598,16 +619,16 @@ impl Sidecar {
                 return;
             }
         };
-        let mut next = loop {
+        let mut pos = loop {
             match answered(pc.get_offset(start)).await {
-                Ok(offset) => break offset,
+                Ok(offset) => break FetchPosition::at(offset),
                 Err(e) => self.backoff(&name, partition, &e, &mut delay).await,
             }
             if self.to_shard.is_disconnected() {
                 return;
             }
         };
-        if !self.announce(topic, partition, next).await {
+        if !self.announce(topic, partition, pos.next).await {
             return;
         }
         let max_bytes = clamp_i32(self.kafka.fetch_max_bytes);
@@ -620,18 +641,23 @@ impl Sidecar {
                 Lane::Live,
                 &name,
                 partition as i32,
-                next,
+                pos.fetch_at,
                 max_bytes,
                 max_wait,
             );
             match fetched.await {
-                Ok((records, high_watermark)) => {
+                Ok(answer) => {
                     delay = RETRY_INITIAL;
+                    let records = answer.records;
                     if let Some(r) = records.last() {
                         last_seen = Some((r.offset, r.record.timestamp.timestamp_millis()));
                     }
                     let Some(last) = records.last() else {
-                        if (0..next).contains(&high_watermark) {
+                        // Only records nobody sees (transaction markers,
+                        // aborted transactions): fetch past them, or Kafka
+                        // answers the same again at once.
+                        pos.fetch_at = pos.fetch_at.max(answer.next_offset);
+                        if (0..pos.fetch_at).contains(&answer.high_watermark) {
                             // The log ends below our position: the topic
                             // was deleted and created again (brokers that
                             // answer past the end with nothing instead of
@@ -640,7 +666,7 @@ impl Sidecar {
                             let why = "the log ends below the fetch position";
                             let at = (topic, partition, name.as_str());
                             if !self
-                                .restart_at_earliest(&pc, at, &mut next, &mut delay, why)
+                                .restart_at_earliest(&pc, at, &mut pos, &mut delay, why)
                                 .await
                             {
                                 return;
@@ -648,14 +674,17 @@ impl Sidecar {
                         }
                         continue;
                     };
-                    let from = next;
-                    next = last.offset + 1;
+                    // The batch chains on to the last one: it covers the
+                    // invisible records skipped since, too.
+                    let from = pos.next;
+                    pos.next = last.offset + 1;
+                    pos.fetch_at = pos.next.max(answer.next_offset);
                     self.metrics.records_fetched.add(records.len() as u64);
                     let batch = Batch {
                         topic,
                         partition,
                         from,
-                        to: next,
+                        to: pos.next,
                         records,
                     };
                     if self
@@ -678,7 +707,7 @@ impl Sidecar {
                     let why = "the fetch offset is out of range";
                     let at = (topic, partition, name.as_str());
                     if !self
-                        .restart_at_earliest(&pc, at, &mut next, &mut delay, why)
+                        .restart_at_earliest(&pc, at, &mut pos, &mut delay, why)
                         .await
                     {
                         return;
@@ -714,7 +743,7 @@ impl Sidecar {
                                     max_wait,
                                 );
                                 match fetched.await {
-                                    Ok((records, _)) => !records.iter().any(|r| {
+                                    Ok(answer) => !answer.records.iter().any(|r| {
                                         r.offset == offset
                                             && r.record.timestamp.timestamp_millis() == timestamp
                                     }),
@@ -736,7 +765,7 @@ impl Sidecar {
                     let why = "the topic is back with a new log";
                     let at = (topic, partition, name.as_str());
                     if !self
-                        .restart_at_earliest(&pc, at, &mut next, &mut delay, why)
+                        .restart_at_earliest(&pc, at, &mut pos, &mut delay, why)
                         .await
                     {
                         return;
@@ -752,21 +781,21 @@ impl Sidecar {
 
     /// Moves a fetch loop to the earliest offset Kafka holds (its log was
     /// truncated or replaced) and announces the new position to the shard.
-    /// A failed look-up backs off and leaves `next` as it was (the loop
+    /// A failed look-up backs off and leaves `pos` as it was (the loop
     /// meets the same condition again). Returns false when the shard is
     /// gone.
     async fn restart_at_earliest(
         &self,
         pc: &PartitionClient,
         (topic, partition, name): (TopicId, u32, &str),
-        next: &mut i64,
+        pos: &mut FetchPosition,
         delay: &mut Duration,
         why: &str,
     ) -> bool {
         match answered(pc.get_offset(OffsetAt::Earliest)).await {
             Ok(earliest) => {
-                warn!(topic = %name, partition, from = *next, earliest, why, "reading the partition from its earliest offset");
-                *next = earliest;
+                warn!(topic = %name, partition, from = pos.fetch_at, earliest, why, "reading the partition from its earliest offset");
+                *pos = FetchPosition::at(earliest);
                 self.announce(topic, partition, earliest).await
             }
             Err(e) => {
