@@ -84,6 +84,9 @@ pub struct Backfilled {
     /// `None` if Kafka returned nothing at or after it.
     pub batch: Option<Arc<Batch>>,
     pub high_watermark: i64,
+    /// Past the last batch Kafka returned: with `batch` `None`, the fetch's
+    /// offsets up to here hold no visible record.
+    pub next_offset: i64,
 }
 
 type FetchResult = Result<Backfilled, KafkaError>;
@@ -156,6 +159,7 @@ fn start_fetch(ctx: Rc<ShardCtx>, topic: TopicId, p: u32, at: i64) -> SharedFetc
             list.retain(|(from, _)| *from != at);
         }
         let fetched = result?;
+        let next_offset = fetched.next_offset;
         let mut hub = ctx.hub.borrow_mut();
         let head = hub.topic(topic).heads().get(p as usize).copied();
         let batch = hub.cache.backfill(
@@ -170,6 +174,7 @@ fn start_fetch(ctx: Rc<ShardCtx>, topic: TopicId, p: u32, at: i64) -> SharedFetc
         Ok(Backfilled {
             batch,
             high_watermark: fetched.high_watermark,
+            next_offset,
         })
     });
     fut.shared()
@@ -535,7 +540,20 @@ pub async fn catch_up(
                     }
                     Ok(Backfilled {
                         batch: None,
+                        next_offset,
+                        ..
+                    }) if next_offset.min(head) > at => {
+                        // Kafka returned batches past `at` with no visible
+                        // record at or after it (transaction markers,
+                        // aborted transactions): nothing to read up to
+                        // their end.
+                        position[pi] = next_offset.min(head);
+                        empty_streak[pi] = 0;
+                    }
+                    Ok(Backfilled {
+                        batch: None,
                         high_watermark,
+                        ..
                     }) => {
                         // Nothing came back although [at, head) held
                         // records when the owner fetched it. Ask again;

@@ -96,6 +96,10 @@ pub enum OffsetQuery {
 pub struct Fetched {
     pub records: Vec<RecordAndOffset>,
     pub high_watermark: i64,
+    /// Past the last batch Kafka returned (see `fetch::Answer`): every
+    /// offset from the one asked for up to here that is not in `records`
+    /// holds no visible record.
+    pub next_offset: i64,
 }
 
 /// The wait of a catch-up fetch. The records exist (the owner fetched
@@ -393,6 +397,7 @@ impl Sidecar {
                                 Ok(Fetched {
                                     records: answer.records,
                                     high_watermark: answer.high_watermark,
+                                    next_offset: answer.next_offset,
                                 })
                             }
                             Err(FetchError::OffsetOutOfRange) => {
