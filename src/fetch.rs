@@ -635,6 +635,8 @@ mod tests {
         moves_to: i32,
         /// Fetch requests each node received.
         fetches: HashMap<i32, usize>,
+        /// Metadata requests go unanswered (the connection stays open).
+        metadata_silent: bool,
     }
 
     use std::net::SocketAddr;
@@ -728,6 +730,7 @@ mod tests {
                         .write_versioned(&mut body, ApiVersion(Int16(version)))
                         .unwrap();
                 }
+                3 if cluster.borrow().metadata_silent => std::future::pending::<()>().await,
                 3 => metadata_v4(&cluster.borrow(), &mut body),
                 1 => {
                     let on = {
@@ -773,6 +776,7 @@ mod tests {
             leader: 1,
             moves_to: 2,
             fetches: HashMap::new(),
+            metadata_silent: false,
         }));
         for (node, listener) in (1..).zip(listeners) {
             let cluster = Rc::clone(&cluster);
@@ -820,6 +824,31 @@ mod tests {
                     "metadata's"
                 );
                 assert!(fetcher.leaders.borrow().is_empty());
+            })
+            .await;
+    }
+
+    /// A broker that agrees on versions, then never answers the metadata
+    /// request: given up after `ANSWER_GRACE`, without a fetch.
+    #[tokio::test(start_paused = true)]
+    async fn a_metadata_request_without_an_answer_is_given_up() {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let cluster = fake_cluster(&[OnFetch::Empty(0)]).await;
+                cluster.borrow_mut().metadata_silent = true;
+                let addr = cluster.borrow().brokers[0].1.to_string();
+                let fetcher = Fetcher::new(vec![addr.clone()], "test");
+                let started = Instant::now();
+                let result = fetch_bounded(&fetcher).await;
+                let Err(FetchError::Other(why)) = result else {
+                    panic!("a silent metadata request gave {result:?}");
+                };
+                assert!(why.starts_with("metadata from"), "{why}");
+                assert!(why.contains("no answer within"), "{why}");
+                assert!(started.elapsed() >= ANSWER_GRACE);
+                assert!(cluster.borrow().fetches.is_empty());
+                assert!(fetcher.connections.borrow().is_empty(), "dropped");
             })
             .await;
     }
