@@ -1549,24 +1549,7 @@ fn validate(mut raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         );
     }
 
-    // Templates add topics at run time; the config's own always fit.
-    let max_topics = raw.kafka.max_topics.get();
-    let fixed = raw
-        .routes
-        .0
-        .iter()
-        .filter(|r| r.topic.1.is_none())
-        .map(|r| r.topic.0.as_str())
-        .collect::<std::collections::HashSet<_>>()
-        .len();
-    if max_topics > MAX_MAX_TOPICS || max_topics < fixed {
-        return fail(
-            "kafka.max_topics".into(),
-            format!("max_topics ({max_topics}) must be between the routes' own topics ({fixed}) and {MAX_MAX_TOPICS}"),
-        );
-    }
-
-    Ok(Config {
+    let config = Config {
         listen: raw.listen,
         admin_listen: raw.admin_listen,
         kafka: KafkaConfig {
@@ -1576,7 +1559,7 @@ fn validate(mut raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
             client_id: raw.kafka.client_id,
             metadata_refresh: raw.kafka.metadata_refresh.0,
             unavailable_timeout: raw.kafka.unavailable_timeout.0,
-            max_topics,
+            max_topics: raw.kafka.max_topics.get(),
         },
         keepalive: raw.keepalive.0,
         retry: raw.retry.0,
@@ -1616,7 +1599,17 @@ fn validate(mut raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
                 partitioner: r.partitioner.map(|p| p.0),
             })
             .collect(),
-    })
+    };
+
+    // Templates add topics at run time; the config's own always fit.
+    let (max_topics, fixed) = (config.kafka.max_topics, config.topics().len());
+    if max_topics > MAX_MAX_TOPICS || max_topics < fixed {
+        return fail(
+            "kafka.max_topics".into(),
+            format!("max_topics ({max_topics}) must be between the routes' own topics ({fixed}) and {MAX_MAX_TOPICS}"),
+        );
+    }
+    Ok(config)
 }
 
 /// Checks route `i`'s filters as a whole and builds the model: what each

@@ -227,10 +227,13 @@ impl Fetcher {
             .iter()
             .map(|t| (t.producer_id.0, t.first_offset.0))
             .collect();
-        let mut got = records_from(answer.records.0, offset, &aborted)
+        let (records, next_offset) = records_from(answer.records.0, offset, &aborted)
             .map_err(|e| Failed::Final(FetchError::Other(e)))?;
-        got.high_watermark = answer.high_watermark.0;
-        Ok(got)
+        Ok(Answer {
+            records,
+            high_watermark: answer.high_watermark.0,
+            next_offset,
+        })
     }
 
     /// The address of the partition's leader, asking the metadata when it
@@ -262,8 +265,11 @@ impl Fetcher {
     async fn load_metadata(&self, topic: &str, partition: i32) -> Result<i32, Failed> {
         let mut candidates: Vec<String> = self.brokers.borrow().values().cloned().collect();
         candidates.sort();
-        candidates.extend(self.bootstrap.iter().cloned());
-        candidates.dedup();
+        for addr in &self.bootstrap {
+            if !candidates.contains(addr) {
+                candidates.push(addr.clone());
+            }
+        }
         let mut last = String::from("no broker to ask");
         for addr in candidates {
             let connection = match self.connection(&addr, Lane::Catchup).await {
@@ -414,7 +420,7 @@ pub struct Answer {
 }
 
 /// The visible records of fetched batches from `from` on, and the offset
-/// after the last batch.
+/// after the last batch (`Answer::next_offset`).
 ///
 /// - A batch may start below the offset asked for (Kafka does not split
 ///   batches): its earlier records are dropped.
@@ -428,7 +434,7 @@ pub fn records_from(
     batches: Vec<RecordBatch>,
     from: i64,
     aborted: &[(i64, i64)],
-) -> Result<Answer, String> {
+) -> Result<(Vec<RecordAndOffset>, i64), String> {
     // By first offset, the earliest last (popped first).
     let mut pending: Vec<(i64, i64)> = aborted.to_vec();
     pending.sort_by_key(|&(_, first)| std::cmp::Reverse(first));
@@ -486,11 +492,7 @@ pub fn records_from(
             });
         }
     }
-    Ok(Answer {
-        records: records_out,
-        high_watermark: -1,
-        next_offset,
-    })
+    Ok((records_out, next_offset))
 }
 
 #[cfg(test)]
@@ -559,9 +561,8 @@ mod tests {
                 ControlBatchOrRecords::Records(vec![wire(0, &[("tag", "c")])]),
             ),
         ];
-        let answer = records_from(batches, 11, &[]).unwrap();
-        assert_eq!(answer.next_offset, 14, "past the last batch");
-        let got = answer.records;
+        let (got, next_offset) = records_from(batches, 11, &[]).unwrap();
+        assert_eq!(next_offset, 14, "past the last batch");
         assert_eq!(got.iter().map(|r| r.offset).collect::<Vec<_>>(), [11, 13]);
         let first = &got[0].record;
         assert_eq!(first.key.as_deref(), Some(&b"k1"[..]));
@@ -904,20 +905,20 @@ mod tests {
                 txn(8, 8, ControlBatch(ControlBatchRecord::Commit)),
             ]
         };
-        let answer = records_from(batches(), 0, &[(8, 3)]).unwrap();
-        let offsets: Vec<i64> = answer.records.iter().map(|r| r.offset).collect();
+        let (records, next_offset) = records_from(batches(), 0, &[(8, 3)]).unwrap();
+        let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, [0, 1, 5, 7]);
-        assert_eq!(answer.next_offset, 9);
+        assert_eq!(next_offset, 9);
         // Without the aborted list every data record is visible.
-        let all = records_from(batches(), 0, &[]).unwrap();
-        assert_eq!(all.records.len(), 6);
+        let (all, _) = records_from(batches(), 0, &[]).unwrap();
+        assert_eq!(all.len(), 6);
         // Only a marker: nothing visible, and the next fetch starts past it.
         let marker = vec![txn(8, 8, ControlBatch(ControlBatchRecord::Commit))];
-        let answer = records_from(marker, 8, &[]).unwrap();
-        assert!(answer.records.is_empty());
-        assert_eq!(answer.next_offset, 9);
+        let (records, next_offset) = records_from(marker, 8, &[]).unwrap();
+        assert!(records.is_empty());
+        assert_eq!(next_offset, 9);
         // Nothing at all: the next fetch starts where this one did.
-        assert_eq!(records_from(Vec::new(), 12, &[]).unwrap().next_offset, 12);
+        assert_eq!(records_from(Vec::new(), 12, &[]).unwrap().1, 12);
     }
 
     #[test]

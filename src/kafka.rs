@@ -638,19 +638,21 @@ impl Sidecar {
         }
         let max_bytes = clamp_i32(self.kafka.fetch_max_bytes);
         let max_wait = (self.kafka.fetch_max_wait.as_millis() as i32).max(1);
+        let fetch_from = |offset| {
+            fetcher.fetch(
+                Lane::Live,
+                &name,
+                partition as i32,
+                offset,
+                max_bytes,
+                max_wait,
+            )
+        };
         // The last record delivered (offset, timestamp): tells whether the
         // log is still the same one after the topic went missing.
         let mut last_seen: Option<(i64, i64)> = None;
         loop {
-            let fetched = fetcher.fetch(
-                Lane::Live,
-                &name,
-                partition as i32,
-                pos.fetch_at,
-                max_bytes,
-                max_wait,
-            );
-            match fetched.await {
+            match fetch_from(pos.fetch_at).await {
                 Ok(answer) => {
                     delay = RETRY_INITIAL;
                     let records = answer.records;
@@ -739,15 +741,7 @@ impl Sidecar {
                         // what the log holds at its offset now.
                         match last_seen {
                             Some((offset, timestamp)) => {
-                                let fetched = fetcher.fetch(
-                                    Lane::Live,
-                                    &name,
-                                    partition as i32,
-                                    offset,
-                                    max_bytes,
-                                    max_wait,
-                                );
-                                match fetched.await {
+                                match fetch_from(offset).await {
                                     Ok(answer) => !answer.records.iter().any(|r| {
                                         r.offset == offset
                                             && r.record.timestamp.timestamp_millis() == timestamp
