@@ -16,14 +16,14 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rskafka::chrono::DateTime;
+use sse_kafka::codec::sse::ValueEncoding;
+use sse_kafka::codec::{event_id, http, sse};
 use sse_kafka::config::EventIdForm;
-use sse_kafka::connection::Conn;
-use sse_kafka::hub::{Hub, Render};
 use sse_kafka::kafka::TopicId;
-use sse_kafka::metrics::ShardMetrics;
-use sse_kafka::record::{Record, RecordAndOffset};
-use sse_kafka::sse::ValueEncoding;
-use sse_kafka::{event_id, http, sse};
+use sse_kafka::model::record::{Record, RecordAndOffset};
+use sse_kafka::ops::metrics::ShardMetrics;
+use sse_kafka::shard::hub::{Hub, Render};
+use sse_kafka::stream::connection::Conn;
 
 fn http_parse(c: &mut Criterion) {
     let mut id = Vec::new();
@@ -165,7 +165,7 @@ fn fanout(c: &mut Criterion) {
     let metrics = ShardMetrics::default();
     let mut hub = Hub::new(
         &["items".to_owned()],
-        sse_kafka::log::Limits {
+        sse_kafka::shard::cache::Limits {
             partition_bytes: 0,
             total_bytes: 0,
             max_age: std::time::Duration::from_secs(1),
@@ -229,7 +229,7 @@ fn keyed_record(offset: i64, key: &str) -> RecordAndOffset {
 /// record goes to 1% of the connections), and one record in ten is (the
 /// other keys nobody asked for).
 fn filters(c: &mut Criterion) {
-    use sse_kafka::filter::{self, FilterSpec, Template, Vars};
+    use sse_kafka::codec::filter::{self, FilterSpec, Template, Vars};
     let mut g = c.benchmark_group("filters");
     g.measurement_time(Duration::from_secs(5));
     g.throughput(criterion::Throughput::Elements(FILTER_RECORDS as u64));
@@ -237,7 +237,7 @@ fn filters(c: &mut Criterion) {
         value: ValueEncoding::Text,
         id: EventIdForm::Progress,
     };
-    let no_params = sse_kafka::router::Params::new();
+    let no_params = sse_kafka::codec::router::Params::new();
     let key_filter = |k: usize| {
         let spec = FilterSpec {
             key: Some(Template::parse(&format!("item-{k}")).unwrap()),
@@ -259,7 +259,7 @@ fn filters(c: &mut Criterion) {
             let topic = TopicId(0);
             let mut hub = Hub::new(
                 &["items".to_owned()],
-                sse_kafka::log::Limits {
+                sse_kafka::shard::cache::Limits {
                     partition_bytes: 0,
                     total_bytes: 0,
                     max_age: Duration::from_secs(1),
@@ -276,7 +276,7 @@ fn filters(c: &mut Criterion) {
                 .map(|_| Rc::new(Conn::new(-1, u32::MAX)))
                 .collect();
             for (i, conn) in conns.iter().enumerate() {
-                let selection = stream.intern(sse_kafka::hub::Selection {
+                let selection = stream.intern(sse_kafka::shard::hub::Selection {
                     filter: Some(Rc::new(key_filter(i % FILTER_KEYS))),
                     ..Default::default()
                 });

@@ -253,7 +253,7 @@ impl ProduceArgs {
 
 impl SubscribeArgs {
     fn config(&self, seconds: f64) -> anyhow::Result<SubscribeConfig> {
-        let cpus = sse_kafka::cpus::parse_cpu_list(&self.cpus)?;
+        let cpus = sse_kafka::sys::cpus::parse_cpu_list(&self.cpus)?;
         let sources = match &self.source_addresses {
             Some(text) => addr::parse_address_list(text).map_err(anyhow::Error::msg)?,
             None => Vec::new(),
@@ -292,7 +292,7 @@ impl StormArgs {
             target,
             resume_target,
             connections: self.connections,
-            cpus: sse_kafka::cpus::parse_cpu_list(&self.cpus)?,
+            cpus: sse_kafka::sys::cpus::parse_cpu_list(&self.cpus)?,
             sources,
             behind: self.behind,
             timeout: Duration::from_secs_f64(self.timeout),
@@ -423,7 +423,7 @@ fn spawn_producer(
         .name("producer".into())
         .spawn(move || {
             if let Some(cpu) = cpu {
-                sse_kafka::cpus::pin_current_thread(cpu)
+                sse_kafka::sys::cpus::pin_current_thread(cpu)
                     .with_context(|| format!("pinning the producer to CPU {cpu}"))?;
             }
             produce::run_blocking(cfg, stats, stop)

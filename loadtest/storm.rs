@@ -45,7 +45,7 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::json;
-use sse_kafka::sse::{ParseError, Parser};
+use sse_kafka::codec::sse::{ParseError, Parser};
 
 use crate::produce::{ProduceStats, ProducedWait};
 use crate::report::{self, percentiles_ms, round3};
@@ -341,7 +341,7 @@ fn run_workers(
             let handle = thread::Builder::new()
                 .name(format!("storm-{cpu}"))
                 .spawn_scoped(scope, move || -> anyhow::Result<()> {
-                    sse_kafka::cpus::pin_current_thread(cpu)
+                    sse_kafka::sys::cpus::pin_current_thread(cpu)
                         .with_context(|| format!("pinning a storm thread to CPU {cpu}"))?;
                     worker.run_phase(target, &cfg.sources, goal, deadline)
                 })
@@ -1743,7 +1743,7 @@ mod tests {
 
     #[test]
     fn reads_the_proxys_own_metrics_text() {
-        use sse_kafka::metrics::{render, ShardMetrics};
+        use sse_kafka::ops::metrics::{render, ShardMetrics};
         let (a, b) = (ShardMetrics::default(), ShardMetrics::default());
         a.catchup_fetches.add(2);
         b.catchup_fetches.add(3);

@@ -30,7 +30,7 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use sse_kafka::sse::Parser;
+use sse_kafka::codec::sse::Parser;
 
 use crate::report::{self, Summary};
 use crate::track::{SeqTracker, MAX_PARTITIONS};
@@ -216,7 +216,7 @@ pub fn run(cfg: SubscribeConfig, live: Arc<Live>) -> anyhow::Result<Summary> {
         let handle = std::thread::Builder::new()
             .name(format!("sub-{cpu}"))
             .spawn(move || -> anyhow::Result<ExecResult> {
-                sse_kafka::cpus::pin_current_thread(cpu)
+                sse_kafka::sys::cpus::pin_current_thread(cpu)
                     .with_context(|| format!("pinning a subscriber thread to CPU {cpu}"))?;
                 Subscribers::new(cfg, e, &indices, live, timeline)?.run()
             })

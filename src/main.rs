@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sse_kafka::{config, cpus, server};
+use sse_kafka::sys::cpus;
+use sse_kafka::{config, server};
 
 #[derive(Parser)]
 #[command(

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Child;
 
 use common::{raw_request, wait_until, ProducerOnly, Proxy, SseClient};
-use sse_kafka::sse::Event;
+use sse_kafka::codec::sse::Event;
 
 /// A nisshi broker with sqlite storage that can be killed and started
 /// again on the same port and file.
@@ -306,7 +306,7 @@ fn pruned_streams_end_when_the_partition_count_changes() {
     let proxy = Proxy::start(&cfg, "0,1");
     let producer = ProducerOnly::connect(broker.addr);
     let key = b"key-1".to_vec();
-    let p = sse_kafka::partitioner::partition_for_key(&key, 2);
+    let p = sse_kafka::codec::partitioner::partition_for_key(&key, 2);
     producer.produce_records(
         "items",
         p as i32,

@@ -7,8 +7,8 @@
 mod common;
 
 use common::{config_for, http_get, wait_until, Broker, Proxy, SseClient};
-use sse_kafka::event_id;
-use sse_kafka::sse::Event;
+use sse_kafka::codec::event_id;
+use sse_kafka::codec::sse::Event;
 
 const ROUTES: &str = r#"keepalive: 200ms
 routes:
@@ -442,7 +442,7 @@ routes:
     // where sse-kafka computes it.
     for (key, partition) in &placed {
         assert_eq!(
-            sse_kafka::partitioner::partition_for_key(key, 4),
+            sse_kafka::codec::partitioner::partition_for_key(key, 4),
             *partition,
             "key {key:?}"
         );

@@ -13,21 +13,24 @@ use common::{
     assert_complete_and_ordered, config_for, now_millis, produce_seq, raw_request, wait_until,
     Broker, Proxy, Sequences, SseClient,
 };
-use sse_kafka::sse::Event;
+use sse_kafka::codec::sse::Event;
 
 const ROUTE_ITEMS: &str = "routes:\n  - path: /items\n    topic: items\n";
 
 /// The next offset of every partition that an event id carries.
 fn offsets_of(id: &str) -> Vec<i64> {
-    sse_kafka::event_id::decode_progress(sse_kafka::event_id::topic_hash("items"), id.as_bytes())
-        .expect("a progress id of topic items")
+    sse_kafka::codec::event_id::decode_progress(
+        sse_kafka::codec::event_id::topic_hash("items"),
+        id.as_bytes(),
+    )
+    .expect("a progress id of topic items")
 }
 
 /// The progress id of topic `items` at these next offsets.
 fn id_of(next: &[i64]) -> String {
     let mut id = Vec::new();
-    sse_kafka::event_id::encode_progress(
-        sse_kafka::event_id::topic_hash("items"),
+    sse_kafka::codec::event_id::encode_progress(
+        sse_kafka::codec::event_id::topic_hash("items"),
         next,
         &mut Vec::new(),
         &mut id,

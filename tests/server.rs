@@ -11,7 +11,7 @@ use common::{config_for, raw_request, Broker, Proxy, SseClient};
 
 const ROUTE_ITEMS: &str = "routes:\n  - path: /items\n    topic: items\n";
 
-fn value_of(e: &sse_kafka::sse::Event) -> (usize, usize) {
+fn value_of(e: &sse_kafka::codec::sse::Event) -> (usize, usize) {
     // Values are "p<partition>-<seq>", optionally followed by "-<padding>".
     let mut parts = e.data.strip_prefix('p').unwrap().split('-');
     let p = parts.next().unwrap().parse().unwrap();
@@ -38,7 +38,7 @@ fn produce_round(
 
 /// Every client receives every record; within a partition, in offset order.
 fn assert_complete_and_ordered(
-    events: &[sse_kafka::sse::Event],
+    events: &[sse_kafka::codec::sse::Event],
     partitions: usize,
     per_partition: usize,
 ) {
@@ -243,8 +243,8 @@ fn malformed_id_resets_and_starts_as_configured() {
     // An id of another topic is a reset too.
     broker.create_topic("other", 1);
     let mut other_id = Vec::new();
-    sse_kafka::event_id::encode_progress(
-        sse_kafka::event_id::topic_hash("other"),
+    sse_kafka::codec::event_id::encode_progress(
+        sse_kafka::codec::event_id::topic_hash("other"),
         &[0],
         &mut Vec::new(),
         &mut other_id,
@@ -671,7 +671,7 @@ fn eventsource_reconnects_to_a_new_instance_and_resumes_exactly() {
         2,
         "one reconnect: {lines:?}"
     );
-    let events: Vec<sse_kafka::sse::Event> = lines
+    let events: Vec<sse_kafka::codec::sse::Event> = lines
         .iter()
         .filter(|l| l.contains("\"type\":\"message\""))
         .map(|l| {
@@ -680,7 +680,7 @@ fn eventsource_reconnects_to_a_new_instance_and_resumes_exactly() {
                 .nth(1)
                 .unwrap()
                 .trim_end_matches("\"}");
-            sse_kafka::sse::Event {
+            sse_kafka::codec::sse::Event {
                 data: data.to_owned(),
                 ..Default::default()
             }
@@ -793,7 +793,7 @@ fn simultaneous_resumes_from_behind_are_exact() {
         .map(|_| SseClient::connect(proxy.addr, "/items", &[]))
         .collect();
     produce_round(&broker, "items", 4, 0..10);
-    let mut seen: Vec<Vec<sse_kafka::sse::Event>> =
+    let mut seen: Vec<Vec<sse_kafka::codec::sse::Event>> =
         clients.iter_mut().map(|c| c.take(40)).collect();
     let ids: Vec<String> = seen
         .iter()

@@ -19,7 +19,7 @@ use rskafka::chrono::Utc;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::Record;
-use sse_kafka::sse::{Event, Parser};
+use sse_kafka::codec::sse::{Event, Parser};
 
 /// Generous: CI machines are shared and slow.
 pub const DEADLINE: Duration = Duration::from_secs(30);

@@ -10,7 +10,7 @@
 //! channels, which work under any executor.
 //!
 //! Metadata and offsets go through rskafka's client; record fetches go
-//! through [`crate::fetch`], on rskafka's protocol layer, which keeps every
+//! through [`crate::kafka::fetcher`], on rskafka's protocol layer, which keeps every
 //! header of a record (rskafka's client keeps one value per header name).
 
 use std::collections::HashMap;
@@ -29,10 +29,10 @@ use rskafka::BackoffConfig;
 use tracing::{debug, info, warn};
 
 use crate::config::KafkaConfig;
-use crate::fetch::{FetchError, Fetcher, Lane, ANSWER_GRACE};
-use crate::metrics::ShardMetrics;
-use crate::record::RecordAndOffset;
-use crate::shard::ShardId;
+use crate::kafka::fetcher::{FetchError, Fetcher, Lane, ANSWER_GRACE};
+use crate::model::record::RecordAndOffset;
+use crate::ops::metrics::ShardMetrics;
+use crate::server::executor::ShardId;
 
 /// Index of a topic in the process-wide [`TopicTable`]. Cheap to copy
 /// across threads; no strings on the hot path.
@@ -318,7 +318,7 @@ impl Sidecar {
         std::thread::Builder::new()
             .name(format!("kafka-{}", self.shard.0))
             .spawn(move || {
-                if let Err(e) = crate::cpus::pin_current_thread(self.cpu) {
+                if let Err(e) = crate::sys::cpus::pin_current_thread(self.cpu) {
                     warn!(cpu = self.cpu, error = %e, "could not pin kafka sidecar");
                 }
                 let rt = match tokio::runtime::Builder::new_current_thread()

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::kafka::{Batch, TopicId};
-use crate::record::RecordAndOffset;
+use crate::model::record::RecordAndOffset;
 
 /// The cache bounds (see `config::CacheConfig`).
 #[derive(Debug, Clone, Copy)]
@@ -307,7 +307,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Record;
+    use crate::model::record::Record;
     use rskafka::chrono::DateTime;
 
     const T: TopicId = TopicId(0);

@@ -19,15 +19,15 @@ use glommio::net::TcpListener;
 use glommio::{CpuSet, LocalExecutorBuilder, Placement, PoolPlacement};
 use tracing::{info, warn};
 
+use crate::codec::router::{PathTemplate, Router};
+use crate::codec::sse;
 use crate::config::{Config, Start};
-use crate::connection::{self, Conn};
-use crate::cursor::Fetches;
-use crate::hub::{self, Hub, Render};
 use crate::kafka::{Batch, Request, ToShard, TopicId, TopicTable};
-use crate::log::Limits;
-use crate::metrics::ShardMetrics;
-use crate::router::{PathTemplate, Router};
-use crate::sse;
+use crate::ops::metrics::ShardMetrics;
+use crate::shard::cache::Limits;
+use crate::shard::hub::{self, Hub, Render};
+use crate::stream::connection::{self, Conn};
+use crate::stream::cursor::Fetches;
 
 /// Index of a shard, `0..N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,7 +225,7 @@ async fn run(spec: ShardSpec) {
             spec.shards,
         )),
         fetches: Fetches::default(),
-        catchup_slots: glommio::sync::Semaphore::new(crate::cursor::CATCHUP_SLOTS),
+        catchup_slots: glommio::sync::Semaphore::new(crate::stream::cursor::CATCHUP_SLOTS),
         requests: spec.requests,
         metrics: Arc::clone(&shared.metrics[spec.id.0]),
         conns: RefCell::default(),
@@ -234,7 +234,7 @@ async fn run(spec: ShardSpec) {
         tick: tick_for(&shared),
         rng: RefCell::new(fastrand::Rng::new()),
         applied_in_a_row: Cell::new(0),
-        head_scratch: RefCell::new(vec![0; crate::http::MAX_HEAD_BYTES]),
+        head_scratch: RefCell::new(vec![0; crate::codec::http::MAX_HEAD_BYTES]),
         missing_topics: RefCell::default(),
     });
 
@@ -276,7 +276,7 @@ async fn run(spec: ShardSpec) {
     if let Some(admin) = spec.admin {
         // SAFETY: the fd comes from a listener we own and give up here.
         let admin = unsafe { TcpListener::from_raw_fd(admin.into_raw_fd()) };
-        glommio::spawn_local(crate::admin::serve(admin, Arc::clone(&shared.metrics))).detach();
+        glommio::spawn_local(crate::ops::admin::serve(admin, Arc::clone(&shared.metrics))).detach();
     }
 
     // SAFETY: the fd comes from a socket we own and give up here.

@@ -13,7 +13,9 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::kafka::Sidecar;
-use crate::shard::{self, Control, ShardId, ShardSpec, Shared, MESH_CAPACITY};
+pub mod executor;
+
+use self::executor::{self as shard, Control, ShardId, ShardSpec, Shared, MESH_CAPACITY};
 
 /// Accept backlog per shard listener. Connection bursts of thousands per
 /// second overflow a small queue (glommio's own bind hard-codes 1,024);

@@ -21,8 +21,8 @@ use std::fmt;
 
 use smallvec::SmallVec;
 
-use crate::record::Record;
-use crate::router::{self, Params};
+use crate::codec::router::{self, Params};
+use crate::model::record::Record;
 
 /// Where a substitution takes its value from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -150,7 +150,7 @@ impl Vars<'_> {
     fn get(&self, source: Source, name: &str) -> Result<Cow<'_, [u8]>, Missing> {
         let found = match source {
             Source::Params => router::param(self.params, name).map(Cow::Borrowed),
-            Source::Query => crate::http::query_param(self.query, name).map(|v| match v {
+            Source::Query => crate::codec::http::query_param(self.query, name).map(|v| match v {
                 Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
                 Cow::Owned(s) => Cow::Owned(s.into_bytes()),
             }),

@@ -2,7 +2,7 @@
 //! except that the headers are the list Kafka sent, in order. A header name
 //! may repeat within one record, and a filter matches any occurrence;
 //! rskafka's client collapses headers into a map (the last value wins),
-//! which is why fetches have their own decoding (see [`crate::fetch`]).
+//! which is why fetches have their own decoding (see [`crate::kafka::fetcher`]).
 
 use rskafka::chrono::{DateTime, Utc};
 

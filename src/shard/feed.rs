@@ -19,7 +19,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use crate::connection::Conn;
+use crate::stream::connection::Conn;
 
 struct Entry {
     frame: Rc<[u8]>,

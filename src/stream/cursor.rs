@@ -35,13 +35,13 @@ use glommio::net::TcpStream;
 use smallvec::SmallVec;
 use tracing::{debug, warn};
 
+use crate::codec::filter::RecordView;
+use crate::codec::sse;
 use crate::config::MaxLag;
-use crate::connection::{self, Conn};
-use crate::filter::RecordView;
-use crate::hub::{Render, Selection};
 use crate::kafka::{Batch, Fetched, KafkaError, OffsetQuery, Request, TopicId};
-use crate::shard::{RouteInfo, ShardCtx};
-use crate::sse;
+use crate::server::executor::{RouteInfo, ShardCtx};
+use crate::shard::hub::{Render, Selection};
+use crate::stream::connection::{self, Conn};
 
 /// A position's offset for a partition whose start is not known yet: the
 /// cursor reads it from its earliest offset (a partition added since the id
@@ -183,7 +183,7 @@ fn start_fetch(ctx: Rc<ShardCtx>, topic: TopicId, p: u32, at: i64) -> SharedFetc
 /// A cursor's frame encoder: its own buffers, reused between chunks.
 struct Encoder {
     render: Render,
-    filter: Option<Rc<crate::filter::Filter>>,
+    filter: Option<Rc<crate::codec::filter::Filter>>,
     /// The partitions a pruned stream reads: its ids carry only those.
     partitions: Option<Rc<[u32]>>,
     hash: u32,
@@ -205,7 +205,7 @@ impl Encoder {
     /// Puts the id of `position` in `self.id`.
     fn encode_id(&mut self, key: Option<&[u8]>, position: &[i64]) {
         self.id.clear();
-        crate::hub::encode_id(
+        crate::shard::hub::encode_id(
             self.render.id,
             key,
             self.hash,
@@ -702,10 +702,10 @@ pub(crate) async fn ask<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::event_id;
+    use crate::codec::sse::ValueEncoding;
     use crate::config::EventIdForm;
-    use crate::event_id;
-    use crate::record::{Record, RecordAndOffset};
-    use crate::sse::ValueEncoding;
+    use crate::model::record::{Record, RecordAndOffset};
     use rskafka::chrono::DateTime;
 
     fn batch(from: i64, to: i64, offsets: &[i64]) -> Batch {

@@ -35,16 +35,16 @@ use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
 
+use crate::codec::event_id;
+use crate::codec::filter::{Filter, RecordView};
+use crate::codec::sse::{self, ValueEncoding};
 use crate::config::EventIdForm;
-use crate::connection::Conn;
-use crate::event_id;
-use crate::feed::Feed;
-use crate::filter::{Filter, RecordView};
 use crate::kafka::{Batch, TopicId};
-use crate::log::{Cache, Limits};
-use crate::metrics::ShardMetrics;
-use crate::record::RecordAndOffset;
-use crate::sse::{self, ValueEncoding};
+use crate::model::record::RecordAndOffset;
+use crate::ops::metrics::ShardMetrics;
+use crate::shard::cache::{Cache, Limits};
+use crate::shard::feed::Feed;
+use crate::stream::connection::Conn;
 
 /// How a route renders events; connections are grouped by it so each frame
 /// is encoded once per distinct rendering.
@@ -684,7 +684,7 @@ impl Hub {
         ts.update_ready();
         if before.is_some_and(|n| n < partitions as usize) {
             let mut frame = Vec::new();
-            crate::connection::error_event(
+            crate::stream::connection::error_event(
                 &mut frame,
                 &format!(
                     "topic {} now has {partitions} partitions, so keys hash to other partitions; reconnect to resume",
@@ -855,7 +855,7 @@ async fn write_feed(
 mod tests {
     use super::*;
     use crate::kafka::TopicId;
-    use crate::record::Record;
+    use crate::model::record::Record;
     use rskafka::chrono::DateTime;
     use std::cell::RefCell;
     use std::io::Read as _;
@@ -962,7 +962,7 @@ mod tests {
     fn received(peer: &mut UnixStream) -> Vec<String> {
         let bytes = received_bytes(peer);
         let mut events = Vec::new();
-        crate::sse::Parser::new()
+        crate::codec::sse::Parser::new()
             .feed(&bytes, |e| events.push(e.data))
             .unwrap();
         events
@@ -1064,7 +1064,7 @@ mod tests {
                     bytes.extend(received_bytes(&mut peer));
                 }
                 let mut got = Vec::new();
-                crate::sse::Parser::new()
+                crate::codec::sse::Parser::new()
                     .feed(&bytes, |e| got.push(e.data))
                     .unwrap();
                 let want: Vec<String> = (0..400)

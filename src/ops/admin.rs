@@ -11,8 +11,8 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use tracing::debug;
 
-use crate::http::{self, Method};
-use crate::metrics::{self, ShardMetrics};
+use crate::codec::http::{self, Method};
+use crate::ops::metrics::{self, ShardMetrics};
 
 /// Admin requests are tiny; a scraper that takes longer than this to send
 /// one is dropped.

@@ -35,7 +35,7 @@ use tokio::io::BufStream;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::record::{Record, RecordAndOffset};
+use crate::model::record::{Record, RecordAndOffset};
 
 /// How long one fetch keeps retrying a leader change or a lost connection
 /// before it reports the error (rskafka's client did the same for us).

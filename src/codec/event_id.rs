@@ -16,7 +16,7 @@
 //! / `[null,"<progress>"]` around either layout.
 //! Everything read from untrusted input is bounded before it is trusted.
 
-use crate::sse::append_base64;
+use crate::codec::sse::append_base64;
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
 use base64::engine::DecodePaddingMode;

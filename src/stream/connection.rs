@@ -27,17 +27,17 @@ use glommio::net::TcpStream;
 use smallvec::SmallVec;
 use tracing::debug;
 
+use crate::codec::event_id;
+use crate::codec::filter;
+use crate::codec::http::{self, Method};
+use crate::codec::sse;
 use crate::config::Start;
-use crate::cursor;
-use crate::event_id;
-use crate::feed::{Feed, Place};
-use crate::filter;
-use crate::http::{self, Method};
-use crate::hub::Selection;
 use crate::kafka::{KafkaError, OffsetQuery, Request, TopicId};
-use crate::metrics::ShardMetrics;
-use crate::shard::{RouteInfo, ShardCtx};
-use crate::sse;
+use crate::ops::metrics::ShardMetrics;
+use crate::server::executor::{RouteInfo, ShardCtx};
+use crate::shard::feed::{Feed, Place};
+use crate::shard::hub::Selection;
+use crate::stream::cursor;
 
 /// iovecs per `sendmsg`: enough to drain a typical backlog in one call,
 /// small enough to live on the stack.
@@ -924,7 +924,7 @@ fn select(filter: Option<filter::Filter>, pruned: bool, count: usize) -> Selecti
         Some(keys) if pruned && count > 0 => {
             let mut ps: Vec<u32> = keys
                 .iter()
-                .map(|k| crate::partitioner::partition_for_key(k, count as u32))
+                .map(|k| crate::codec::partitioner::partition_for_key(k, count as u32))
                 .collect();
             ps.sort_unstable();
             ps.dedup();

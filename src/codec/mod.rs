@@ -1,0 +1,8 @@
+//! Codecs: pure functions of bytes.
+
+pub mod event_id;
+pub mod filter;
+pub mod http;
+pub mod partitioner;
+pub mod router;
+pub mod sse;

@@ -1,0 +1,5 @@
+//! The Kafka side.
+
+pub mod fetcher;
+mod sidecar;
+pub use sidecar::*;

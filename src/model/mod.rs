@@ -1,0 +1,3 @@
+//! The data every layer shares.
+
+pub mod record;

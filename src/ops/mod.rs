@@ -1,0 +1,4 @@
+//! Operations.
+
+pub mod admin;
+pub mod metrics;

@@ -1,0 +1,5 @@
+//! The shard runtime.
+
+pub mod cache;
+pub mod feed;
+pub mod hub;

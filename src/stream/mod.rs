@@ -1,0 +1,4 @@
+//! One client's stream.
+
+pub mod connection;
+pub mod cursor;
