@@ -16,20 +16,22 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rskafka::chrono::DateTime;
+use sse_kafka::codec::sse::Render;
 use sse_kafka::codec::sse::ValueEncoding;
 use sse_kafka::codec::{event_id, http, sse};
 use sse_kafka::config::EventIdForm;
-use sse_kafka::kafka::TopicId;
-use sse_kafka::model::record::{Record, RecordAndOffset};
+use sse_kafka::model::{Offset, Partition, TopicId};
+use sse_kafka::model::{Record, RecordAndOffset};
 use sse_kafka::ops::metrics::ShardMetrics;
-use sse_kafka::shard::hub::{Hub, Render};
-use sse_kafka::stream::connection::Conn;
+use sse_kafka::shard::audiences::Selection;
+use sse_kafka::shard::hub::Hub;
+use sse_kafka::shard::outbox::Outbox;
 
 fn http_parse(c: &mut Criterion) {
     let mut id = Vec::new();
     event_id::encode_progress(
         event_id::topic_hash("items"),
-        &[1_000_000, 1_000_200, 999_980, 1_000_050],
+        &[1_000_000, 1_000_200, 999_980, 1_000_050].map(Offset),
         &mut Vec::new(),
         &mut id,
     );
@@ -86,14 +88,14 @@ fn ids(c: &mut Criterion) {
     let mut g = c.benchmark_group("event_id");
     let hash = event_id::topic_hash("items");
     for partitions in [4usize, 64, 1024] {
-        let offsets: Vec<i64> = (0..partitions as i64)
-            .map(|p| 5_000_000 + p * 37 % 1000)
+        let offsets: Vec<Offset> = (0..partitions as i64)
+            .map(|p| Offset(5_000_000 + p * 37 % 1000))
             .collect();
         let mut scratch = Vec::new();
         let mut out = Vec::new();
         event_id::encode_progress(hash, &offsets, &mut scratch, &mut out);
         let encoded = out.clone();
-        let mut copy: Vec<i64> = Vec::with_capacity(partitions);
+        let mut copy: Vec<Offset> = Vec::with_capacity(partitions);
         g.bench_with_input(
             BenchmarkId::new("baseline_copy_offsets", partitions),
             &offsets,
@@ -131,7 +133,7 @@ fn record(offset: i64) -> RecordAndOffset {
             headers: Default::default(),
             timestamp: DateTime::from_timestamp(0, 0).unwrap(),
         },
-        offset,
+        offset: Offset(offset),
     }
 }
 
@@ -173,17 +175,17 @@ fn fanout(c: &mut Criterion) {
         0,
         1,
     );
-    hub.set_partitions(topic, 4);
+    hub.topic_mut(topic).set_partition_count(4);
     let render = Render {
         value: ValueEncoding::Text,
         id: EventIdForm::Progress,
     };
-    let conns: Vec<Rc<Conn>> = (0..FANOUT_CONNECTIONS)
-        .map(|_| Rc::new(Conn::new(-1, u32::MAX)))
+    let conns: Vec<Rc<Outbox>> = (0..FANOUT_CONNECTIONS)
+        .map(|_| Rc::new(Outbox::in_memory(u32::MAX)))
         .collect();
     let stream = hub.topic_mut(topic);
     for p in 0..4 {
-        stream.begin_batch(p, 0, &metrics);
+        stream.begin_batch(Partition(p), Offset(0), &metrics);
     }
     for conn in &conns {
         stream.join(Rc::clone(conn), render, &Default::default());
@@ -198,7 +200,7 @@ fn fanout(c: &mut Criterion) {
                     let rec = record(offset);
                     offset += 1;
                     let start = Instant::now();
-                    let reached = stream.deliver(1, &rec);
+                    let reached = stream.deliver(Partition(1), &rec);
                     total += start.elapsed();
                     assert_eq!(reached, FANOUT_CONNECTIONS);
                     // One feed got the frame; the sinks skip it.
@@ -267,16 +269,16 @@ fn filters(c: &mut Criterion) {
                 0,
                 1,
             );
-            hub.set_partitions(topic, 4);
+            hub.topic_mut(topic).set_partition_count(4);
             let stream = hub.topic_mut(topic);
             for p in 0..4 {
-                stream.begin_batch(p, 0, &metrics);
+                stream.begin_batch(Partition(p), Offset(0), &metrics);
             }
-            let conns: Vec<Rc<Conn>> = (0..connections)
-                .map(|_| Rc::new(Conn::new(-1, u32::MAX)))
+            let conns: Vec<Rc<Outbox>> = (0..connections)
+                .map(|_| Rc::new(Outbox::in_memory(u32::MAX)))
                 .collect();
             for (i, conn) in conns.iter().enumerate() {
-                let selection = stream.intern(sse_kafka::shard::hub::Selection {
+                let selection = stream.intern(Selection {
                     filter: Some(Rc::new(key_filter(i % FILTER_KEYS))),
                     ..Default::default()
                 });
@@ -297,13 +299,13 @@ fn filters(c: &mut Criterion) {
                         // The records are reused; their offsets move on
                         // (the hub skips what it has delivered).
                         for (i, rec) in records.iter_mut().enumerate() {
-                            rec.offset = offset + (i / 4) as i64;
+                            rec.offset = Offset(offset + (i / 4) as i64);
                         }
                         offset += (FILTER_RECORDS / 4) as i64;
                         let start = Instant::now();
                         let mut pushed = 0;
                         for (i, rec) in records.iter().enumerate() {
-                            pushed += stream.deliver(i % 4, black_box(rec));
+                            pushed += stream.deliver(Partition((i % 4) as u32), black_box(rec));
                         }
                         total += start.elapsed();
                         assert!(pushed > 0);

@@ -376,14 +376,8 @@ pub enum Start {
 /// How a route writes record values; defined with the frame encoder.
 pub use crate::sse::ValueEncoding;
 
-/// What goes into the SSE `id:` field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventIdForm {
-    /// The partition offsets only: enough to resume.
-    Progress,
-    /// The record key, then the offsets.
-    KeyAndProgress,
-}
+/// What goes into the SSE `id:` field; defined with the id codec.
+pub use crate::codec::event_id::EventIdForm;
 
 impl Config {
     /// The distinct topics of all routes, in order of first appearance, so that

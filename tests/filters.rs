@@ -9,6 +9,7 @@ mod common;
 use common::{config_for, http_get, wait_until, Broker, Proxy, SseClient};
 use sse_kafka::codec::event_id;
 use sse_kafka::codec::sse::Event;
+use sse_kafka::model::{Offset, Partition};
 
 const ROUTES: &str = r#"keepalive: 200ms
 routes:
@@ -215,7 +216,8 @@ fn a_missing_parameter_is_a_400_naming_it() {
 
 /// The next offsets of topic `items` that a progress id carries.
 fn offsets(id: &str) -> Vec<i64> {
-    event_id::decode_progress(event_id::topic_hash("items"), id.as_bytes()).unwrap()
+    let position = event_id::decode_progress(event_id::topic_hash("items"), id.as_bytes()).unwrap();
+    position.offsets().iter().map(|o| o.0).collect()
 }
 
 fn progress_id(next: &[i64]) -> String {
@@ -468,12 +470,12 @@ routes:
         panic!("a pruned stream's id is sparse: {id}");
     };
     assert_eq!(pairs.len(), 1);
-    assert_eq!(pairs[0].0, p7);
+    assert_eq!(pairs[0].0, Partition(p7));
     let sparse_end = |n: i64| {
-        let mut next = vec![0; 4];
-        next[p7 as usize] = n;
+        let mut next = vec![Offset(0); 4];
+        next[p7 as usize] = Offset(n);
         let mut id = Vec::new();
-        event_id::encode_sparse(hash, &[p7], &next, &mut Vec::new(), &mut id);
+        event_id::encode_sparse(hash, &[Partition(p7)], &next, &mut Vec::new(), &mut id);
         String::from_utf8(id).unwrap()
     };
     pruned.wait_for_id(&sparse_end(in_p7 as i64));
@@ -620,7 +622,8 @@ fn partition_ends(placed: &[(Vec<u8>, u32)]) -> Vec<i64> {
 
 fn progress_id_of(hash: u32, next: &[i64]) -> String {
     let mut id = Vec::new();
-    event_id::encode_progress(hash, next, &mut Vec::new(), &mut id);
+    let next: Vec<Offset> = next.iter().copied().map(Offset).collect();
+    event_id::encode_progress(hash, &next, &mut Vec::new(), &mut id);
     String::from_utf8(id).unwrap()
 }
 

@@ -24,14 +24,20 @@ fn offsets_of(id: &str) -> Vec<i64> {
         id.as_bytes(),
     )
     .expect("a progress id of topic items")
+    .offsets()
+    .iter()
+    .map(|o| o.0)
+    .collect()
 }
 
 /// The progress id of topic `items` at these next offsets.
 fn id_of(next: &[i64]) -> String {
     let mut id = Vec::new();
+    let next: Vec<sse_kafka::model::Offset> =
+        next.iter().copied().map(sse_kafka::model::Offset).collect();
     sse_kafka::codec::event_id::encode_progress(
         sse_kafka::codec::event_id::topic_hash("items"),
-        next,
+        &next,
         &mut Vec::new(),
         &mut id,
     );

@@ -245,7 +245,7 @@ fn malformed_id_resets_and_starts_as_configured() {
     let mut other_id = Vec::new();
     sse_kafka::codec::event_id::encode_progress(
         sse_kafka::codec::event_id::topic_hash("other"),
-        &[0],
+        &[sse_kafka::model::Offset(0)],
         &mut Vec::new(),
         &mut other_id,
     );

@@ -16,7 +16,8 @@
 //! / `[null,"<progress>"]` around either layout.
 //! Everything read from untrusted input is bounded before it is trusted.
 
-use crate::codec::sse::append_base64;
+use crate::codec::base64::append_base64;
+use crate::model::{Offset, Partition, Position};
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
 use base64::engine::DecodePaddingMode;
@@ -107,28 +108,56 @@ pub fn topic_hash(topic: &str) -> u32 {
 /// Every offset must be `>= 0` (a Kafka "next offset" always is); this is
 /// checked in debug builds only. A negative offset in a release build does not
 /// panic but yields an id that `decode_progress` rejects.
-pub fn encode_progress(topic_hash: u32, next: &[i64], scratch: &mut Vec<u8>, out: &mut Vec<u8>) {
-    debug_assert!(next.iter().all(|&o| o >= 0), "offsets must be >= 0");
+pub fn encode_progress(topic_hash: u32, next: &[Offset], scratch: &mut Vec<u8>, out: &mut Vec<u8>) {
+    debug_assert!(next.iter().all(|o| o.0 >= 0), "offsets must be >= 0");
     write_binary(topic_hash, next, scratch);
     append_base64(&URL_SAFE_NO_PAD, scratch, out);
+}
+
+/// What goes into the SSE `id:` field (a route's `event_id`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventIdForm {
+    /// The partition offsets only: enough to resume.
+    Progress,
+    /// The record key, then the offsets (Zilla's form).
+    KeyAndProgress,
+}
+
+/// Appends the id of `next` in `form` for a stream reading `partitions`
+/// (`None`: every partition): the keyed form carries `key`.
+pub fn encode_id(
+    form: EventIdForm,
+    key: Option<&[u8]>,
+    topic_hash: u32,
+    partitions: Option<&[Partition]>,
+    next: &[Offset],
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) {
+    match form {
+        EventIdForm::Progress => encode_position(topic_hash, partitions, next, scratch, out),
+        EventIdForm::KeyAndProgress => {
+            encode_key_and_position(key, topic_hash, partitions, next, scratch, out)
+        }
+    }
 }
 
 /// What an id says about the stream's position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
     /// The next offset of every partition `0..n` (version 1).
-    All(Vec<i64>),
+    All(Position),
     /// The next offset of some partitions, in increasing partition order
     /// (version 2); the stream read no other.
-    Some(Vec<(u32, i64)>),
+    Some(Vec<(Partition, Offset)>),
 }
 
 /// Appends the base64url text of a sparse id: for each partition of
 /// `partitions` (increasing), its next offset from `next`.
 pub fn encode_sparse(
     topic_hash: u32,
-    partitions: &[u32],
-    next: &[i64],
+    partitions: &[Partition],
+    next: &[Offset],
     scratch: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) {
@@ -138,15 +167,15 @@ pub fn encode_sparse(
     scratch.push(VERSION_SPARSE);
     scratch.extend_from_slice(&topic_hash.to_be_bytes());
     put_varint(scratch, partitions.len() as u64);
-    let mut prev: Option<u32> = None;
+    let mut prev: Option<Partition> = None;
     for &p in partitions {
         // Partitions increase: each after the first as the gap minus one.
         let gap = match prev {
-            None => u64::from(p),
-            Some(q) => u64::from(p - q - 1),
+            None => u64::from(p.0),
+            Some(q) => u64::from(p.0 - q.0 - 1),
         };
         put_varint(scratch, gap);
-        put_varint(scratch, next[p as usize] as u64);
+        put_varint(scratch, next[p.index()].0 as u64);
         prev = Some(p);
     }
     append_base64(&URL_SAFE_NO_PAD, scratch, out);
@@ -157,8 +186,8 @@ pub fn encode_sparse(
 /// those partitions.
 pub fn encode_position(
     topic_hash: u32,
-    partitions: Option<&[u32]>,
-    next: &[i64],
+    partitions: Option<&[Partition]>,
+    next: &[Offset],
     scratch: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) {
@@ -172,8 +201,8 @@ pub fn encode_position(
 pub fn encode_key_and_position(
     key: Option<&[u8]>,
     topic_hash: u32,
-    partitions: Option<&[u32]>,
-    next: &[i64],
+    partitions: Option<&[Partition]>,
+    next: &[Offset],
     scratch: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) {
@@ -195,7 +224,7 @@ pub fn encode_key_and_position(
 pub fn encode_key_and_progress(
     key: Option<&[u8]>,
     topic_hash: u32,
-    next: &[i64],
+    next: &[Offset],
     scratch: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) {
@@ -210,7 +239,7 @@ pub fn encode_key_and_progress(
 /// `["<base64url key>","<progress>"]` / `[null,"<progress>"]`; surrounding
 /// ASCII whitespace is ignored. The key of the Zilla form is checked for shape
 /// only and otherwise ignored.
-pub fn decode_progress(topic_hash: u32, id: &[u8]) -> Result<Vec<i64>, IdError> {
+pub fn decode_progress(topic_hash: u32, id: &[u8]) -> Result<Position, IdError> {
     match decode(topic_hash, id)? {
         Progress::All(next) => Ok(next),
         Progress::Some(_) => Err(IdError::Version(VERSION_SPARSE)),
@@ -248,7 +277,7 @@ pub fn decode(topic_hash: u32, id: &[u8]) -> Result<Progress, IdError> {
 }
 
 /// Writes the binary layout into `buf` (cleared first).
-fn write_binary(topic_hash: u32, next: &[i64], buf: &mut Vec<u8>) {
+fn write_binary(topic_hash: u32, next: &[Offset], buf: &mut Vec<u8>) {
     buf.clear();
     // Worst case, so the pushes below never reallocate mid-way; once `buf` has
     // grown to the topic's size this reserves nothing.
@@ -257,7 +286,7 @@ fn write_binary(topic_hash: u32, next: &[i64], buf: &mut Vec<u8>) {
     buf.extend_from_slice(&topic_hash.to_be_bytes());
     put_varint(buf, next.len() as u64);
     let mut prev: Option<i64> = None;
-    for &offset in next {
+    for &Offset(offset) in next {
         match prev {
             // Reinterpreting as u64 is the layout's "unsigned varint"; a
             // (contract-violating) negative offset becomes > i64::MAX and is
@@ -274,7 +303,7 @@ fn write_binary(topic_hash: u32, next: &[i64], buf: &mut Vec<u8>) {
 
 /// Parses the binary layout, checking every count against what the input can
 /// actually hold.
-fn parse_binary(topic_hash: u32, binary: &[u8]) -> Result<Vec<i64>, IdError> {
+fn parse_binary(topic_hash: u32, binary: &[u8]) -> Result<Position, IdError> {
     let mut r = Reader { buf: binary };
     let count = parse_header(&mut r, VERSION, topic_hash)?;
     let mut offsets = Vec::with_capacity(count);
@@ -289,13 +318,13 @@ fn parse_binary(topic_hash: u32, binary: &[u8]) -> Result<Vec<i64>, IdError> {
         if offset < 0 {
             return Err(IdError::NegativeOffset);
         }
-        offsets.push(offset);
+        offsets.push(Offset(offset));
         prev = offset;
     }
     if !r.buf.is_empty() {
         return Err(IdError::TrailingBytes);
     }
-    Ok(offsets)
+    Ok(Position::from_offsets(offsets))
 }
 
 /// Checks the version byte and the topic hash; returns the partition count.
@@ -334,7 +363,7 @@ fn parse_header(r: &mut Reader<'_>, version: u8, topic_hash: u32) -> Result<usiz
 
 /// Parses the sparse layout: `(partition, next offset)` pairs, partitions
 /// strictly increasing and below `MAX_PARTITIONS`.
-fn parse_sparse(topic_hash: u32, binary: &[u8]) -> Result<Vec<(u32, i64)>, IdError> {
+fn parse_sparse(topic_hash: u32, binary: &[u8]) -> Result<Vec<(Partition, Offset)>, IdError> {
     let mut r = Reader { buf: binary };
     let count = parse_header(&mut r, VERSION_SPARSE, topic_hash)?;
     let mut pairs = Vec::with_capacity(count);
@@ -345,7 +374,8 @@ fn parse_sparse(topic_hash: u32, binary: &[u8]) -> Result<Vec<(u32, i64)>, IdErr
             .filter(|p| *p < MAX_PARTITIONS as u64)
             .ok_or(IdError::Overflow)?;
         let offset = i64::try_from(r.varint()?).map_err(|_| IdError::Overflow)?;
-        pairs.push((partition as u32, offset));
+        // Below MAX_PARTITIONS, so it fits a u32.
+        pairs.push((Partition(partition as u32), Offset(offset)));
         next_partition = partition + 1;
     }
     if !r.buf.is_empty() {
@@ -459,16 +489,45 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn offsets(next: &[i64]) -> Vec<Offset> {
+        next.iter().copied().map(Offset).collect()
+    }
+
     fn encode(hash: u32, next: &[i64]) -> Vec<u8> {
         let (mut scratch, mut out) = (Vec::new(), Vec::new());
-        encode_progress(hash, next, &mut scratch, &mut out);
+        encode_progress(hash, &offsets(next), &mut scratch, &mut out);
         out
     }
 
     fn encode_zilla(key: Option<&[u8]>, hash: u32, next: &[i64]) -> Vec<u8> {
         let (mut scratch, mut out) = (Vec::new(), Vec::new());
-        encode_key_and_progress(key, hash, next, &mut scratch, &mut out);
+        encode_key_and_progress(key, hash, &offsets(next), &mut scratch, &mut out);
         out
+    }
+
+    /// What [`decode_progress`] returns, as raw numbers.
+    fn decoded(hash: u32, id: &[u8]) -> Result<Vec<i64>, IdError> {
+        decode_progress(hash, id).map(|p| p.offsets().iter().map(|o| o.0).collect())
+    }
+
+    /// What [`decode`] returns, as raw numbers.
+    fn decoded_any(hash: u32, id: &[u8]) -> Result<RawProgress, IdError> {
+        decode(hash, id).map(|progress| match progress {
+            Progress::All(p) => RawProgress::All(p.offsets().iter().map(|o| o.0).collect()),
+            Progress::Some(pairs) => {
+                RawProgress::Some(pairs.iter().map(|(p, o)| (p.0, o.0)).collect())
+            }
+        })
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum RawProgress {
+        All(Vec<i64>),
+        Some(Vec<(u32, i64)>),
+    }
+
+    fn partitions(ps: &[u32]) -> Vec<Partition> {
+        ps.iter().copied().map(Partition).collect()
     }
 
     /// Base64url of an arbitrary binary, to reach the binary parser directly.
@@ -504,16 +563,13 @@ mod tests {
         const GOLDEN: &str = "ATp5M48EAAoDyg8";
         let hash = topic_hash("items");
         let mut raw = Vec::new();
-        write_binary(hash, &[0, 5, 3, 1000], &mut raw);
+        write_binary(hash, &offsets(&[0, 5, 3, 1000]), &mut raw);
         assert_eq!(
             raw,
             [0x01, 0x3a, 0x79, 0x33, 0x8f, 0x04, 0x00, 0x0a, 0x03, 0xca, 0x0f]
         );
         assert_eq!(encode(hash, &[0, 5, 3, 1000]), GOLDEN.as_bytes());
-        assert_eq!(
-            decode_progress(hash, GOLDEN.as_bytes()),
-            Ok(vec![0, 5, 3, 1000])
-        );
+        assert_eq!(decoded(hash, GOLDEN.as_bytes()), Ok(vec![0, 5, 3, 1000]));
     }
 
     #[test]
@@ -535,12 +591,7 @@ mod tests {
         ];
         for next in cases {
             let id = encode(hash, &next);
-            assert_eq!(
-                decode_progress(hash, &id),
-                Ok(next.clone()),
-                "len {}",
-                next.len()
-            );
+            assert_eq!(decoded(hash, &id), Ok(next.clone()), "len {}", next.len());
         }
     }
 
@@ -549,15 +600,15 @@ mod tests {
         let hash = topic_hash("t");
         let mut scratch = vec![0xff; 100]; // stale content must be ignored
         let mut out = b"prefix:".to_vec();
-        encode_progress(hash, &[7, 8], &mut scratch, &mut out);
+        encode_progress(hash, &offsets(&[7, 8]), &mut scratch, &mut out);
         let id = out.strip_prefix(b"prefix:").unwrap();
-        assert_eq!(decode_progress(hash, id), Ok(vec![7, 8]));
+        assert_eq!(decoded(hash, id), Ok(vec![7, 8]));
     }
 
     #[test]
     fn warmed_buffers_are_not_reallocated() {
         let hash = topic_hash("t");
-        let next: Vec<i64> = (0..1024).map(|i| 5_000_000 + i * 3).collect();
+        let next: Vec<Offset> = (0..1024).map(|i| Offset(5_000_000 + i * 3)).collect();
         let (mut scratch, mut out) = (Vec::new(), Vec::new());
         encode_key_and_progress(Some(b"key"), hash, &next, &mut scratch, &mut out);
         let (scratch_ptr, out_ptr) = (scratch.as_ptr(), out.as_ptr());
@@ -583,7 +634,7 @@ mod tests {
         let id = encode(hash, &next);
         // ~4 bytes per partition (deltas up to ±9e6 zigzag to < 2^28): ~5 KiB.
         assert!(id.len() < 16 * 1024, "id is {} bytes", id.len());
-        assert_eq!(decode_progress(hash, &id), Ok(next));
+        assert_eq!(decoded(hash, &id), Ok(next));
     }
 
     #[test]
@@ -726,7 +777,7 @@ mod tests {
             ("zilla empty", b"[]".to_vec(), IdError::BadZillaForm),
         ];
         for (name, id, want) in cases {
-            assert_eq!(decode_progress(hash, &id), Err(want), "{name}");
+            assert_eq!(decoded(hash, &id), Err(want), "{name}");
         }
     }
 
@@ -738,7 +789,7 @@ mod tests {
         padded.push(b'=');
         let spaced = [b"  \t", &id[..], b"\r\n"].concat();
         for input in [padded, spaced] {
-            assert_eq!(decode_progress(hash, &input), Ok(vec![0, 5, 3, 1000]));
+            assert_eq!(decoded(hash, &input), Ok(vec![0, 5, 3, 1000]));
         }
     }
 
@@ -758,13 +809,13 @@ mod tests {
         for (key, want) in cases {
             let id = encode_zilla(key, hash, &next);
             assert_eq!(String::from_utf8(id.clone()).unwrap(), want);
-            assert_eq!(decode_progress(hash, &id), Ok(next.to_vec()), "{want}");
+            assert_eq!(decoded(hash, &id), Ok(next.to_vec()), "{want}");
         }
         // JSON whitespace is tolerated; a padded standard-alphabet key too.
         let loose = format!(" [ \"a+/=\" ,\t\"{progress}\" ] \n");
-        assert_eq!(decode_progress(hash, loose.as_bytes()), Ok(next.to_vec()));
+        assert_eq!(decoded(hash, loose.as_bytes()), Ok(next.to_vec()));
         let loose = format!("[ null , \"{progress}\"]");
-        assert_eq!(decode_progress(hash, loose.as_bytes()), Ok(next.to_vec()));
+        assert_eq!(decoded(hash, loose.as_bytes()), Ok(next.to_vec()));
     }
 
     #[test]
@@ -773,9 +824,9 @@ mod tests {
         let next: Vec<i64> = (0..40).map(|i| 1_000_000 + i * 12_345).collect();
         // Truncating the binary gives exactly `Truncated`…
         let mut raw = Vec::new();
-        write_binary(hash, &next, &mut raw);
+        write_binary(hash, &offsets(&next), &mut raw);
         for cut in 0..raw.len() {
-            let got = decode_progress(hash, &b64(&raw[..cut]));
+            let got = decoded(hash, &b64(&raw[..cut]));
             let want = if cut == 0 {
                 IdError::Empty
             } else {
@@ -786,10 +837,7 @@ mod tests {
         // …and truncating either text form at any byte is some error.
         for id in [encode(hash, &next), encode_zilla(Some(b"key"), hash, &next)] {
             for cut in 0..id.len() {
-                assert!(
-                    decode_progress(hash, &id[..cut]).is_err(),
-                    "text cut at {cut}"
-                );
+                assert!(decoded(hash, &id[..cut]).is_err(), "text cut at {cut}");
             }
         }
     }
@@ -813,13 +861,19 @@ mod tests {
     fn sparse_ids_round_trip_and_are_bounded() {
         let h = topic_hash("items");
         let next = [5, 70_000, 3, 1 << 40];
-        for partitions in [&[1u32][..], &[0, 3], &[0, 1, 2, 3], &[]] {
+        for ps in [&[1u32][..], &[0, 3], &[0, 1, 2, 3], &[]] {
             let mut id = Vec::new();
-            encode_sparse(h, partitions, &next, &mut Vec::new(), &mut id);
-            let want: Vec<(u32, i64)> = partitions.iter().map(|&p| (p, next[p as usize])).collect();
-            assert_eq!(decode(h, &id), Ok(Progress::Some(want.clone())));
+            encode_sparse(
+                h,
+                &partitions(ps),
+                &offsets(&next),
+                &mut Vec::new(),
+                &mut id,
+            );
+            let want: Vec<(u32, i64)> = ps.iter().map(|&p| (p, next[p as usize])).collect();
+            assert_eq!(decoded_any(h, &id), Ok(RawProgress::Some(want.clone())));
             assert_eq!(
-                decode_progress(h, &id),
+                decoded(h, &id),
                 Err(IdError::Version(VERSION_SPARSE)),
                 "a sparse id is not a full one"
             );
@@ -828,23 +882,29 @@ mod tests {
             encode_key_and_position(
                 Some(b"k"),
                 h,
-                Some(partitions),
-                &next,
+                Some(&partitions(ps)),
+                &offsets(&next),
                 &mut Vec::new(),
                 &mut zilla,
             );
-            assert_eq!(decode(h, &zilla), Ok(Progress::Some(want)));
+            assert_eq!(decoded_any(h, &zilla), Ok(RawProgress::Some(want)));
             assert!(matches!(
-                decode(topic_hash("other"), &id),
+                decoded_any(topic_hash("other"), &id),
                 Err(IdError::TopicMismatch { .. })
             ));
         }
         let mut one = Vec::new();
-        encode_position(h, Some(&[2]), &next, &mut Vec::new(), &mut one);
+        encode_position(
+            h,
+            Some(&[Partition(2)]),
+            &offsets(&next),
+            &mut Vec::new(),
+            &mut one,
+        );
         let mut all = Vec::new();
-        encode_position(h, None, &next, &mut Vec::new(), &mut all);
+        encode_position(h, None, &offsets(&next), &mut Vec::new(), &mut all);
         assert!(one.len() < all.len());
-        assert_eq!(decode(h, &all), Ok(Progress::All(next.to_vec())));
+        assert_eq!(decoded_any(h, &all), Ok(RawProgress::All(next.to_vec())));
         // Hand-made binaries: a partition past the bound, a truncated pair,
         // trailing bytes, a count larger than the input.
         let text = |bin: &[u8]| URL_SAFE_NO_PAD.encode(bin).into_bytes();
@@ -857,16 +917,16 @@ mod tests {
         let mut far = head(1);
         put_varint(&mut far, MAX_PARTITIONS as u64);
         far.push(0);
-        assert_eq!(decode(h, &text(&far)), Err(IdError::Overflow));
+        assert_eq!(decoded_any(h, &text(&far)), Err(IdError::Overflow));
         let mut cut = head(1);
         cut.push(3);
-        assert_eq!(decode(h, &text(&cut)), Err(IdError::Truncated));
+        assert_eq!(decoded_any(h, &text(&cut)), Err(IdError::Truncated));
         let mut extra = head(1);
         extra.extend_from_slice(&[3, 7, 0]);
-        assert_eq!(decode(h, &text(&extra)), Err(IdError::TrailingBytes));
+        assert_eq!(decoded_any(h, &text(&extra)), Err(IdError::TrailingBytes));
         let mut big = head(100);
         big.extend_from_slice(&[3, 7]);
-        assert_eq!(decode(h, &text(&big)), Err(IdError::Truncated));
+        assert_eq!(decoded_any(h, &text(&big)), Err(IdError::Truncated));
     }
 
     proptest! {
@@ -875,12 +935,12 @@ mod tests {
             next in proptest::collection::vec(0i64..i64::MAX, 1..64),
             picks in proptest::collection::vec(any::<bool>(), 64),
         ) {
-            let partitions: Vec<u32> = (0..next.len() as u32).filter(|&p| picks[p as usize]).collect();
+            let ps: Vec<u32> = (0..next.len() as u32).filter(|&p| picks[p as usize]).collect();
             let h = topic_hash("t");
             let mut id = Vec::new();
-            encode_sparse(h, &partitions, &next, &mut Vec::new(), &mut id);
-            let want: Vec<(u32, i64)> = partitions.iter().map(|&p| (p, next[p as usize])).collect();
-            prop_assert_eq!(decode(h, &id), Ok(Progress::Some(want)));
+            encode_sparse(h, &partitions(&ps), &offsets(&next), &mut Vec::new(), &mut id);
+            let want: Vec<(u32, i64)> = ps.iter().map(|&p| (p, next[p as usize])).collect();
+            prop_assert_eq!(decoded_any(h, &id), Ok(RawProgress::Some(want)));
         }
     }
 
@@ -889,7 +949,7 @@ mod tests {
         fn prop_round_trip(next in prop::collection::vec(0..=i64::MAX, 0..2000), hash in any::<u32>()) {
             let id = encode(hash, &next);
             prop_assert!(id.len() <= MAX_ID_BYTES);
-            prop_assert_eq!(decode_progress(hash, &id), Ok(next));
+            prop_assert_eq!(decoded(hash, &id), Ok(next));
         }
 
         #[test]
@@ -899,7 +959,7 @@ mod tests {
         ) {
             let next: Vec<i64> = deltas.iter().map(|d| base + d.abs() * 1000).collect();
             let hash = topic_hash("clustered");
-            prop_assert_eq!(decode_progress(hash, &encode(hash, &next)), Ok(next));
+            prop_assert_eq!(decoded(hash, &encode(hash, &next)), Ok(next));
         }
 
         #[test]
@@ -909,12 +969,12 @@ mod tests {
         ) {
             let hash = topic_hash("z");
             let id = encode_zilla(key.as_deref(), hash, &next);
-            prop_assert_eq!(decode_progress(hash, &id), Ok(next));
+            prop_assert_eq!(decoded(hash, &id), Ok(next));
         }
 
         #[test]
         fn prop_garbage_text_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-            let _ = decode_progress(topic_hash("items"), &bytes);
+            let _ = decoded(topic_hash("items"), &bytes);
         }
 
         #[test]
@@ -924,7 +984,7 @@ mod tests {
             let mut raw = vec![VERSION];
             raw.extend_from_slice(&hash.to_be_bytes());
             raw.extend_from_slice(&tail);
-            if let Ok(offsets) = decode_progress(hash, &b64(&raw)) {
+            if let Ok(offsets) = decoded(hash, &b64(&raw)) {
                 prop_assert!(offsets.iter().all(|&o| o >= 0));
             }
         }

@@ -22,7 +22,7 @@ use std::fmt;
 use smallvec::SmallVec;
 
 use crate::codec::router::{self, Params};
-use crate::model::record::Record;
+use crate::model::Record;
 
 /// Where a substitution takes its value from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,5 +1,6 @@
 //! Codecs: pure functions of bytes.
 
+pub mod base64;
 pub mod event_id;
 pub mod filter;
 pub mod http;

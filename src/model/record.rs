@@ -6,6 +6,8 @@
 
 use rskafka::chrono::{DateTime, Utc};
 
+use super::ids::Offset;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub key: Option<Vec<u8>>,
@@ -29,7 +31,7 @@ impl Record {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordAndOffset {
     pub record: Record,
-    pub offset: i64,
+    pub offset: Offset,
 }
 
 #[cfg(test)]

@@ -8,19 +8,16 @@ use std::sync::Arc;
 use glommio::channels::channel_mesh::MeshBuilder;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use socket2::{Domain, Protocol, Socket, Type};
 use tracing::info;
 
 use crate::config::Config;
 use crate::kafka::Sidecar;
-pub mod executor;
+use crate::model::ShardId;
+use crate::shard::mesh::MESH_CAPACITY;
+use crate::sys::socket::client_listener;
+mod executor;
 
-use self::executor::{self as shard, Control, ShardId, ShardSpec, Shared, MESH_CAPACITY};
-
-/// Accept backlog per shard listener. Connection bursts of thousands per
-/// second overflow a small queue (glommio's own bind hard-codes 1,024);
-/// the kernel caps it at `net.core.somaxconn`.
-const LISTEN_BACKLOG: i32 = 8192;
+use self::executor::{Control, ShardSpec, Shared};
 
 /// Batches a sidecar may have in flight to its shard before its fetch loops
 /// wait (backpressure on fetching, never loss).
@@ -109,7 +106,6 @@ pub fn run(config: Config, cpus: &[usize]) -> Result<(), ServerError> {
             to_shard,
             requests: requests_rx,
             metrics: Arc::clone(&shared.metrics[i]),
-            watches: Default::default(),
         }
         .spawn()
         .map_err(ServerError::Sidecar)?;
@@ -125,7 +121,7 @@ pub fn run(config: Config, cpus: &[usize]) -> Result<(), ServerError> {
             listener,
             admin: if i == 0 { admin.take() } else { None },
         };
-        let handle = shard::spawn(spec).map_err(|e| ServerError::Shard {
+        let handle = executor::spawn(spec).map_err(|e| ServerError::Shard {
             shard: i,
             cpu,
             message: e.to_string(),
@@ -159,37 +155,4 @@ pub fn run(config: Config, cpus: &[usize]) -> Result<(), ServerError> {
         h.join().map_err(|_| ServerError::ShardFailed(i))?;
     }
     Ok(())
-}
-
-/// One client listener per shard on the same address (SO_REUSEPORT lets
-/// the kernel spread connections over the shards).
-///
-/// TCP_DEFER_ACCEPT (up to `defer`, the request timeout): a connection is
-/// accepted once its request has arrived, so the head is read and parsed
-/// at once in the shard's scratch buffer. Without it a burst of clients is
-/// accepted before their requests, and each connection allocates read state
-/// whose freed memory stays scattered in the heap (measured: about 1 KB of
-/// RSS per idle stream).
-fn client_listener(addr: SocketAddr, defer: std::time::Duration) -> std::io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.set_tcp_nodelay(true)?;
-    let seconds = libc::c_int::try_from(defer.as_secs().max(1)).unwrap_or(libc::c_int::MAX);
-    // SAFETY: a valid socket and an option value of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&socket),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&seconds as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket)
 }

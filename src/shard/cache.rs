@@ -20,8 +20,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::kafka::{Batch, TopicId};
-use crate::model::record::RecordAndOffset;
+use crate::model::RecordAndOffset;
+use crate::model::{Batch, Offset, Partition, TopicId};
 
 /// The cache bounds (see `config::CacheConfig`).
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +47,7 @@ fn batch_bytes(b: &Batch) -> usize {
     std::mem::size_of::<Batch>() + b.records.iter().map(record_bytes).sum::<usize>()
 }
 
+#[derive(Debug)]
 struct Segment {
     batch: Arc<Batch>,
     bytes: usize,
@@ -55,29 +56,26 @@ struct Segment {
 }
 
 /// The cached ranges of one partition.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct PartitionLog {
     /// Keyed by `batch.from`. INVARIANT: ranges `[from, to)` do not overlap.
-    segs: BTreeMap<i64, Segment>,
+    segs: BTreeMap<Offset, Segment>,
     bytes: usize,
 }
 
 impl PartitionLog {
     /// The cached batch whose range holds `offset`.
-    pub fn lookup(&self, offset: i64) -> Option<&Arc<Batch>> {
+    pub fn lookup(&self, offset: Offset) -> Option<&Arc<Batch>> {
         let (_, seg) = self.segs.range(..=offset).next_back()?;
         (offset < seg.batch.to).then_some(&seg.batch)
     }
 
     /// The start of the first cached range above `offset`.
-    fn next_start(&self, offset: i64) -> Option<i64> {
-        self.segs
-            .range(offset.saturating_add(1)..)
-            .next()
-            .map(|(k, _)| *k)
+    fn next_start(&self, offset: Offset) -> Option<Offset> {
+        self.segs.range(offset.next()..).next().map(|(k, _)| *k)
     }
 
-    fn overlaps(&self, from: i64, to: i64) -> bool {
+    fn overlaps(&self, from: Offset, to: Offset) -> bool {
         let below = self
             .segs
             .range(..=from)
@@ -94,12 +92,13 @@ impl PartitionLog {
     pub fn ranges(&self) -> Vec<(i64, i64)> {
         self.segs
             .values()
-            .map(|s| (s.batch.from, s.batch.to))
+            .map(|s| (s.batch.from.0, s.batch.to.0))
             .collect()
     }
 }
 
 /// A shard's partition logs for every topic.
+#[derive(Debug)]
 pub struct Cache {
     limits: Limits,
     /// `[topic][partition]`, grown as partitions appear.
@@ -107,7 +106,7 @@ pub struct Cache {
     total: usize,
     /// Insertion order: (when, seq, topic, partition, from). Entries of
     /// segments evicted by their partition's bound go stale and are skipped.
-    order: VecDeque<(Instant, u64, u32, u32, i64)>,
+    order: VecDeque<(Instant, u64, TopicId, Partition, Offset)>,
     seq: u64,
     /// Which partitions this shard owns (`p % shards == shard`): only their
     /// bytes are reported, so the shards' reports add up to the data held.
@@ -137,13 +136,13 @@ impl Cache {
         }
     }
 
-    pub fn log(&self, topic: TopicId, partition: u32) -> Option<&PartitionLog> {
-        self.logs[topic.0 as usize].get(partition as usize)
+    pub fn log(&self, topic: TopicId, partition: Partition) -> Option<&PartitionLog> {
+        self.logs[topic.index()].get(partition.index())
     }
 
-    fn log_mut(&mut self, topic: TopicId, partition: u32) -> &mut PartitionLog {
-        let logs = &mut self.logs[topic.0 as usize];
-        let p = partition as usize;
+    fn log_mut(&mut self, topic: TopicId, partition: Partition) -> &mut PartitionLog {
+        let logs = &mut self.logs[topic.index()];
+        let p = partition.index();
         if logs.len() <= p {
             logs.resize_with(p + 1, PartitionLog::default);
         }
@@ -190,7 +189,7 @@ impl Cache {
         if self.owns(p) {
             self.owned_bytes += bytes;
         }
-        self.order.push_back((now, seq, topic.0, p, batch.from));
+        self.order.push_back((now, seq, topic, p, batch.from));
         // This partition over its bound: drop its lowest ranges.
         while self.log_mut(topic, p).bytes > self.limits.partition_bytes {
             let from = *self
@@ -216,11 +215,11 @@ impl Cache {
             }
             self.order.pop_front();
             let live = self
-                .log(TopicId(t), p)
+                .log(t, p)
                 .and_then(|l| l.segs.get(&from))
                 .is_some_and(|s| s.seq == seq);
             if live {
-                self.remove(TopicId(t), p, from);
+                self.remove(t, p, from);
             }
         }
         // Stale entries (segments a partition bound removed) would pile up
@@ -229,15 +228,15 @@ impl Cache {
         if self.order.len() > 2 * live_segments + 64 {
             let logs = &self.logs;
             self.order.retain(|&(_, seq, t, p, from)| {
-                logs[t as usize]
-                    .get(p as usize)
+                logs[t.index()]
+                    .get(p.index())
                     .and_then(|l| l.segs.get(&from))
                     .is_some_and(|s| s.seq == seq)
             });
         }
     }
 
-    fn remove(&mut self, topic: TopicId, p: u32, from: i64) {
+    fn remove(&mut self, topic: TopicId, p: Partition, from: Offset) {
         let owned = self.owns(p);
         let log = self.log_mut(topic, p);
         if let Some(seg) = log.segs.remove(&from) {
@@ -250,15 +249,15 @@ impl Cache {
     }
 
     /// Forgets a partition's cached records (its log was replaced).
-    pub fn clear_partition(&mut self, topic: TopicId, p: u32) {
-        let froms: Vec<i64> = self.log_mut(topic, p).segs.keys().copied().collect();
+    pub fn clear_partition(&mut self, topic: TopicId, p: Partition) {
+        let froms: Vec<Offset> = self.log_mut(topic, p).segs.keys().copied().collect();
         for from in froms {
             self.remove(topic, p, from);
         }
     }
 
-    fn owns(&self, p: u32) -> bool {
-        p as usize % self.shards == self.shard
+    fn owns(&self, p: Partition) -> bool {
+        p.index() % self.shards == self.shard
     }
 
     /// Turns records fetched from Kafka at `at` (for readers the cache did
@@ -270,9 +269,9 @@ impl Cache {
     pub fn backfill(
         &mut self,
         topic: TopicId,
-        p: u32,
-        at: i64,
-        limit: i64,
+        p: Partition,
+        at: Offset,
+        limit: Option<Offset>,
         records: Vec<RecordAndOffset>,
         now: Instant,
     ) -> Option<Arc<Batch>> {
@@ -280,14 +279,17 @@ impl Cache {
         if let Some(cached) = log.lookup(at) {
             return Some(Arc::clone(cached));
         }
-        let limit = log.next_start(at).map_or(limit, |s| s.min(limit));
+        let limit = match (log.next_start(at), limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let last = records.last()?.offset;
         if last < at {
             return None;
         }
         // Everything fetched in [at, to) is known: a record missing from it
         // is not visible (deleted by compaction, a transaction marker).
-        let to = (last + 1).min(limit);
+        let to = limit.map_or(last.next(), |limit| last.next().min(limit));
         let records: Vec<_> = records
             .into_iter()
             .filter(|r| r.offset >= at && r.offset < to)
@@ -307,10 +309,17 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::record::Record;
+    use crate::model::Record;
     use rskafka::chrono::DateTime;
 
     const T: TopicId = TopicId(0);
+
+    fn offset(o: i64) -> Offset {
+        Offset(o)
+    }
+
+    const P0: Partition = Partition(0);
+    const P1: Partition = Partition(1);
 
     fn rec(offset: i64, len: usize) -> RecordAndOffset {
         RecordAndOffset {
@@ -320,16 +329,16 @@ mod tests {
                 headers: Default::default(),
                 timestamp: DateTime::from_timestamp(0, 0).unwrap(),
             },
-            offset,
+            offset: Offset(offset),
         }
     }
 
     fn batch(p: u32, from: i64, to: i64) -> Arc<Batch> {
         Arc::new(Batch {
             topic: T,
-            partition: p,
-            from,
-            to,
+            partition: Partition(p),
+            from: Offset(from),
+            to: Offset(to),
             records: (from..to).map(|o| rec(o, 100)).collect(),
         })
     }
@@ -349,15 +358,15 @@ mod tests {
         assert!(c.insert(&batch(0, 0, 5), now));
         assert!(c.insert(&batch(0, 5, 9), now));
         assert!(c.insert(&batch(0, 20, 22), now));
-        let log = c.log(T, 0).unwrap();
-        assert_eq!(log.lookup(0).unwrap().from, 0);
-        assert_eq!(log.lookup(4).unwrap().from, 0);
-        assert_eq!(log.lookup(5).unwrap().from, 5);
-        assert_eq!(log.lookup(8).unwrap().from, 5);
-        assert!(log.lookup(9).is_none(), "a hole");
-        assert!(log.lookup(22).is_none());
-        assert_eq!(log.lookup(21).unwrap().from, 20);
-        assert!(c.log(T, 1).is_none());
+        let log = c.log(T, P0).unwrap();
+        assert_eq!(log.lookup(offset(0)).unwrap().from, offset(0));
+        assert_eq!(log.lookup(offset(4)).unwrap().from, offset(0));
+        assert_eq!(log.lookup(offset(5)).unwrap().from, offset(5));
+        assert_eq!(log.lookup(offset(8)).unwrap().from, offset(5));
+        assert!(log.lookup(offset(9)).is_none(), "a hole");
+        assert!(log.lookup(offset(22)).is_none());
+        assert_eq!(log.lookup(offset(21)).unwrap().from, offset(20));
+        assert!(c.log(T, P1).is_none());
     }
 
     #[test]
@@ -371,7 +380,10 @@ mod tests {
         assert!(!c.insert(&batch(0, 30, 30), now));
         assert!(c.insert(&batch(0, 5, 10), now));
         assert!(c.insert(&batch(0, 20, 25), now));
-        assert_eq!(c.log(T, 0).unwrap().ranges(), [(5, 10), (10, 20), (20, 25)]);
+        assert_eq!(
+            c.log(T, P0).unwrap().ranges(),
+            [(5, 10), (10, 20), (20, 25)]
+        );
     }
 
     #[test]
@@ -387,8 +399,8 @@ mod tests {
             assert!(c.insert(&batch(0, i * 10, i * 10 + 10), now));
         }
         assert!(c.insert(&batch(1, 0, 10), now));
-        assert_eq!(c.log(T, 0).unwrap().ranges(), [(20, 30), (30, 40)]);
-        assert_eq!(c.log(T, 1).unwrap().ranges(), [(0, 10)]);
+        assert_eq!(c.log(T, P0).unwrap().ranges(), [(20, 30), (30, 40)]);
+        assert_eq!(c.log(T, P1).unwrap().ranges(), [(0, 10)]);
         assert_eq!(c.total_bytes(), 3 * one);
     }
 
@@ -407,12 +419,12 @@ mod tests {
         c.insert(&batch(0, 10, 20), t0 + Duration::from_secs(2));
         c.insert(&batch(1, 10, 20), t0 + Duration::from_secs(3));
         // Over the total: the first inserted went.
-        assert_eq!(c.log(T, 0).unwrap().ranges(), [(10, 20)]);
-        assert_eq!(c.log(T, 1).unwrap().ranges(), [(0, 10), (10, 20)]);
+        assert_eq!(c.log(T, P0).unwrap().ranges(), [(10, 20)]);
+        assert_eq!(c.log(T, P1).unwrap().ranges(), [(0, 10), (10, 20)]);
         // Age: everything inserted more than 10 s before now.
         c.evict(t0 + Duration::from_millis(11_500));
-        assert_eq!(c.log(T, 0).unwrap().ranges(), [(10, 20)]);
-        assert_eq!(c.log(T, 1).unwrap().ranges(), [(10, 20)]);
+        assert_eq!(c.log(T, P0).unwrap().ranges(), [(10, 20)]);
+        assert_eq!(c.log(T, P1).unwrap().ranges(), [(10, 20)]);
         c.evict(t0 + Duration::from_secs(60));
         assert_eq!(c.total_bytes(), 0);
         assert!(c.order.is_empty());
@@ -439,17 +451,25 @@ mod tests {
         c.insert(&batch(0, 100, 110), now);
         // Kafka returns whole record batches: from 90 (before `at`) to 104.
         let fetched: Vec<_> = (90..105).map(|o| rec(o, 10)).collect();
-        let b = c.backfill(T, 0, 95, 110, fetched, now).unwrap();
-        assert_eq!((b.from, b.to), (95, 100));
-        let offsets: Vec<_> = b.records.iter().map(|r| r.offset).collect();
+        let b = c
+            .backfill(T, P0, offset(95), Some(offset(110)), fetched, now)
+            .unwrap();
+        assert_eq!((b.from.0, b.to.0), (95, 100));
+        let offsets: Vec<_> = b.records.iter().map(|r| r.offset.0).collect();
         assert_eq!(offsets, [95, 96, 97, 98, 99]);
-        assert_eq!(c.log(T, 0).unwrap().ranges(), [(95, 100), (100, 110)]);
+        assert_eq!(c.log(T, P0).unwrap().ranges(), [(95, 100), (100, 110)]);
         // Already covered: the cached batch.
-        let again = c.backfill(T, 0, 97, 110, vec![rec(97, 1)], now).unwrap();
+        let again = c
+            .backfill(T, P0, offset(97), Some(offset(110)), vec![rec(97, 1)], now)
+            .unwrap();
         assert!(Arc::ptr_eq(&again, &b));
         // Nothing at or after `at`.
-        assert!(c.backfill(T, 0, 50, 110, vec![rec(40, 1)], now).is_none());
-        assert!(c.backfill(T, 0, 50, 110, Vec::new(), now).is_none());
+        assert!(c
+            .backfill(T, P0, offset(50), Some(offset(110)), vec![rec(40, 1)], now)
+            .is_none());
+        assert!(c
+            .backfill(T, P0, offset(50), Some(offset(110)), Vec::new(), now)
+            .is_none());
     }
 
     #[test]
@@ -458,22 +478,46 @@ mod tests {
         let now = Instant::now();
         // The head is 30: records past it belong to the live stream.
         let b = c
-            .backfill(T, 0, 20, 30, (20..40).map(|o| rec(o, 1)).collect(), now)
+            .backfill(
+                T,
+                P0,
+                offset(20),
+                Some(offset(30)),
+                (20..40).map(|o| rec(o, 1)).collect(),
+                now,
+            )
             .unwrap();
-        assert_eq!((b.from, b.to, b.records.len()), (20, 30, 10));
+        assert_eq!((b.from.0, b.to.0, b.records.len()), (20, 30, 10));
         // Offsets 0..10 hold nothing visible: the first record is at 10.
         let b = c
-            .backfill(T, 0, 0, 30, (10..15).map(|o| rec(o, 1)).collect(), now)
+            .backfill(
+                T,
+                P0,
+                offset(0),
+                Some(offset(30)),
+                (10..15).map(|o| rec(o, 1)).collect(),
+                now,
+            )
             .unwrap();
-        assert_eq!((b.from, b.to), (0, 15));
-        assert_eq!(b.records.first().unwrap().offset, 10);
+        assert_eq!((b.from.0, b.to.0), (0, 15));
+        assert_eq!(b.records.first().unwrap().offset, Offset(10));
         // A fetch past the next cached range: cut where it starts, even
         // with no record in between.
         let b = c
-            .backfill(T, 0, 15, 30, (25..26).map(|o| rec(o, 1)).collect(), now)
+            .backfill(
+                T,
+                P0,
+                offset(15),
+                Some(offset(30)),
+                (25..26).map(|o| rec(o, 1)).collect(),
+                now,
+            )
             .unwrap();
-        assert_eq!((b.from, b.to, b.records.len()), (15, 20, 0));
-        assert_eq!(c.log(T, 0).unwrap().ranges(), [(0, 15), (15, 20), (20, 30)]);
+        assert_eq!((b.from.0, b.to.0, b.records.len()), (15, 20, 0));
+        assert_eq!(
+            c.log(T, P0).unwrap().ranges(),
+            [(0, 15), (15, 20), (20, 30)]
+        );
     }
 
     #[test]
@@ -487,7 +531,14 @@ mod tests {
         let now = Instant::now();
         assert!(!c.insert(&batch(0, 0, 10), now));
         let b = c
-            .backfill(T, 0, 0, 10, (0..10).map(|o| rec(o, 1)).collect(), now)
+            .backfill(
+                T,
+                P0,
+                offset(0),
+                Some(offset(10)),
+                (0..10).map(|o| rec(o, 1)).collect(),
+                now,
+            )
             .unwrap();
         assert_eq!(b.records.len(), 10);
         assert_eq!(c.total_bytes(), 0);

@@ -1,27 +1,25 @@
-//! Feeds: the frames one group of live connections receives (one filter,
-//! one rendering), kept once and read by every connection of the group at
-//! its own place.
+//! Feeds: the frames one group of live streams receives (one filter, one
+//! rendering), kept once and read by every stream of the group at its own
+//! [`Place`].
 //!
-//! The hub appends each frame to the feed once, whatever the number of
-//! connections reading it, so a record costs the same for 100 connections
-//! as for 10,000. The shard's write pass then sends each connection of a
-//! feed that has something new what that connection has not sent yet,
-//! straight from the feed's frames (see `Conn::try_send`). A frame is
-//! dropped once every connection has sent it; a connection that lags more
-//! than its budget behind the feed's end leaves the feed with a copy of
-//! what it had not sent (see `Conn::detach`).
+//! A feed is a log of frames and nothing else: it knows no connection. The
+//! hub appends each frame to it once, whatever the number of readers, so a
+//! record costs the same for 100 connections as for 10,000; each reader's
+//! outbox holds its place (the next frame to send, and how much of it went
+//! out) and sends straight from the feed's frames. The group that owns the
+//! feed and its members (see `group`) drops the frames every member has
+//! sent.
 //!
-//! INVARIANT: a connection reads a feed only while it is in the feed's
-//! `conns`; its place is then at or after the feed's first frame (frames are
-//! dropped only below the lowest place of the connections in `conns`).
+//! INVARIANT: a place's `next` is at or after the feed's first frame: frames
+//! are dropped only below the lowest place of the group's members.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, Ref, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use crate::stream::connection::Conn;
-
-struct Entry {
+/// One frame of a feed.
+#[derive(Debug)]
+pub struct Entry {
     frame: Rc<[u8]>,
     /// Events the frame carries (0 for an id-only progress event).
     events: u32,
@@ -29,27 +27,27 @@ struct Entry {
     end: u64,
 }
 
-/// A group's frames and the live connections reading them.
-#[derive(Default)]
+/// The frames of a feed, as a reader borrows them to send.
+pub type Entries = VecDeque<Entry>;
+
+/// A group's frames.
+#[derive(Debug, Default)]
 pub struct Feed {
-    entries: RefCell<VecDeque<Entry>>,
+    entries: RefCell<Entries>,
     /// Sequence number of `entries[0]`; frames are numbered from 0 as they
     /// are appended.
     first: Cell<u64>,
     /// Bytes appended before `entries[0]`.
     first_start: Cell<u64>,
-    /// The live connections reading this feed.
-    conns: RefCell<Vec<Rc<Conn>>>,
-    /// Frames were appended since the write pass last wrote this feed.
-    dirty: Cell<bool>,
 }
 
-/// Where a live connection is in its feed: the next frame to send, and how
-/// much of it was sent.
+/// Where a reader is in its feed: the next frame to send, and how much of
+/// it was sent.
+#[derive(Debug)]
 pub struct Place {
-    pub(crate) feed: Rc<Feed>,
-    pub(crate) next: u64,
-    pub(crate) sent: usize,
+    feed: Rc<Feed>,
+    next: u64,
+    sent: usize,
 }
 
 impl Feed {
@@ -78,81 +76,30 @@ impl Feed {
             .map_or(self.first_start.get(), |e| e.end)
     }
 
-    /// Appends a frame for every connection of the feed. Returns true if
-    /// the feed had nothing new for the write pass before (the caller lists
-    /// it for the next pass).
-    pub fn push(&self, frame: &Rc<[u8]>, events: u32) -> bool {
+    /// Appends a frame for every reader.
+    pub fn push(&self, frame: &Rc<[u8]>, events: u32) {
         let end = self.bytes_total() + frame.len() as u64;
         self.entries.borrow_mut().push_back(Entry {
             frame: Rc::clone(frame),
             events,
             end,
         });
-        !self.dirty.replace(true)
     }
 
-    /// Live connections reading the feed.
-    pub fn len(&self) -> usize {
-        self.conns.borrow().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.conns.borrow().is_empty()
-    }
-
-    /// A connection joins at the feed's end: it gets every frame appended
+    /// A new reader's place: at the end, so it gets every frame appended
     /// from now on.
-    pub fn add(self: &Rc<Self>, conn: Rc<Conn>) {
-        conn.attach(Place {
+    pub fn place_at_end(self: &Rc<Self>) -> Place {
+        Place {
             feed: Rc::clone(self),
             next: self.end(),
             sent: 0,
-        });
-        self.conns.borrow_mut().push(conn);
-    }
-
-    /// The connections, for one pass over them that may await (so the
-    /// list is copied, into `into`, rather than borrowed).
-    pub fn conns_into(&self, into: &mut Vec<Rc<Conn>>) {
-        into.clear();
-        into.extend(self.conns.borrow().iter().cloned());
-    }
-
-    /// Removes the connections that no longer read the feed (closed, or
-    /// detached by a demotion or an end); a closed one is detached here.
-    pub fn retain_readers(&self) {
-        self.conns.borrow_mut().retain(|c| {
-            if c.is_closed() {
-                c.leave_feed();
-            }
-            c.is_reading(self)
-        });
-    }
-
-    /// Takes every connection out of the feed, each with a copy of what it
-    /// had not sent.
-    pub fn drain(&self) -> Vec<Rc<Conn>> {
-        let conns = std::mem::take(&mut *self.conns.borrow_mut());
-        for c in &conns {
-            c.detach();
         }
-        conns
     }
 
-    /// Clears the write pass's mark; true if it was set.
-    pub fn take_dirty(&self) -> bool {
-        self.dirty.replace(false)
-    }
-
-    /// Drops the frames every connection has sent.
-    pub fn trim(&self) {
-        let lowest = self
-            .conns
-            .borrow()
-            .iter()
-            .filter_map(|c| c.place_in(self))
-            .min()
-            .unwrap_or_else(|| self.end());
+    /// Drops the frames before `lowest` (the lowest place of the readers),
+    /// or every frame when there is no reader.
+    pub fn trim(&self, lowest: Option<u64>) {
+        let lowest = lowest.unwrap_or_else(|| self.end());
         let mut entries = self.entries.borrow_mut();
         while self.first.get() < lowest {
             let e = entries
@@ -163,6 +110,11 @@ impl Feed {
         }
     }
 
+    /// The frames, borrowed while a reader sends from them.
+    pub fn entries(&self) -> Ref<'_, Entries> {
+        self.entries.borrow()
+    }
+
     /// Frames held (tests, benchmarks).
     pub fn held(&self) -> usize {
         self.entries.borrow().len()
@@ -170,15 +122,39 @@ impl Feed {
 }
 
 impl Place {
+    /// Whether this is a place in `feed`.
+    pub fn is_in(&self, feed: &Feed) -> bool {
+        std::ptr::eq(Rc::as_ptr(&self.feed), feed)
+    }
+
+    /// The feed this place is in.
+    pub fn feed(&self) -> &Rc<Feed> {
+        &self.feed
+    }
+
+    /// The next frame to send.
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+
+    /// Bytes of the next frame already sent.
+    pub fn sent(&self) -> usize {
+        self.sent
+    }
+
     /// Bytes of the feed this place has not sent.
     pub fn unsent(&self) -> usize {
         (self.feed.bytes_total() - self.feed.bytes_before(self.next)) as usize - self.sent
     }
 
-    /// Calls `each` with the unsent part of every frame from this place on,
-    /// until it returns false.
-    pub fn for_each_unsent(&self, mut each: impl FnMut(&[u8]) -> bool) {
-        let entries = self.feed.entries.borrow();
+    /// Calls `each` with the unsent part of every frame of `entries` (this
+    /// place's feed's, borrowed by the caller) from this place on, until it
+    /// returns false.
+    pub fn for_each_unsent<'e>(
+        &self,
+        entries: &'e Entries,
+        mut each: impl FnMut(&'e [u8]) -> bool,
+    ) {
         let from = (self.next - self.feed.first.get()) as usize;
         for (i, e) in entries.range(from..).enumerate() {
             let part = if i == 0 {
@@ -220,12 +196,14 @@ impl Place {
         events
     }
 
-    /// Every unsent frame with its events, the first one with the bytes of
-    /// it already sent: what a connection leaving the feed takes along.
+    /// Every unsent frame with its events (the first one whole: `sent()`
+    /// says how much of it went out): what a reader leaving the feed takes
+    /// along.
     pub fn unsent_frames(&self) -> Vec<(Rc<[u8]>, u32)> {
-        let entries = self.feed.entries.borrow();
         let from = (self.next - self.feed.first.get()) as usize;
-        entries
+        self.feed
+            .entries
+            .borrow()
             .range(from..)
             .map(|e| (Rc::clone(&e.frame), e.events))
             .collect()
@@ -235,5 +213,51 @@ impl Place {
     pub fn skip_to_end(&mut self) {
         self.next = self.feed.end();
         self.sent = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(s: &str) -> Rc<[u8]> {
+        Rc::from(s.as_bytes())
+    }
+
+    #[test]
+    fn readers_send_at_their_own_place_and_trimming_keeps_what_they_lack() {
+        let feed = Feed::new();
+        feed.push(&frame("ab"), 1);
+        let mut early = feed.place_at_end();
+        feed.push(&frame("cde"), 1);
+        feed.push(&frame("f"), 0);
+        let late = feed.place_at_end();
+        assert_eq!((early.unsent(), late.unsent()), (4, 0));
+        // Part of a frame, then the rest and the next one.
+        assert_eq!(early.advance(2), 0);
+        assert_eq!((early.next(), early.sent()), (1, 2));
+        assert_eq!(early.front().map(|(f, at)| (f.len(), at)), Some((3, 2)));
+        let mut parts = Vec::new();
+        early.for_each_unsent(&feed.entries(), |p| {
+            parts.push(p.to_vec());
+            true
+        });
+        assert_eq!(parts, [b"e".to_vec(), b"f".to_vec()]);
+        assert_eq!(early.advance(2), 1, "cde is now whole; f carries no event");
+        assert_eq!(early.unsent(), 0);
+        // The lowest reader decides what is dropped.
+        feed.trim(Some(early.next().min(late.next())));
+        assert_eq!(feed.held(), 0);
+        feed.push(&frame("g"), 1);
+        assert_eq!(late.unsent(), 1);
+        assert_eq!(
+            late.unsent_frames()
+                .into_iter()
+                .map(|(f, e)| (f.to_vec(), e))
+                .collect::<Vec<_>>(),
+            [(b"g".to_vec(), 1)]
+        );
+        feed.trim(None);
+        assert_eq!(feed.held(), 0, "no reader: every frame goes");
     }
 }

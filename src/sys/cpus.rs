@@ -123,7 +123,7 @@ pub fn format_cpu_list(cpus: &[usize]) -> String {
 /// Largest mask size tried, in bits. Linux's own limit (CONFIG_NR_CPUS) is at
 /// most 8192 today; this leaves ample room without looping forever on an error
 /// that is not about size.
-const MAX_AFFINITY_BITS: usize = 1 << 18;
+pub const MAX_AFFINITY_BITS: usize = 1 << 18;
 
 /// CPUs this process may run on, from sched_getaffinity(0) (libc), sorted.
 #[cfg(target_os = "linux")]
@@ -164,14 +164,26 @@ pub fn allowed_cpus() -> std::io::Result<Vec<usize>> {
 }
 
 /// Pins the calling thread to one CPU (the Kafka sidecar runs on its
-/// shard's CPU).
+/// shard's CPU). The mask is sized to the CPU, as [`allowed_cpus`] sizes its
+/// own: libc's fixed `cpu_set_t` holds 1,024 CPUs and its `CPU_SET` does not
+/// bound the index, so a host with more CPUs would otherwise panic here. A
+/// CPU past [`MAX_AFFINITY_BITS`] is refused with an error naming it.
 pub fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
-    // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: CPU_SET writes inside `set`; out-of-range CPUs are ignored by libc's macro bounds.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is a valid cpu_set_t of the size we pass; pid 0 = this thread.
-    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    const WORD_BITS: usize = libc::c_ulong::BITS as usize;
+    if cpu >= MAX_AFFINITY_BITS {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("cannot pin to CPU {cpu}: CPU numbers stop at {MAX_AFFINITY_BITS} here"),
+        ));
+    }
+    let bits = (std::mem::size_of::<libc::cpu_set_t>() * 8).max(cpu + 1);
+    let mut mask: Vec<libc::c_ulong> = vec![0; bits.div_ceil(WORD_BITS)];
+    mask[cpu / WORD_BITS] |= 1 << (cpu % WORD_BITS);
+    let bytes = mask.len() * std::mem::size_of::<libc::c_ulong>();
+    // SAFETY: `mask` is a live buffer of exactly `bytes` bytes, which the
+    // kernel only reads; an array of unsigned longs is a valid (larger)
+    // CPU set, as with glibc's CPU_ALLOC. pid 0 is the calling thread.
+    let rc = unsafe { libc::sched_setaffinity(0, bytes, mask.as_ptr().cast::<libc::cpu_set_t>()) };
     if rc == 0 {
         Ok(())
     } else {
@@ -272,5 +284,33 @@ mod tests {
                     .get()
                     .max(cpus.len())
         );
+    }
+
+    /// Pinning never indexes past its mask: a CPU beyond libc's 1,024-bit
+    /// `cpu_set_t` gets a mask of its size (the kernel then refuses a CPU
+    /// the host lacks), and one past the bound is a clear error. Each case
+    /// runs on a thread of its own, so the test thread stays unpinned.
+    #[test]
+    fn pinning_past_1024_cpus_is_an_error_not_a_panic() {
+        let on_thread = |cpu: usize| {
+            std::thread::spawn(move || pin_current_thread(cpu))
+                .join()
+                .expect("pinning does not panic")
+        };
+        let err = on_thread(MAX_AFFINITY_BITS).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert_eq!(
+            err.to_string(),
+            format!("cannot pin to CPU {MAX_AFFINITY_BITS}: CPU numbers stop at {MAX_AFFINITY_BITS} here")
+        );
+        let allowed = allowed_cpus().unwrap();
+        for cpu in [1024, 1025, 4097] {
+            if !allowed.contains(&cpu) {
+                let err = on_thread(cpu).unwrap_err();
+                assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "CPU {cpu}");
+            }
+        }
+        // A CPU the process may use still pins.
+        on_thread(allowed[0]).expect("pinning to an allowed CPU");
     }
 }

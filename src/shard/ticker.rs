@@ -1,0 +1,91 @@
+//! The shard's ticker: every tick it drops cached records past their age,
+//! sends progress ids to filtered streams that records passed by, ends the
+//! live streams of topics Kafka has not served for too long, queues
+//! keep-alive comments on silent streams, and ends the streams whose
+//! clients hung up.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::outbox::Outbox;
+use super::Shard;
+use crate::codec::sse;
+use crate::sys::socket::HangUps;
+
+/// What the ticker is set to.
+#[derive(Debug, Clone, Copy)]
+pub struct TickerSettings {
+    /// The top-level `keepalive`: progress ids go out at most this often
+    /// per audience.
+    pub keepalive: Duration,
+    /// `kafka.unavailable_timeout`.
+    pub unavailable_timeout: Duration,
+}
+
+/// The ticker task, until shutdown.
+pub async fn run(shard: Rc<Shard>, settings: TickerSettings) {
+    let frame: Rc<[u8]> = Rc::from(sse::KEEPALIVE);
+    let mut polls = HangUps::default();
+    let mut polled = Vec::new();
+    loop {
+        glommio::timer::sleep(shard.streams.tick()).await;
+        if shard.streams.is_shutting_down() {
+            return;
+        }
+        let now = Instant::now();
+        {
+            let mut hub = shard.hub.borrow_mut();
+            hub.evict_expired(now, &shard.metrics);
+            hub.tick(now, settings.keepalive, &shard.metrics);
+        }
+        end_unavailable(&shard, settings.unavailable_timeout, now);
+        let open = shard.streams.open();
+        for outbox in open.iter() {
+            if outbox.tick(&frame) {
+                shard.metrics.keepalives_sent.inc();
+            }
+        }
+        hang_ups(&shard, &open, &mut polls, &mut polled);
+    }
+}
+
+/// Ends the live streams of topics Kafka has not served for longer than
+/// `timeout` with an `event:error` (cursors check the same in their loop);
+/// the clients reconnect and resume exactly once the topic is back.
+fn end_unavailable(shard: &Shard, timeout: Duration, now: Instant) {
+    let mut hub = shard.hub.borrow_mut();
+    for ts in hub.topics_mut() {
+        if ts.live_connections() == 0 {
+            continue;
+        }
+        let Some(reason) = ts.unavailable_past(timeout, now) else {
+            continue;
+        };
+        let mut frame = Vec::new();
+        sse::error_event(&mut frame, &reason);
+        let ended = ts.end_live(&Rc::from(frame));
+        shard.metrics.topic_unavailable_ends.add(ended);
+    }
+}
+
+/// Ends the streams whose clients closed their end: one `poll` over every
+/// stream per tick (an SSE client sends nothing after its request, so
+/// end-of-input means it is gone, as nginx also takes it).
+fn hang_ups(shard: &Shard, open: &[Rc<Outbox>], polls: &mut HangUps, polled: &mut Vec<usize>) {
+    polls.clear();
+    polled.clear();
+    // A stream whose task holds its socket (waiting for room) is skipped:
+    // its write fails once the client is gone.
+    polled.extend((0..open.len()).filter(|&i| open[i].poll_hang_up(polls)));
+    match polls.poll() {
+        Ok(0) | Err(_) => return,
+        Ok(_) => {}
+    }
+    for (at, &i) in polled.iter().enumerate() {
+        let outbox = &open[i];
+        if polls.hung_up(at) && !outbox.is_ending() {
+            shard.metrics.hang_ups.inc();
+            outbox.hang_up();
+        }
+    }
+}

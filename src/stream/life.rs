@@ -1,0 +1,205 @@
+//! A stream's life, from the accepted connection to its end: the request is
+//! planned, the topic opened if the request named a new one, the stream
+//! head sent, and then the stream is in one of two states until it ends —
+//!
+//! - *live*: in its audience's group, fed the shared frames by the hub and
+//!   written by the shard's write pass; it leaves when the hub demotes it
+//!   (over budget, or the shard missed batches), handed the position it had
+//!   reached;
+//! - *behind*: a catch-up cursor reading at its own position (a resume, a
+//!   `since`, `start: earliest`, or after a demotion), which joins the live
+//!   stream exactly when it reaches the heads (see `cursor`).
+//!
+//! This is the one place that switches between the two.
+
+use std::io;
+use std::rc::Rc;
+
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
+use tracing::debug;
+
+use super::cursor::{self, CaughtUp, Resume};
+use super::lag::Origin;
+use super::plan::{self, Plan, TopicRef};
+use super::routes::RouteInfo;
+use super::start::{self, Requested, StartAt};
+use super::Front;
+use crate::codec::{http, sse};
+use crate::shard::audiences::Selection;
+use crate::shard::outbox::Outbox;
+use crate::shard::Shard;
+
+/// The two states of a started stream (see the module doc).
+#[derive(Debug)]
+enum State {
+    Live,
+    Behind(Resume, Origin),
+}
+
+/// Serves one accepted connection to the end.
+pub async fn serve(shard: Rc<Shard>, front: Rc<Front>, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(front.nodelay);
+    let plan = match plan::read(&front.requests, &shard, &mut stream).await {
+        Ok(Plan::Stream(plan)) => plan,
+        Ok(Plan::Respond(bytes)) => return answer(&shard, stream, &bytes).await,
+        Err(e) => {
+            debug!(error = %e, "connection closed before a request");
+            return;
+        }
+    };
+    let topic = match plan.topic {
+        TopicRef::Known(topic) => topic,
+        TopicRef::Named(ref name) => match front.opener.open(&shard, name).await {
+            Ok(topic) => topic,
+            Err(refusal) => return answer(&shard, stream, &refusal.response()).await,
+        },
+    };
+    let routes = &front.requests.routes;
+    let route = &RouteInfo {
+        topic,
+        ..*routes.info(plan.route)
+    };
+    let selection = {
+        let hub = shard.hub.borrow();
+        let ts = hub.topic(topic);
+        let placement = routes.route(plan.route).partitioner;
+        ts.intern(plan::select(plan.filter, placement, ts.partitions()))
+    };
+    let outbox = Rc::new(Outbox::new(
+        stream,
+        shard.streams.keepalive_ticks(route.keepalive),
+    ));
+    shard.metrics.connections_open.inc();
+    shard.metrics.connections_total.inc();
+    shard.streams.add(Rc::clone(&outbox));
+    // The hub may still hold the outbox (in a group) after this task ends:
+    // it is marked closed, so nothing is sent on it any more, even if the
+    // task is dropped mid-stream.
+    let closing = CloseOnDrop(&outbox);
+    let requested = Requested {
+        last_event_id: plan.last_event_id,
+        since: plan.since,
+    };
+    let result = stream_events(
+        &shard,
+        &front,
+        &outbox,
+        route,
+        &selection,
+        requested,
+        plan.allow_origin,
+    )
+    .await;
+    if let Err(e) = result {
+        debug!(error = %e, route = %routes.route(plan.route).path, "stream ended");
+    }
+    let socket = outbox.close();
+    drop(closing);
+    shard.metrics.connections_open.sub(1);
+    if let Some(mut socket) = socket {
+        let _ = socket.close().await;
+    }
+}
+
+/// Writes an HTTP answer instead of a stream, and closes.
+async fn answer(shard: &Shard, mut stream: TcpStream, bytes: &[u8]) {
+    shard.metrics.http_errors.inc();
+    let _ = stream.write_all(bytes).await;
+    let _ = stream.close().await;
+}
+
+/// Marks a stream's outbox closed when dropped (see `serve`).
+struct CloseOnDrop<'a>(&'a Outbox);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        drop(self.0.close());
+    }
+}
+
+async fn stream_events(
+    shard: &Rc<Shard>,
+    front: &Front,
+    outbox: &Rc<Outbox>,
+    route: &RouteInfo,
+    selection: &Selection,
+    requested: Requested,
+    allow_origin: Option<Vec<u8>>,
+) -> io::Result<()> {
+    let metrics = &shard.metrics;
+    let mut head = Vec::with_capacity(256);
+    http::write_stream_head(&mut head, allow_origin.as_deref());
+    sse::encode_retry(&mut head, front.retry_millis());
+    let start = if requested.is_plain_live(route) {
+        Ok(StartAt::Live)
+    } else {
+        // Boxed: a live stream's resident future stays small.
+        let catchup = &front.catchup;
+        Box::pin(start::start(
+            shard, catchup, route, selection, requested, &mut head,
+        ))
+        .await
+    };
+    let start = match start {
+        Ok(start) => start,
+        Err(e) => {
+            // Kafka did not answer an offset look-up: say so on the stream.
+            sse::error_event(&mut head, &e.to_string());
+            outbox.push(Rc::from(head), 0);
+            return outbox.flush(metrics).await;
+        }
+    };
+    outbox.send_or_queue(&head, metrics);
+    drop(head);
+    let mut state = match start {
+        StartAt::Live => {
+            let mut hub = shard.hub.borrow_mut();
+            hub.topic_mut(route.topic)
+                .join(Rc::clone(outbox), route.render, selection);
+            State::Live
+        }
+        StartAt::Behind(resume) => State::Behind(resume, Origin::Request),
+    };
+    loop {
+        state = match state {
+            State::Behind(resume, origin) => {
+                // Boxed: a live stream's resident future stays small.
+                let reader = cursor::catch_up(
+                    shard,
+                    &front.catchup,
+                    outbox,
+                    route,
+                    selection,
+                    resume,
+                    origin,
+                );
+                match Box::pin(reader).await? {
+                    CaughtUp::Joined => State::Live,
+                    CaughtUp::Stopped => {
+                        outbox.flush_within(metrics, cursor::STUCK_CHECK).await?;
+                        return Ok(());
+                    }
+                }
+            }
+            State::Live => {
+                outbox.notified().await;
+                // A full socket: keep waiting while the stream is live; once
+                // the hub has demoted it, the cursor takes over the waiting
+                // (and checks `slow_client.max_lag` while it does).
+                while !outbox.flush_within(metrics, cursor::STUCK_CHECK).await? {
+                    if outbox.is_demoted() || outbox.is_ending() {
+                        break;
+                    }
+                }
+                if shard.streams.is_shutting_down() || outbox.is_ending() {
+                    return Ok(());
+                }
+                match outbox.take_demotion() {
+                    Some(position) => State::Behind(position.into(), Origin::Demoted),
+                    None => State::Live,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! Request → plan: a connection's request head is read (usually at once,
+//! in the shard's scratch buffer), routed, and turned into what to do — an
+//! HTTP answer (errors, CORS preflight), or a stream of a topic with the
+//! request's filter and starting point.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_lite::AsyncReadExt;
+use glommio::net::TcpStream;
+
+use super::routes::Routes;
+use crate::codec::filter::{self, Filter};
+use crate::codec::http::{self, Method};
+use crate::codec::partitioner::partition_for_key;
+use crate::config::{self, Partitioner};
+use crate::kafka::TopicTable;
+use crate::model::{Partition, TopicId};
+use crate::shard::audiences::Selection;
+use crate::shard::Shard;
+use crate::sys::socket;
+
+/// Seconds a client is asked to wait when Kafka cannot serve its topic.
+pub const UNAVAILABLE_RETRY_AFTER: u64 = 5;
+
+/// An HTTP error answer, instead of a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub why: String,
+    /// `retry-after`, in seconds.
+    pub retry_after: Option<u64>,
+}
+
+impl Refusal {
+    pub fn new(status: u16, why: impl Into<String>) -> Self {
+        Self {
+            status,
+            why: why.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A 503 that asks the client to come back after `seconds`.
+    pub fn unavailable(why: impl Into<String>, seconds: u64) -> Self {
+        Self {
+            status: 503,
+            why: why.into(),
+            retry_after: Some(seconds),
+        }
+    }
+
+    /// The response bytes.
+    pub fn response(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        http::write_error(&mut out, self.status, &self.why, self.retry_after);
+        out
+    }
+}
+
+/// What the shard's streams need to turn requests into plans.
+#[derive(Debug)]
+pub struct Requests {
+    pub routes: Routes,
+    /// The process-wide topic table.
+    pub topics: Arc<TopicTable>,
+    /// This shard's share of `connections.max`.
+    pub max_connections: usize,
+    /// `connections.request_timeout`.
+    pub request_timeout: Duration,
+    /// Where request heads that have fully arrived are read and parsed, so
+    /// the common connection never allocates a head buffer of its own (a
+    /// freed buffer per connection still costs RSS: the allocator keeps it).
+    head_scratch: RefCell<Vec<u8>>,
+}
+
+impl Requests {
+    pub fn new(routes: Routes, topics: Arc<TopicTable>, max_connections: usize) -> Self {
+        let request_timeout = routes.config().connections.request_timeout;
+        Self {
+            routes,
+            topics,
+            max_connections,
+            request_timeout,
+            head_scratch: RefCell::new(vec![0; http::MAX_HEAD_BYTES]),
+        }
+    }
+}
+
+/// A request's topic, as the request head tells it.
+#[derive(Debug)]
+pub enum TopicRef {
+    /// A topic this shard serves.
+    Known(TopicId),
+    /// A topic the request named through the route's topic template that
+    /// this shard does not serve yet (see `open_topic`).
+    Named(String),
+}
+
+/// A stream a request asked for, owned so the read buffer can go.
+#[derive(Debug)]
+pub struct StreamPlan {
+    pub route: usize,
+    pub last_event_id: Option<Vec<u8>>,
+    /// `?since=`, in milliseconds since the epoch.
+    pub since: Option<i64>,
+    pub allow_origin: Option<Vec<u8>>,
+    pub topic: TopicRef,
+    /// The route's filters resolved for this request.
+    pub filter: Option<Filter>,
+}
+
+/// What the request head asked for.
+#[derive(Debug)]
+pub enum Plan {
+    /// An answer to write before closing (an error, or a preflight).
+    Respond(Vec<u8>),
+    Stream(StreamPlan),
+}
+
+impl From<Refusal> for Plan {
+    fn from(refusal: Refusal) -> Self {
+        Plan::Respond(refusal.response())
+    }
+}
+
+/// Reads and plans a connection's request.
+pub async fn read(requests: &Requests, shard: &Shard, stream: &mut TcpStream) -> io::Result<Plan> {
+    match plan_now(requests, shard, stream)? {
+        Head::Complete(plan) => Ok(plan),
+        // Boxed: the read buffer lives on the heap only while the head is
+        // read, not in the connection's future for the life of the stream.
+        Head::Partial(buf) => Box::pin(read_plan(requests, shard, stream, buf)).await,
+    }
+}
+
+/// What the socket held when the connection was accepted.
+enum Head {
+    /// A whole request head: its plan.
+    Complete(Plan),
+    /// The start of one (possibly nothing yet), to be read on.
+    Partial(Vec<u8>),
+}
+
+/// Usually the whole request head is in the socket by the time the
+/// connection is served: read and parse it in the shard's scratch buffer,
+/// without awaiting (so the borrow is never held across a suspension) and
+/// without allocating. Thousands of connections arriving at once would
+/// otherwise each allocate transient buffers that leave the allocator's
+/// heap fragmented for as long as the streams live.
+fn plan_now(requests: &Requests, shard: &Shard, stream: &TcpStream) -> io::Result<Head> {
+    let mut scratch = requests.head_scratch.borrow_mut();
+    match socket::recv_now(stream, &mut scratch)? {
+        Some(0) => Err(io::ErrorKind::UnexpectedEof.into()),
+        Some(n) => match http::parse_request(&scratch[..n]) {
+            Ok(None) => Ok(Head::Partial(scratch[..n].to_vec())),
+            Ok(Some(head)) => Ok(Head::Complete(plan_for(requests, shard, &head))),
+            Err(e) => Ok(Head::Complete(bad_request(&e))),
+        },
+        None => Ok(Head::Partial(Vec::new())),
+    }
+}
+
+/// Reads the rest of a request head (`buf` holds what arrived so far)
+/// within the request timeout and decides what to do with it.
+async fn read_plan(
+    requests: &Requests,
+    shard: &Shard,
+    stream: &mut TcpStream,
+    mut buf: Vec<u8>,
+) -> io::Result<Plan> {
+    let deadline = Instant::now() + requests.request_timeout;
+    // Most request heads fit in 1 KiB; the buffer doubles as needed and the
+    // parser bounds it (431 past MAX_HEAD_BYTES). No separate read chunk: a
+    // connection holds as little as possible while it is being set up.
+    buf.reserve(1024);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.len());
+        }
+        let filled = buf.len();
+        buf.resize(buf.capacity(), 0);
+        let n = stream.read(&mut buf[filled..]).await?;
+        buf.truncate(filled + n);
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        match http::parse_request(&buf) {
+            Ok(None) => continue,
+            Ok(Some(head)) => return Ok(plan_for(requests, shard, &head)),
+            Err(e) => return Ok(bad_request(&e)),
+        }
+    }
+}
+
+fn bad_request(e: &http::RequestError) -> Plan {
+    Refusal::new(e.status(), e.to_string()).into()
+}
+
+fn plan_for(requests: &Requests, shard: &Shard, head: &http::RequestHead<'_>) -> Plan {
+    let routes = &requests.routes;
+    let Some((route, params)) = routes.router().route(head.path) else {
+        return Refusal::new(404, "no route for this path").into();
+    };
+    let allow_origin = http::cors_allow_origin(&routes.config().cors.allow_origins, head.origin);
+    match head.method {
+        Method::Get => {}
+        Method::Options => {
+            let Some(origin) = allow_origin else {
+                return Refusal::new(403, "origin not allowed").into();
+            };
+            let mut out = Vec::new();
+            http::write_preflight(&mut out, origin, head.access_control_request_headers);
+            return Plan::Respond(out);
+        }
+        _ => return Refusal::new(405, "only GET streams events").into(),
+    }
+    let vars = filter::Vars {
+        params: &params,
+        query: head.query,
+    };
+    let filter = match filter::resolve(&routes.route(route).filters, &vars) {
+        Ok(filter) => filter,
+        Err(missing) => return Refusal::new(400, missing.to_string()).into(),
+    };
+    let topic = match request_topic(requests, shard, route, &vars) {
+        Ok(topic) => topic,
+        Err(refusal) => return refusal.into(),
+    };
+    if let TopicRef::Known(topic) = topic {
+        let hub = shard.hub.borrow();
+        let ts = hub.topic(topic);
+        if !ts.ready() {
+            return Refusal::unavailable("kafka metadata for this topic is not loaded yet", 1)
+                .into();
+        }
+        if let Some(outage) = ts.outage() {
+            let why = format!("kafka cannot serve this topic now: {}", outage.why);
+            return Refusal::unavailable(why, UNAVAILABLE_RETRY_AFTER).into();
+        }
+    }
+    let since = match http::query_param(head.query, "since") {
+        None => None,
+        Some(text) => match parse_since(&text) {
+            Some(ms) => Some(ms),
+            None => {
+                return Refusal::new(
+                    400,
+                    "since: expected an RFC 3339 time (2026-11-28T09:00:00Z) or milliseconds since the epoch",
+                )
+                .into()
+            }
+        },
+    };
+    if shard.metrics.connections_open.get() as usize >= requests.max_connections {
+        return Refusal::unavailable("connection limit reached", 1).into();
+    }
+    let last_event_id = head
+        .last_event_id
+        .map(<[u8]>::to_vec)
+        .or_else(|| http::query_param(head.query, "lastEventId").map(|v| v.as_bytes().to_vec()));
+    Plan::Stream(StreamPlan {
+        route,
+        last_event_id,
+        since,
+        allow_origin: allow_origin.map(<[u8]>::to_vec),
+        topic,
+        filter,
+    })
+}
+
+/// The topic of a request to route number `route`: the route's own, or the
+/// one its topic template names — a valid topic name matching one of the
+/// route's `topics` patterns, else 404 (400 for a missing parameter).
+fn request_topic(
+    requests: &Requests,
+    shard: &Shard,
+    route: usize,
+    vars: &filter::Vars<'_>,
+) -> Result<TopicRef, Refusal> {
+    let route_config = requests.routes.route(route);
+    let Some(template) = &route_config.topic_template else {
+        return Ok(TopicRef::Known(requests.routes.info(route).topic));
+    };
+    let name = template
+        .resolve(vars)
+        .map_err(|m| Refusal::new(400, m.to_string()))?;
+    let name = String::from_utf8(name).map_err(|_| Refusal::new(404, "no such topic here"))?;
+    config::check_topic_name(&name).map_err(|why| Refusal::new(404, why))?;
+    if !route_config
+        .topics
+        .iter()
+        .any(|p| config::glob_matches(p, &name))
+    {
+        return Err(Refusal::new(
+            404,
+            format!("topic '{name}' is not served on this path"),
+        ));
+    }
+    let known = requests.topics.find(&name).filter(|&t| {
+        let hub = shard.hub.borrow();
+        hub.has_topic(t) && hub.topic(t).ready()
+    });
+    Ok(match known {
+        Some(topic) => TopicRef::Known(topic),
+        None => TopicRef::Named(name),
+    })
+}
+
+/// A request's selection: its filter and, on a route whose producers hash
+/// keys with Kafka's default partitioner (`partitioner: murmur2`), the
+/// partitions its filter's keys hash to among `count` — only when every
+/// filter names a key; else every partition.
+pub fn select(filter: Option<Filter>, placement: Option<Partitioner>, count: usize) -> Selection {
+    let partitions: Option<Rc<[Partition]>> =
+        match (filter.as_ref().and_then(Filter::keys), placement) {
+            (Some(keys), Some(Partitioner::Murmur2)) if count > 0 => {
+                let count = u32::try_from(count).unwrap_or(u32::MAX);
+                let mut ps: Vec<Partition> = keys
+                    .iter()
+                    .map(|k| Partition(partition_for_key(k, count)))
+                    .collect();
+                ps.sort_unstable();
+                ps.dedup();
+                Some(Rc::from(ps))
+            }
+            _ => None,
+        };
+    Selection {
+        hashed_over: if partitions.is_some() { count } else { 0 },
+        filter: filter.map(Rc::new),
+        partitions,
+    }
+}
+
+/// `?since=`: an RFC 3339 time or milliseconds since the epoch.
+fn parse_since(text: &Cow<'_, str>) -> Option<i64> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().ok();
+    }
+    rskafka::chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_is_rfc_3339_or_epoch_millis() {
+        let since = |s: &str| parse_since(&Cow::Borrowed(s));
+        assert_eq!(since("1700000000123"), Some(1_700_000_000_123));
+        assert_eq!(since("0"), Some(0));
+        assert_eq!(since("2023-11-14T22:13:20.123Z"), Some(1_700_000_000_123));
+        assert_eq!(since("2023-11-15T00:13:20+02:00"), Some(1_700_000_000_000));
+        for bad in [
+            "",
+            "yesterday",
+            "-5",
+            "1.5",
+            "2023-11-14",
+            "99999999999999999999",
+        ] {
+            assert_eq!(since(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn refusals_are_plain_http_errors() {
+        let body = String::from_utf8(Refusal::unavailable("full", 7).response()).unwrap();
+        assert!(body.starts_with("HTTP/1.1 503 "), "{body}");
+        assert!(body.contains("retry-after: 7\r\n"), "{body}");
+        assert!(body.ends_with("full\n"), "{body}");
+    }
+}
