@@ -811,11 +811,11 @@ fn request_topic(
     };
     let name = template.resolve(vars).map_err(|m| (400, m.to_string()))?;
     let name = String::from_utf8(name).map_err(|_| (404, "no such topic here".to_owned()))?;
-    crate::config::check_topic_name(&name).map_err(|why| (404, why))?;
+    crate::codec::topic::check_topic_name(&name).map_err(|why| (404, why.to_string()))?;
     if !config
         .topics
         .iter()
-        .any(|p| crate::config::glob_matches(p, &name))
+        .any(|p| crate::codec::topic::glob_matches(p, &name))
     {
         return Err((404, format!("topic '{name}' is not served on this path")));
     }

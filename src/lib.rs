@@ -62,6 +62,7 @@
 //! - [`admin`], [`metrics`]: health and Prometheus metrics.
 
 pub mod admin;
+pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod cpus;

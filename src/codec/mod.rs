@@ -1,0 +1,3 @@
+//! Codecs: pure functions of bytes.
+
+pub mod topic;
