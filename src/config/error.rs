@@ -1,25 +1,46 @@
 //! The error of the config loader, which says where the mistake is: file,
-//! line, column and dotted field (`routes[1].topic`). serde_yaml_ng's own
-//! errors are turned into it here, their position and path moved out of the
-//! message into the fields.
+//! line, column and dotted field (`routes[1].topic`), or the command-line flag
+//! that gave the faulty value. serde_yaml_ng's own errors are turned into it
+//! here, their position and path moved out of the message into the fields.
+
+use std::fmt;
 
 use super::keys::{join_key, KeyIndex};
+use super::overrides::Flag;
 
-/// A configuration error: `file:line:column: field: message`.
+/// A configuration error: `file:line:column: field: message`, or
+/// `--flag (VARIABLE): message` when a flag's value is at fault.
 ///
 /// `line` and `column` are 1-based; 0 means the position is unknown (a file that
-/// cannot be read, an empty document). `field` is a dotted path such as
-/// `routes[1].topic` or `kafka.bootstrap`; `-` means no single field (the file
-/// itself, or the whole document). For YAML syntax errors, which the parser
-/// reports without a path, `field` is the key nearest before the error position.
+/// cannot be read, an empty document, a value from a flag). `field` is a dotted
+/// path such as `routes[1].topic` or `kafka.bootstrap`; `-` means no single
+/// field (the file itself, or the whole document). For YAML syntax errors, which
+/// the parser reports without a path, `field` is the key nearest before the
+/// error position.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{column}: {field}: {message}")]
 pub struct ConfigError {
     pub(crate) file: String,
     pub(crate) line: usize,
     pub(crate) column: usize,
     pub(crate) field: String,
+    /// The flag that gave `field` its faulty value, when the file did not; the
+    /// message then names the flag instead of a place in the file, which
+    /// would point at a value that is not in use.
+    pub(crate) flag: Option<Flag>,
     pub(crate) message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self.flag {
+            Some(flag) => write!(f, "{flag}: {}", self.message),
+            None => write!(
+                f,
+                "{}:{}:{}: {}: {}",
+                self.file, self.line, self.column, self.field, self.message
+            ),
+        }
+    }
 }
 
 impl ConfigError {
@@ -34,7 +55,16 @@ impl ConfigError {
             line,
             column,
             field: field.to_string(),
+            flag: None,
             message,
+        }
+    }
+
+    /// An error in the value `flag` gave `field`, loading `file`.
+    pub(super) fn from_flag(file: &str, flag: Flag, field: &str, message: String) -> Self {
+        ConfigError {
+            flag: Some(flag),
+            ..ConfigError::new(file, (0, 0), field, message)
         }
     }
 
@@ -105,6 +135,7 @@ fn looks_like_path(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::config::parse;
     use crate::config::testing::{assert_errors, ErrorCase, FILE, HEAD};
 
@@ -156,5 +187,21 @@ mod tests {
             err.to_string(),
             "/etc/sse-kafka.yaml:3:9: routes: must list at least one entry"
         );
+    }
+
+    #[test]
+    fn a_flag_error_names_the_flag_not_the_file() {
+        let err = ConfigError::from_flag(
+            "/etc/sse-kafka.yaml",
+            Flag::Brokers,
+            "kafka.bootstrap[0]",
+            "invalid broker address 'nohost': no port; expected host:port".into(),
+        );
+        assert_eq!(
+            err.to_string(),
+            "--brokers (SSE_KAFKA_BROKERS): invalid broker address 'nohost': no port; expected host:port"
+        );
+        assert_eq!((err.line, err.column), (0, 0), "not a place in the file");
+        assert_eq!(err.field, "kafka.bootstrap[0]");
     }
 }

@@ -1,4 +1,5 @@
-//! The checks that span several fields, run once the file is read: duplicate route paths, topic
+//! The checks that span several fields, run once the file is read (and the
+//! command line's overrides written over it): duplicate route paths, topic
 //! templates and their bounds, listeners on one port, cache budgets, the
 //! topic count, features not implemented yet. Then the validated model is
 //! built from the raw structs.
@@ -10,18 +11,29 @@ use super::error::ConfigError;
 use super::filters::route_filters;
 use super::keys::KeyIndex;
 use super::model::{CacheConfig, Config, Connections, Cors, KafkaConfig, Route, SlowClient};
+use super::overrides::Overrides;
 use super::raw::RawConfig;
-use super::values::show_size;
+use super::values::{show_size, BrokerAddr, NonEmpty, EMPTY_LIST};
 use crate::filter::Source;
 
-/// Checks what no single value can check alone and builds the public model.
-/// Positions come from [`KeyIndex`], since serde's are gone by now.
-pub(super) fn validate(mut raw: RawConfig, text: &str, file: &str) -> Result<Config, ConfigError> {
+/// Writes `overrides` over the file's values, then checks what no single
+/// value can check alone and builds the public model. Positions come from
+/// [`KeyIndex`], since serde's are gone by now; a field whose value a flag
+/// gave is blamed on the flag instead ([`Overrides::flag_for`]).
+pub(super) fn validate(
+    mut raw: RawConfig,
+    overrides: &Overrides,
+    text: &str,
+    file: &str,
+) -> Result<Config, ConfigError> {
     let index = KeyIndex::new(text);
-    let error = |field: String, message: String| {
-        ConfigError::new(file, index.locate(&field), &field, message)
+    let error = |field: String, message: String| match overrides.flag_for(&field) {
+        Some(flag) => ConfigError::from_flag(file, flag, &field, message),
+        None => ConfigError::new(file, index.locate(&field), &field, message),
     };
     let fail = |field: String, message: String| Err(error(field, message));
+
+    apply_overrides(&mut raw, overrides, &error)?;
 
     // Later features: the keys are known (so they are not "unknown field"
     // typos) but nothing implements them yet; silently ignoring a guard would
@@ -107,6 +119,18 @@ pub(super) fn validate(mut raw: RawConfig, text: &str, file: &str) -> Result<Con
             && (admin.ip() == raw.listen.ip()
                 || admin.ip().is_unspecified()
                 || raw.listen.ip().is_unspecified());
+        // Blame admin_listen, unless only listen came from a flag: then the
+        // file's admin_listen was fine until the flag moved listen onto it.
+        let flag = |field: &str| overrides.flag_for(field).is_some();
+        if overlap && flag("listen") && !flag("admin_listen") {
+            return fail(
+                "listen".into(),
+                format!(
+                    "{} overlaps admin_listen {admin}; use another port",
+                    raw.listen
+                ),
+            );
+        }
         if overlap {
             return fail(
                 "admin_listen".into(),
@@ -197,12 +221,46 @@ pub(super) fn validate(mut raw: RawConfig, text: &str, file: &str) -> Result<Con
     Ok(config)
 }
 
+/// Writes the flags' values over the file's. Each is checked as the file's
+/// value would be: broker addresses by the parser of `kafka.bootstrap`
+/// entries (listen addresses are parsed by the flag parser already), and all
+/// of them by the checks of [`validate`] that follow.
+fn apply_overrides(
+    raw: &mut RawConfig,
+    overrides: &Overrides,
+    error: &dyn Fn(String, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    if let Some(listen) = overrides.listen {
+        raw.listen = listen;
+    }
+    if let Some(admin) = overrides.admin_listen {
+        raw.admin_listen = Some(admin);
+    }
+    if let Some(brokers) = &overrides.brokers {
+        if brokers.is_empty() {
+            return Err(error("kafka.bootstrap".into(), EMPTY_LIST.into()));
+        }
+        let checked = brokers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                BrokerAddr::parse(b).map_err(|m| error(format!("kafka.bootstrap[{i}]"), m))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        raw.kafka.bootstrap = NonEmpty(checked);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::config::parse;
+    use std::net::SocketAddr;
+
+    use super::*;
     use crate::config::testing::{
-        assert_errors, route_with, ErrorCase, HEAD, MINIMAL, UP_TO_ROUTES,
+        assert_errors, route_with, ErrorCase, FILE, HEAD, MINIMAL, UP_TO_ROUTES,
     };
+    use crate::config::{parse, parse_with, Flag};
 
     #[test]
     fn cross_field_errors_name_file_line_and_field() {
@@ -257,6 +315,129 @@ mod tests {
             c.topics(),
             ["fixed"],
             "only fixed topics are known at start"
+        );
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// `MINIMAL` with both listeners set in the file.
+    fn listeners() -> String {
+        format!("listen: 0.0.0.0:8080\nadmin_listen: 127.0.0.1:9464\n{MINIMAL}")
+    }
+
+    #[test]
+    fn valid_overrides_replace_the_files_values() {
+        let overrides = Overrides {
+            listen: Some(addr("127.0.0.1:9000")),
+            admin_listen: Some(addr("127.0.0.1:9001")),
+            brokers: Some(vec!["k1:9092".into(), "[::1]:9093".into()]),
+        };
+        let c = parse_with(&listeners(), FILE, &overrides).unwrap();
+        assert_eq!(c.listen, addr("127.0.0.1:9000"));
+        assert_eq!(c.admin_listen, Some(addr("127.0.0.1:9001")));
+        assert_eq!(c.kafka.bootstrap, ["k1:9092", "[::1]:9093"]);
+        // Without overrides the file's values stand.
+        let c = parse_with(&listeners(), FILE, &Overrides::default()).unwrap();
+        assert_eq!(c.listen, addr("0.0.0.0:8080"));
+        assert_eq!(c.admin_listen, Some(addr("127.0.0.1:9464")));
+        assert_eq!(c.kafka.bootstrap, ["127.0.0.1:9092"]);
+        // A flag gives an admin listener the file does not have.
+        let admin_only = Overrides {
+            admin_listen: Some(addr("127.0.0.1:9001")),
+            ..Overrides::default()
+        };
+        let c = parse_with(MINIMAL, FILE, &admin_only).unwrap();
+        assert_eq!(c.admin_listen, Some(addr("127.0.0.1:9001")));
+    }
+
+    #[test]
+    fn invalid_overrides_are_refused_naming_the_flag() {
+        let brokers = |list: &[&str]| Overrides {
+            brokers: Some(list.iter().map(|b| b.to_string()).collect()),
+            ..Overrides::default()
+        };
+        let listen = |a: &str| Overrides {
+            listen: Some(addr(a)),
+            ..Overrides::default()
+        };
+        let admin = |a: &str| Overrides {
+            admin_listen: Some(addr(a)),
+            ..Overrides::default()
+        };
+        // (what, file, overrides, flag, field, the whole error as printed)
+        let cases: Vec<(&str, String, Overrides, Flag, &str, &str)> = vec![
+            ("broker without a port", MINIMAL.into(), brokers(&["nohost"]), Flag::Brokers, "kafka.bootstrap[0]",
+                "--brokers (SSE_KAFKA_BROKERS): invalid broker address 'nohost': no port; expected host:port"),
+            ("an empty entry (stray comma)", MINIMAL.into(), brokers(&["a:1", ""]), Flag::Brokers, "kafka.bootstrap[1]",
+                "--brokers (SSE_KAFKA_BROKERS): empty broker address; expected host:port"),
+            ("no broker at all", MINIMAL.into(), brokers(&[]), Flag::Brokers, "kafka.bootstrap",
+                "--brokers (SSE_KAFKA_BROKERS): must list at least one entry"),
+            ("broker port zero", MINIMAL.into(), brokers(&["a:0"]), Flag::Brokers, "kafka.bootstrap[0]",
+                "--brokers (SSE_KAFKA_BROKERS): invalid broker address 'a:0': port must be a number from 1 to 65535; expected host:port"),
+            ("admin flag onto the file's listen", listeners(), admin("127.0.0.1:8080"), Flag::AdminListen, "admin_listen",
+                "--admin-listen (SSE_KAFKA_ADMIN_LISTEN): 127.0.0.1:8080 overlaps listen 0.0.0.0:8080; use another port"),
+            ("listen flag onto the file's admin", listeners(), listen("0.0.0.0:9464"), Flag::Listen, "listen",
+                "--listen (SSE_KAFKA_LISTEN): 0.0.0.0:9464 overlaps admin_listen 127.0.0.1:9464; use another port"),
+            ("admin flag with no admin in the file", MINIMAL.into(), admin("0.0.0.0:8080"), Flag::AdminListen, "admin_listen",
+                "--admin-listen (SSE_KAFKA_ADMIN_LISTEN): 0.0.0.0:8080 overlaps listen 0.0.0.0:8080; use another port"),
+            ("both flags on one port", MINIMAL.into(),
+                Overrides { listen: Some(addr("127.0.0.1:7000")), ..admin("127.0.0.1:7000") },
+                Flag::AdminListen, "admin_listen",
+                "--admin-listen (SSE_KAFKA_ADMIN_LISTEN): 127.0.0.1:7000 overlaps listen 127.0.0.1:7000; use another port"),
+        ];
+        for (what, text, overrides, flag, field, want) in cases {
+            let err = match parse_with(&text, FILE, &overrides) {
+                Ok(_) => panic!("{what}: accepted, but should fail"),
+                Err(e) => e,
+            };
+            assert_eq!(err.to_string(), want, "{what}");
+            assert_eq!(
+                (err.flag, err.field.as_str()),
+                (Some(flag), field),
+                "{what}"
+            );
+            assert_eq!(
+                (err.line, err.column),
+                (0, 0),
+                "{what}: not a place in the file"
+            );
+        }
+    }
+
+    #[test]
+    fn overrides_leave_file_errors_at_their_place() {
+        // A flag does not excuse the file: its own mistakes keep file, line
+        // and field, even in a setting the flag overrides.
+        let overrides = Overrides {
+            listen: Some(addr("127.0.0.1:9000")),
+            brokers: Some(vec!["k1:9092".into()]),
+            ..Overrides::default()
+        };
+        let text = "kafka:\n  bootstrap: [\"nohost\"]\nroutes: [{path: /a, topic: a}]\n";
+        let err = parse_with(text, FILE, &overrides).unwrap_err();
+        assert_eq!(
+            (err.flag, err.line, err.field.as_str()),
+            (None, 2, "kafka.bootstrap[0]"),
+            "{err}"
+        );
+        // The file's overlap, with a flag that touches neither listener.
+        let text = format!("listen: 0.0.0.0:8080\nadmin_listen: 127.0.0.1:8080\n{MINIMAL}");
+        let brokers_only = Overrides {
+            brokers: Some(vec!["k1:9092".into()]),
+            ..Overrides::default()
+        };
+        let err = parse_with(&text, FILE, &brokers_only).unwrap_err();
+        assert_eq!(
+            (err.flag, err.line, err.column, err.field.as_str()),
+            (None, 2, 1, "admin_listen"),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("sse-kafka.yaml:2:1: admin_listen: "),
+            "{err}"
         );
     }
 }

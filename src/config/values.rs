@@ -326,26 +326,38 @@ impl<'de> Deserialize<'de> for RoutePath {
 #[derive(Debug)]
 pub(super) struct BrokerAddr(pub(super) String);
 
+impl BrokerAddr {
+    /// Checks one address. Shared by `kafka.bootstrap` entries and the
+    /// `--brokers` override, so both refuse the same addresses alike.
+    pub(super) fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            // From the command line, most likely a stray comma.
+            return Err("empty broker address; expected host:port".to_string());
+        }
+        let bad = |why: &str| format!("invalid broker address '{s}': {why}; expected host:port");
+        let (host, port) = s.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+        if host.is_empty() || host.chars().any(char::is_whitespace) {
+            return Err(bad("bad host"));
+        }
+        match port.parse::<u16>() {
+            Ok(p) if p != 0 => Ok(BrokerAddr(s.to_string())),
+            _ => Err(bad("port must be a number from 1 to 65535")),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for BrokerAddr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_str_with(d, "a broker address host:port", |s| {
-            let bad =
-                |why: &str| format!("invalid broker address '{s}': {why}; expected host:port");
-            let (host, port) = s.rsplit_once(':').ok_or_else(|| bad("no port"))?;
-            if host.is_empty() || host.chars().any(char::is_whitespace) {
-                return Err(bad("bad host"));
-            }
-            match port.parse::<u16>() {
-                Ok(p) if p != 0 => Ok(BrokerAddr(s.to_string())),
-                _ => Err(bad("port must be a number from 1 to 65535")),
-            }
-        })
+        deserialize_str_with(d, "a broker address host:port", BrokerAddr::parse)
     }
 }
 
 /// A list that must hold at least one entry, checked inside the visitor so the
 /// error points at the list itself.
 pub(super) struct NonEmpty<T>(pub(super) Vec<T>);
+
+/// Why an empty list is refused.
+pub(super) const EMPTY_LIST: &str = "must list at least one entry";
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for NonEmpty<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -361,7 +373,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for NonEmpty<T> {
                     items.push(item);
                 }
                 if items.is_empty() {
-                    return Err(de::Error::custom("must list at least one entry"));
+                    return Err(de::Error::custom(EMPTY_LIST));
                 }
                 Ok(NonEmpty(items))
             }
@@ -585,6 +597,34 @@ mod tests {
                     }
                 }
                 (got, want) => panic!("{value}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn broker_addresses() {
+        let cases = [
+            ("127.0.0.1:9092", None),
+            ("kafka-2.internal:9093", None),
+            ("[::1]:9092", None),
+            ("", Some("empty broker address; expected host:port".to_string())),
+            ("nohost", Some("invalid broker address 'nohost': no port; expected host:port".into())),
+            (":9092", Some("invalid broker address ':9092': bad host; expected host:port".into())),
+            ("a b:1", Some("invalid broker address 'a b:1': bad host; expected host:port".into())),
+            (
+                "h:0",
+                Some("invalid broker address 'h:0': port must be a number from 1 to 65535; expected host:port".into()),
+            ),
+            (
+                "h:65536",
+                Some("invalid broker address 'h:65536': port must be a number from 1 to 65535; expected host:port".into()),
+            ),
+        ];
+        for (text, want) in cases {
+            let got = BrokerAddr::parse(text).map(|b| b.0);
+            match want {
+                None => assert_eq!(got.as_deref(), Ok(text), "{text:?}"),
+                Some(want) => assert_eq!(got, Err(want), "{text:?}"),
             }
         }
     }
