@@ -70,6 +70,3 @@ pub mod server;
 pub mod shard;
 pub mod stream;
 pub mod sys;
-
-// Old paths for the config loader until it moves (temporary).
-use codec::{filter, router, sse};

@@ -1,6 +1,6 @@
-//! The `sse-kafka` binary: parses flags, builds the config, runs the
-//! library, maps errors to exit codes (0 clean shutdown, 1 runtime failure,
-//! 2 bad configuration).
+//! The `sse-kafka` binary: parses flags, builds the config (the file with the
+//! flags' overrides, validated together), runs the library, maps errors to
+//! exit codes (0 clean shutdown, 1 runtime failure, 2 bad configuration).
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sse_kafka::config::{self, Flag, Overrides};
+use sse_kafka::server;
 use sse_kafka::sys::cpus;
-use sse_kafka::{config, server};
 
 #[derive(Parser)]
 #[command(
@@ -28,17 +29,19 @@ enum Command {
     Run {
         #[arg(long, env = "SSE_KAFKA_CONFIG")]
         config: PathBuf,
+        // The overriding flags are named by config::Flag, whose names the
+        // config's errors use, so an error names the flag as it is typed.
         /// Client listen address (overrides `listen`).
-        #[arg(long, env = "SSE_KAFKA_LISTEN")]
+        #[arg(long = Flag::Listen.long(), env = Flag::Listen.env())]
         listen: Option<SocketAddr>,
         /// Kafka bootstrap brokers, comma separated (overrides `kafka.bootstrap`).
-        #[arg(long, env = "SSE_KAFKA_BROKERS", value_delimiter = ',')]
+        #[arg(long = Flag::Brokers.long(), env = Flag::Brokers.env(), value_delimiter = ',')]
         brokers: Option<Vec<String>>,
         /// CPUs to run shards on, e.g. `0-3,8` (default: every CPU the process may use).
         #[arg(long, env = "SSE_KAFKA_CPUS")]
         cpus: Option<String>,
         /// Admin listen address for /metrics and /health (overrides `admin_listen`).
-        #[arg(long, env = "SSE_KAFKA_ADMIN_LISTEN")]
+        #[arg(long = Flag::AdminListen.long(), env = Flag::AdminListen.env())]
         admin_listen: Option<SocketAddr>,
     },
     /// Validate the config and print the routes.
@@ -75,22 +78,20 @@ fn main() -> ExitCode {
             cpus,
             admin_listen,
         } => {
-            let mut cfg = match config::load(&config) {
+            // Written over the file before it is validated, so they are
+            // checked like the file's values.
+            let overrides = Overrides {
+                listen,
+                admin_listen,
+                brokers,
+            };
+            let cfg = match config::load_with(&config, &overrides) {
                 Ok(cfg) => cfg,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::from(2);
                 }
             };
-            if let Some(listen) = listen {
-                cfg.listen = listen;
-            }
-            if let Some(brokers) = brokers {
-                cfg.kafka.bootstrap = brokers;
-            }
-            if let Some(admin) = admin_listen {
-                cfg.admin_listen = Some(admin);
-            }
             let cpus = match cpus.as_deref().map(cpus::parse_cpu_list) {
                 Some(Ok(list)) => list,
                 Some(Err(e)) => {

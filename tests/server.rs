@@ -810,3 +810,75 @@ fn simultaneous_resumes_from_behind_are_exact() {
         assert_complete_and_ordered(events, 4, 60);
     }
 }
+
+/// The command line's overrides are validated with the file, before any
+/// broker is contacted (none runs here): a bad value exits 2 and the message
+/// names the flag and its variable, not a place in the (valid) file.
+#[test]
+fn bad_override_exits_2_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("good.yaml");
+    // Port 0 so that a binary which wrongly starts binds no fixed port.
+    std::fs::write(
+        &path,
+        "listen: 127.0.0.1:0\nkafka:\n  bootstrap: [\"127.0.0.1:9092\"]\nroutes:\n  - path: /items\n    topic: items\n",
+    )
+    .unwrap();
+    let port = common::free_port().to_string();
+    let (listen, admin) = (format!("127.0.0.1:{port}"), format!("0.0.0.0:{port}"));
+    // (flags, environment, the error line)
+    let cases = [
+        (
+            vec!["--brokers", "nohost"],
+            vec![],
+            "error: --brokers (SSE_KAFKA_BROKERS): invalid broker address 'nohost': no port; expected host:port".into(),
+        ),
+        (
+            vec![],
+            vec![("SSE_KAFKA_BROKERS", "127.0.0.1:9092,")],
+            "error: --brokers (SSE_KAFKA_BROKERS): empty broker address; expected host:port".into(),
+        ),
+        (
+            vec!["--listen", &listen, "--admin-listen", &admin],
+            vec![],
+            format!("error: --admin-listen (SSE_KAFKA_ADMIN_LISTEN): {admin} overlaps listen {listen}; use another port"),
+        ),
+        (
+            vec!["--admin-listen", &admin],
+            vec![("SSE_KAFKA_LISTEN", &listen)],
+            format!("error: --admin-listen (SSE_KAFKA_ADMIN_LISTEN): {admin} overlaps listen {listen}; use another port"),
+        ),
+    ];
+    for (i, (flags, env, want)) in cases.into_iter().enumerate() {
+        let stderr = dir.path().join(format!("stderr-{i}"));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sse-kafka"))
+            .env_clear()
+            .envs(env)
+            .args(["run", "--config"])
+            .arg(&path)
+            .args(&flags)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + common::DEADLINE;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let err = std::fs::read_to_string(&stderr).unwrap();
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(2),
+            "{flags:?}: still running or wrong exit; stderr:\n{err}"
+        );
+        assert_eq!(err.trim_end(), want, "{flags:?}");
+    }
+}

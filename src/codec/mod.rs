@@ -7,3 +7,4 @@ pub mod http;
 pub mod partitioner;
 pub mod router;
 pub mod sse;
+pub mod topic;

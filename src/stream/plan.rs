@@ -17,7 +17,8 @@ use super::routes::Routes;
 use crate::codec::filter::{self, Filter};
 use crate::codec::http::{self, Method};
 use crate::codec::partitioner::partition_for_key;
-use crate::config::{self, Partitioner};
+use crate::codec::topic;
+use crate::config::Partitioner;
 use crate::kafka::TopicTable;
 use crate::model::{Partition, TopicId};
 use crate::shard::audiences::Selection;
@@ -295,11 +296,11 @@ fn request_topic(
         .resolve(vars)
         .map_err(|m| Refusal::new(400, m.to_string()))?;
     let name = String::from_utf8(name).map_err(|_| Refusal::new(404, "no such topic here"))?;
-    config::check_topic_name(&name).map_err(|why| Refusal::new(404, why))?;
+    topic::check_topic_name(&name).map_err(|why| Refusal::new(404, why.to_string()))?;
     if !route_config
         .topics
         .iter()
-        .any(|p| config::glob_matches(p, &name))
+        .any(|p| topic::glob_matches(p, &name))
     {
         return Err(Refusal::new(
             404,

@@ -1,0 +1,288 @@
+//! The raw form of the file: serde structs mirroring what the file says, with
+//! the defaults of absent settings and the per-value checks of the value types
+//! (values.rs). `expecting` replaces serde's default "struct RawX", which
+//! would show these private type names in error messages. Never public: the
+//! rest of the proxy only ever sees the validated model.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+use super::defaults::*;
+use super::filters::RawFilter;
+use super::model::{EventIdForm, Partitioner, Start, ValueEncoding};
+use super::values::{
+    present, AnyDuration, AnySize, BrokerAddr, DurationAtLeast, FetchWait, Keyword, LagLimit,
+    NonEmpty, PositiveDuration, RoutePath, Size, SizeAtLeast, TopicName, TopicPatterns,
+};
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of settings (kafka, routes, listen, ...)"
+)]
+pub(super) struct RawConfig {
+    #[serde(default = "default_listen")]
+    pub(super) listen: SocketAddr,
+    #[serde(default)]
+    pub(super) admin_listen: Option<SocketAddr>,
+    pub(super) kafka: RawKafka,
+    #[serde(default = "default_keepalive")]
+    pub(super) keepalive: PositiveDuration,
+    #[serde(default = "default_retry")]
+    pub(super) retry: AnyDuration,
+    #[serde(default = "default_retry_jitter")]
+    pub(super) retry_jitter: AnyDuration,
+    #[serde(default)]
+    pub(super) cors: RawCors,
+    #[serde(default)]
+    pub(super) connections: RawConnections,
+    #[serde(default)]
+    pub(super) cache: RawCache,
+    #[serde(default)]
+    pub(super) slow_client: RawSlowClient,
+    pub(super) routes: NonEmpty<RawRoute>,
+    /// Later feature; parsed so the model exists, rejected by `validate`.
+    #[serde(default)]
+    pub(super) guards: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of Kafka settings (bootstrap, ...)"
+)]
+pub(super) struct RawKafka {
+    pub(super) bootstrap: NonEmpty<BrokerAddr>,
+    #[serde(default = "default_fetch_max_wait")]
+    pub(super) fetch_max_wait: FetchWait,
+    #[serde(default = "default_fetch_max_bytes")]
+    pub(super) fetch_max_bytes: Size,
+    #[serde(default = "default_client_id")]
+    pub(super) client_id: String,
+    #[serde(default = "default_metadata_refresh")]
+    pub(super) metadata_refresh: PositiveDuration,
+    #[serde(default = "default_unavailable_timeout")]
+    pub(super) unavailable_timeout: PositiveDuration,
+    #[serde(default = "default_max_topics")]
+    pub(super) max_topics: NonZeroUsize,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of CORS settings (allow_origins)"
+)]
+pub(super) struct RawCors {
+    #[serde(default = "default_allow_origins")]
+    pub(super) allow_origins: Vec<String>,
+}
+
+impl Default for RawCors {
+    fn default() -> Self {
+        RawCors {
+            allow_origins: default_allow_origins(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of connection settings (max, max_queued_bytes, request_timeout, nodelay)"
+)]
+pub(super) struct RawConnections {
+    #[serde(default = "default_max_queued_bytes")]
+    pub(super) max_queued_bytes: Size,
+    #[serde(default = "default_max_connections")]
+    pub(super) max: NonZeroUsize,
+    #[serde(default = "default_request_timeout")]
+    pub(super) request_timeout: PositiveDuration,
+    #[serde(default = "default_nodelay")]
+    pub(super) nodelay: bool,
+}
+
+impl Default for RawConnections {
+    fn default() -> Self {
+        RawConnections {
+            max_queued_bytes: default_max_queued_bytes(),
+            max: default_max_connections(),
+            request_timeout: default_request_timeout(),
+            nodelay: default_nodelay(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of cache settings (partition_bytes, total_bytes, max_age)"
+)]
+pub(super) struct RawCache {
+    #[serde(default = "default_cache_partition_bytes")]
+    pub(super) partition_bytes: AnySize,
+    #[serde(default = "default_cache_total_bytes")]
+    pub(super) total_bytes: AnySize,
+    #[serde(default = "default_cache_max_age")]
+    pub(super) max_age: PositiveDuration,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        RawCache {
+            partition_bytes: default_cache_partition_bytes(),
+            total_bytes: default_cache_total_bytes(),
+            max_age: default_cache_max_age(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of slow-client settings (max_lag)"
+)]
+pub(super) struct RawSlowClient {
+    #[serde(default = "default_slow_client_max_lag")]
+    pub(super) max_lag: LagLimit,
+}
+
+impl Default for RawSlowClient {
+    fn default() -> Self {
+        RawSlowClient {
+            max_lag: default_slow_client_max_lag(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a route: a mapping with path, topic, ..."
+)]
+pub(super) struct RawRoute {
+    pub(super) path: RoutePath,
+    pub(super) topic: TopicName,
+    #[serde(default = "default_start")]
+    pub(super) start: Keyword<Start>,
+    #[serde(default = "default_value")]
+    pub(super) value: Keyword<ValueEncoding>,
+    #[serde(default = "default_event_id")]
+    pub(super) event_id: Keyword<EventIdForm>,
+    #[serde(default)]
+    pub(super) keepalive: Option<PositiveDuration>,
+    /// Absent: every record. A null or empty list is `Some(vec![])`, which
+    /// `validate` refuses.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) filters: Option<Vec<RawFilter>>,
+    // Later features; parsed so the model exists, rejected by `validate`.
+    #[serde(default)]
+    pub(super) guard: Option<Value>,
+    #[serde(default)]
+    pub(super) partitioner: Option<Keyword<Partitioner>>,
+    #[serde(default)]
+    pub(super) topics: Option<TopicPatterns>,
+}
+
+// serde's `default = "..."` wants functions; they only wrap the constants.
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN
+}
+fn default_keepalive() -> PositiveDuration {
+    DurationAtLeast(DEFAULT_KEEPALIVE)
+}
+fn default_retry() -> AnyDuration {
+    DurationAtLeast(DEFAULT_RETRY)
+}
+fn default_retry_jitter() -> AnyDuration {
+    DurationAtLeast(DEFAULT_RETRY_JITTER)
+}
+fn default_fetch_max_wait() -> FetchWait {
+    DurationAtLeast(DEFAULT_FETCH_MAX_WAIT)
+}
+fn default_fetch_max_bytes() -> Size {
+    SizeAtLeast(DEFAULT_FETCH_MAX_BYTES)
+}
+fn default_client_id() -> String {
+    DEFAULT_CLIENT_ID.to_string()
+}
+fn default_metadata_refresh() -> PositiveDuration {
+    DurationAtLeast(DEFAULT_METADATA_REFRESH)
+}
+fn default_unavailable_timeout() -> PositiveDuration {
+    DurationAtLeast(DEFAULT_UNAVAILABLE_TIMEOUT)
+}
+fn default_max_topics() -> NonZeroUsize {
+    NonZeroUsize::new(DEFAULT_MAX_TOPICS).expect("DEFAULT_MAX_TOPICS is not zero")
+}
+fn default_allow_origins() -> Vec<String> {
+    vec![DEFAULT_ALLOW_ORIGIN.to_string()]
+}
+fn default_max_queued_bytes() -> Size {
+    SizeAtLeast(DEFAULT_MAX_QUEUED_BYTES)
+}
+fn default_max_connections() -> NonZeroUsize {
+    NonZeroUsize::new(DEFAULT_MAX_CONNECTIONS).expect("DEFAULT_MAX_CONNECTIONS is not zero")
+}
+fn default_nodelay() -> bool {
+    true
+}
+fn default_request_timeout() -> PositiveDuration {
+    DurationAtLeast(DEFAULT_REQUEST_TIMEOUT)
+}
+fn default_cache_partition_bytes() -> AnySize {
+    SizeAtLeast(DEFAULT_CACHE_PARTITION_BYTES)
+}
+fn default_cache_total_bytes() -> AnySize {
+    SizeAtLeast(DEFAULT_CACHE_TOTAL_BYTES)
+}
+fn default_cache_max_age() -> PositiveDuration {
+    DurationAtLeast(DEFAULT_CACHE_MAX_AGE)
+}
+fn default_slow_client_max_lag() -> LagLimit {
+    LagLimit(DEFAULT_SLOW_CLIENT_MAX_LAG)
+}
+fn default_start() -> Keyword<Start> {
+    Keyword(Start::Live)
+}
+fn default_value() -> Keyword<ValueEncoding> {
+    Keyword(ValueEncoding::Text)
+}
+fn default_event_id() -> Keyword<EventIdForm> {
+    Keyword(EventIdForm::Progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::testing::{assert_errors, route_with, ErrorCase, HEAD, MINIMAL};
+
+    #[test]
+    fn structure_errors_name_file_line_and_field() {
+        let cases: Vec<ErrorCase> = Vec::from([
+            ("unknown field in a route", route_with("    tpoic: x\n"),
+                6, 5, "routes[0].tpoic", "unknown field `tpoic`, expected one of `path`, `topic`"),
+            ("unknown top-level field", format!("{MINIMAL}keep_alive: 1s\n"),
+                6, 1, "keep_alive", "unknown field `keep_alive`"),
+            ("max topics zero", format!("{HEAD}  max_topics: 0\nroutes: [{{path: /a, topic: a}}]\n"),
+                3, 15, "kafka.max_topics", "invalid value: integer `0`, expected a nonzero usize"),
+            ("unknown kafka field", format!("{HEAD}  group: g\nroutes: [{{path: /a, topic: a}}]\n"),
+                3, 3, "kafka.group", "unknown field `group`"),
+            ("bad listen", format!("listen: 8080\n{MINIMAL}"),
+                1, 9, "listen", "invalid socket address syntax"),
+            ("missing topic", format!("{HEAD}routes:\n  - path: /a\n    topic: a\n  - path: /b\n"),
+                6, 5, "routes[1].topic", "missing field `topic`"),
+            ("missing routes", HEAD.to_string(),
+                1, 1, "routes", "missing field `routes`"),
+            ("unknown cache field", format!("{MINIMAL}cache:\n  max_bytes: 1GiB\n"),
+                7, 3, "cache.max_bytes",
+                "unknown field `max_bytes`, expected one of `partition_bytes`, `total_bytes`, `max_age`"),
+            ("max lag at the top", format!("{MINIMAL}slow_client: 2m\n"),
+                6, 14, "slow_client", "invalid type: string \"2m\", expected a mapping of slow-client settings (max_lag)"),
+            ("not a mapping", "just words\n".into(),
+                1, 1, "-", "invalid type: string \"just words\", expected a mapping of settings"),
+        ]);
+        assert_errors(cases);
+    }
+}
