@@ -7,7 +7,7 @@
 //! and formats, it measures nothing. The chart is written by hand so the
 //! perf tooling needs no plotting dependency.
 //!
-//! `cargo run --release --example perf_summary -- perf/results/run.jsonl perf/results`
+//! `cargo run --release -p sse-kafka-perf --bin perf_summary -- perf/results/run.jsonl perf`
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
