@@ -53,8 +53,9 @@ if [ ! -e /usr/lib/nginx/modules/ngx_nchan_module.so ] || ! command -v jq >/dev/
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light libnginx-mod-nchan jq >/dev/null
 fi
 ./examples/install-nisshi.sh
-cargo build --release --bin sse-kafka --bin sse-kafka-load --example raw_ceiling \
-  --example http_publish --example perf_summary >&2
+cargo build --release --bin sse-kafka --bin sse-kafka-load >&2
+# raw_ceiling, http_publish and perf_summary (perf/Cargo.toml).
+cargo build --release -p sse-kafka-perf >&2
 . perf/lib.sh
 mkdir -p "$OUT"
 results="$OUT/run.jsonl"
@@ -103,14 +104,14 @@ start_server() {
       wait_port "$port" || return 1
       SPID=$(pgrep -P "${step_pids[0]}" | head -1)
       if [ "$rate" != 0 ]; then
-        taskset -c 1 $bin/examples/http_publish --addr "127.0.0.1:$port" --path /pub --rate "$rate" \
+        taskset -c 1 $bin/http_publish --addr "127.0.0.1:$port" --path /pub --rate "$rate" \
           --seconds $(( WARMUP + SECS + 5 )) --connections 4 &
         step_pids+=($!)
       fi
       URL="http://127.0.0.1:$port/sub" ;;
     raw)
       [ "$rate" = 0 ] && rate=0.001 # idle: one record at the start
-      taskset -c 0 $bin/examples/raw_ceiling --listen "127.0.0.1:$port" --rate "$rate" \
+      taskset -c 0 $bin/raw_ceiling --listen "127.0.0.1:$port" --rate "$rate" \
         --seconds $(( WARMUP + SECS + 30 )) 2>/dev/null &
       SPID=$!; step_pids+=($SPID)
       wait_port "$port" || return 1
@@ -240,5 +241,5 @@ done
 # C is the sweep's K=10,000 point.
 jq -c 'select(.scenario == "C") | .scenario = "sweep"' "$results" >"$work/c.jsonl"
 cat "$work/c.jsonl" >>"$results"
-$bin/examples/perf_summary "$results" "$RENDER"
+$bin/perf_summary "$results" "$RENDER"
 echo "wrote $RENDER/RESULTS.md and $RENDER/results.svg" >&2

@@ -5,7 +5,7 @@
 //! connection, as per partition). Several connections keep the rate when
 //! the server answers a publish only after its fan-out (nchan does).
 //!
-//! `cargo run --release --example http_publish -- --addr 127.0.0.1:18081 --path /pub --rate 100 --seconds 30 --connections 4`
+//! `cargo run --release -p sse-kafka-perf --bin http_publish -- --addr 127.0.0.1:18081 --path /pub --rate 100 --seconds 30 --connections 4`
 
 #[path = "args.rs"]
 mod args;

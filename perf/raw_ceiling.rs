@@ -5,7 +5,7 @@
 //! per second, each `data:{"p":0,"seq":N,"ts":<unix ns>}` so the load
 //! generator measures it exactly like the proxy.
 //!
-//! `cargo run --release --example raw_ceiling -- --listen 127.0.0.1:18090 --rate 100 --seconds 60`
+//! `cargo run --release -p sse-kafka-perf --bin raw_ceiling -- --listen 127.0.0.1:18090 --rate 100 --seconds 60`
 
 #[path = "args.rs"]
 mod args;
