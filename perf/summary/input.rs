@@ -7,7 +7,6 @@
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use crate::measures::cpu_per_million;
 use crate::text::count;
 
 /// The three servers of a run, in the order every table lists them.
@@ -158,10 +157,6 @@ impl Record {
 
     pub fn first_byte(&self) -> Option<&FirstByte> {
         self.extra()?.first_byte_ms.as_ref()
-    }
-
-    pub fn cpu_per_million(&self) -> Option<f64> {
-        cpu_per_million(self.server_cpu_s, self.events_per_s(), self.cpu_window_s)
     }
 
     /// "A K=1,000 at 100 rec/s", to name a line in a goal's offender list.

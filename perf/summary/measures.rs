@@ -10,6 +10,14 @@ use crate::input::{Idle, Record, Scenario, Server};
 /// over `window_s` (warm-up plus window) while `events_per_s` is the window's
 /// delivery rate, so the events over the CPU window are estimated as
 /// rate × window. None when an input is missing or no events were delivered.
+impl Record {
+    /// The server's CPU seconds per million events delivered, over the
+    /// run's CPU window.
+    pub fn cpu_per_million(&self) -> Option<f64> {
+        cpu_per_million(self.server_cpu_s, self.events_per_s(), self.cpu_window_s)
+    }
+}
+
 pub fn cpu_per_million(
     cpu_s: Option<f64>,
     events_per_s: Option<f64>,

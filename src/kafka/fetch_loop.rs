@@ -18,7 +18,7 @@ use tracing::warn;
 use super::error::FetchError;
 use super::fetcher::Lane;
 use super::messages::ToShard;
-use super::sidecar::{clamp_i32, offset_at, partition_client, Running, RETRY_INITIAL};
+use super::running::{clamp_i32, offset_at, partition_client, Running, RETRY_INITIAL};
 use crate::model::{Batch, Offset, Partition, TopicId};
 
 /// Where a partition's fetch loop is.

@@ -24,11 +24,13 @@ mod error;
 mod fetch_loop;
 mod fetcher;
 mod messages;
+mod running;
 mod sidecar;
 mod topics;
 mod watch;
 
 pub use error::{DecodeError, FetchError, KafkaError, Step};
 pub use messages::{Availability, Fetched, OffsetQuery, Request, SidecarLink, ToShard};
-pub use sidecar::{Sidecar, CATCHUP_MAX_WAIT_MS};
+pub use running::Sidecar;
+pub use sidecar::CATCHUP_MAX_WAIT_MS;
 pub use topics::{TooManyTopics, TopicTable};

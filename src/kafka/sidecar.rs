@@ -13,20 +13,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rskafka::client::error::Error as ClientError;
-use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::partition::{OffsetAt, PartitionClient};
 use rskafka::client::{Client, ClientBuilder};
-use rskafka::messenger::RequestError;
 use rskafka::BackoffConfig;
 use tracing::{debug, warn};
 
 use super::error::{FetchError, KafkaError};
-use super::fetcher::{Fetcher, Lane, ANSWER_GRACE};
-use super::messages::{Fetched, OffsetQuery, Request, ToShard};
+use super::fetcher::{Fetcher, Lane};
+use super::messages::{Fetched, OffsetQuery, Request};
+use super::running::{
+    answered, clamp_i32, partition_client, Running, Sidecar, RETRY_INITIAL, RETRY_MAX,
+};
 use super::topics::TopicTable;
-use super::watch::TopicWatch;
-use crate::config::KafkaConfig;
-use crate::model::{Offset, Partition, ShardId, TopicId};
-use crate::ops::metrics::ShardMetrics;
+use crate::model::{Offset, Partition, TopicId};
 use crate::sys::cpus;
 
 /// The wait of a catch-up fetch. The records exist (the owner fetched
@@ -35,11 +34,6 @@ use crate::sys::cpus;
 /// 1 ms or 5 ms wait returns nothing for existing records, 10 ms and more
 /// always returns them). A generous wait costs nothing when data is there.
 pub const CATCHUP_MAX_WAIT_MS: i32 = 500;
-
-/// Backoff of our own retry loops: quick first retry, capped so a broker that
-/// comes back is noticed within a second.
-pub(super) const RETRY_INITIAL: Duration = Duration::from_millis(50);
-pub(super) const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// rskafka retries internally; bound each of its operations so errors reach
 /// our loops, where they are logged and counted, instead of a 500 s backoff.
@@ -50,28 +44,6 @@ fn rskafka_backoff() -> BackoffConfig {
         base: 2.0,
         deadline: Some(Duration::from_secs(3)),
     }
-}
-
-/// Everything a sidecar thread needs.
-#[derive(Debug)]
-pub struct Sidecar {
-    pub shard: ShardId,
-    pub shards: usize,
-    pub cpu: usize,
-    pub topics: Arc<TopicTable>,
-    pub kafka: KafkaConfig,
-    pub to_shard: flume::Sender<ToShard>,
-    pub requests: flume::Receiver<Request>,
-    pub metrics: Arc<ShardMetrics>,
-}
-
-/// A running sidecar's state, shared by its tasks on its one thread.
-pub(super) struct Running {
-    pub(super) spec: Sidecar,
-    pub(super) client: Arc<Client>,
-    pub(super) fetcher: Fetcher,
-    /// Per topic, what the metadata watch last saw.
-    pub(super) watches: RefCell<Vec<Rc<TopicWatch>>>,
 }
 
 impl Sidecar {
@@ -237,62 +209,6 @@ impl Running {
             }),
         }
     }
-
-    /// Counts and logs a failed Kafka request, then waits `delay` (doubled
-    /// for the next failure, up to [`RETRY_MAX`]).
-    pub(super) async fn backoff(
-        &self,
-        topic: &str,
-        partition: Partition,
-        error: &dyn std::fmt::Display,
-        delay: &mut Duration,
-    ) {
-        self.spec.metrics.kafka_errors.inc();
-        warn!(topic, partition = partition.0, error = %error, retry_in = ?*delay, "kafka request failed");
-        tokio::time::sleep(*delay).await;
-        *delay = (*delay * 2).min(RETRY_MAX);
-    }
-
-    /// Whether the shard is gone (then every task of the sidecar ends).
-    pub(super) fn shard_gone(&self) -> bool {
-        self.spec.to_shard.is_disconnected()
-    }
-}
-
-/// rskafka's client sets no deadline on a request: a broker that goes
-/// silent without closing the connection would hold a metadata or offset
-/// request for ever, and the metadata watch would never report the topic
-/// unavailable. Past [`ANSWER_GRACE`] the request is given up as timed out.
-pub(super) async fn answered<T>(
-    request: impl Future<Output = Result<T, ClientError>>,
-) -> Result<T, ClientError> {
-    match tokio::time::timeout(ANSWER_GRACE, request).await {
-        Ok(answer) => answer,
-        Err(_) => Err(ClientError::Request(RequestError::IO(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("no answer within {ANSWER_GRACE:?}"),
-        )))),
-    }
-}
-
-/// A partition client for `partition` of `name`, under [`answered`]'s
-/// deadline.
-pub(super) async fn partition_client(
-    client: &Client,
-    name: &str,
-    partition: Partition,
-) -> Result<PartitionClient, ClientError> {
-    answered(client.partition_client(
-        name.to_owned(),
-        partition.to_kafka(),
-        UnknownTopicHandling::Error,
-    ))
-    .await
-}
-
-/// The offset `at` of a partition, from rskafka's client.
-pub(super) async fn offset_at(pc: &PartitionClient, at: OffsetAt) -> Result<Offset, ClientError> {
-    answered(pc.get_offset(at)).await.map(Offset)
 }
 
 async fn lookup_offset(pc: &PartitionClient, at: OffsetQuery) -> Result<Offset, ClientError> {
@@ -354,9 +270,4 @@ fn client_error(topic: &Arc<str>, partition: Partition, error: ClientError) -> K
         partition,
         source: Arc::new(error),
     }
-}
-
-/// A byte count as Kafka's `int32` field: saturated, never wrapped.
-pub(super) fn clamp_i32(n: usize) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
 }

@@ -6,7 +6,6 @@
 //! again. `list_topics` never creates a topic, whatever the broker's
 //! auto-create setting.
 
-use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -14,34 +13,12 @@ use rskafka::client::partition::OffsetAt;
 use tracing::{debug, info, warn};
 
 use super::messages::{Availability, ToShard};
-use super::sidecar::{answered, Running};
+use super::running::{answered, Running, TopicWatch};
 use crate::model::{Partition, TopicId};
 
 /// How often a sidecar polls metadata for a routed topic that does not exist
 /// yet (topics auto-create on first produce).
 const METADATA_POLL: Duration = Duration::from_millis(500);
-
-/// What a sidecar's metadata watch knows about a topic; read by the topic's
-/// fetch loops, on the sidecar's one thread.
-#[derive(Debug)]
-pub(super) struct TopicWatch {
-    /// As last reported to the shard.
-    available: Cell<bool>,
-    /// Metadata answers that listed the topic.
-    pub(super) found: Cell<u64>,
-    /// Metadata answers that did not.
-    pub(super) missing: Cell<u64>,
-}
-
-impl Default for TopicWatch {
-    fn default() -> Self {
-        Self {
-            available: Cell::new(true),
-            found: Cell::new(0),
-            missing: Cell::new(0),
-        }
-    }
-}
 
 impl Running {
     /// Starts the metadata watch of a topic (once).
