@@ -2,6 +2,9 @@
 //! flags' overrides, validated together), runs the library, maps errors to
 //! exit codes (0 clean shutdown, 1 runtime failure, 2 bad configuration).
 
+#![deny(unsafe_code)]
+#![warn(rust_2018_idioms)]
+
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;

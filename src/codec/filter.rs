@@ -140,6 +140,7 @@ impl fmt::Display for Template {
 }
 
 /// The values a request offers to substitutions.
+#[derive(Debug)]
 pub struct Vars<'a> {
     pub params: &'a Params,
     /// The raw query string (after `?`), if any.
@@ -362,6 +363,7 @@ impl Filter {
 
 /// A record as filters see it: its value parsed as JSON at most once, and
 /// only if a `value` condition asks.
+#[derive(Debug)]
 pub struct RecordView<'a> {
     record: &'a Record,
     json: OnceCell<Option<serde_json::Value>>,
@@ -437,7 +439,7 @@ mod tests {
     #[test]
     fn templates_parse_and_print() {
         type Subs<'a> = &'a [(Source, &'a str)];
-        let cases: &[(&str, Result<Subs, TemplateError>)] = &[
+        let cases: &[(&str, Result<Subs<'_>, TemplateError>)] = &[
             ("abc", Ok(&[])),
             ("", Ok(&[])),
             ("$5 and $x", Ok(&[])),

@@ -191,7 +191,7 @@ mod tests {
             "/",
             "/sp ace/",
         ]);
-        let cases: &[(&str, Expected)] = &[
+        let cases: &[(&str, Expected<'_>)] = &[
             ("/items", Some((0, &[]))),
             ("/items/42", Some((1, &[("id", b"42")]))),
             ("/items/a%2Fb", Some((1, &[("id", b"a/b")]))),

@@ -31,7 +31,7 @@ pub struct ConfigError {
 }
 
 impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.flag {
             Some(flag) => write!(f, "{flag}: {}", self.message),
             None => write!(

@@ -63,7 +63,7 @@ impl<'de> DeserializeSeed<'de> for TextSeed {
         struct NullOr(TextSeed);
         impl<'de> Visitor<'de> for NullOr {
             type Value = TextCondition;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(TEXT_FORMS)
             }
             fn visit_none<E: de::Error>(self) -> Result<TextCondition, E> {
@@ -106,7 +106,7 @@ impl<'de> Deserialize<'de> for HeaderConditions {
         struct MapVisitor;
         impl<'de> Visitor<'de> for MapVisitor {
             type Value = HeaderConditions;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a mapping of header name to value")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
@@ -138,7 +138,7 @@ impl<'de> Deserialize<'de> for ValueConditions {
         struct MapVisitor;
         impl<'de> Visitor<'de> for MapVisitor {
             type Value = ValueConditions;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a mapping of JSON pointer to expected value")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
@@ -199,7 +199,7 @@ impl<'de> DeserializeSeed<'de> for ValueSeed {
 
 impl<'de> Visitor<'de> for ValueSeed {
     type Value = ValueSpec;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(VALUE_FORMS)
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<ValueSpec, E> {

@@ -50,7 +50,7 @@ impl Flag {
 /// `--brokers (SSE_KAFKA_BROKERS)`: the flag and its variable, since the error
 /// cannot tell which of the two the value came from.
 impl fmt::Display for Flag {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "--{} ({})", self.long(), self.env())
     }
 }

@@ -35,7 +35,7 @@ where
     }
     impl<'de, T, F: FnOnce(&str) -> Result<T, String>> Visitor<'de> for StrVisitor<F> {
         type Value = T;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str(self.expecting)
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
@@ -147,7 +147,7 @@ impl<'de, const MIN: u64> Deserialize<'de> for SizeAtLeast<MIN> {
         struct SizeVisitor<const MIN: u64>;
         impl<'de, const MIN: u64> Visitor<'de> for SizeVisitor<MIN> {
             type Value = SizeAtLeast<MIN>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(SIZE_FORMS)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
@@ -188,7 +188,7 @@ impl<'de> Deserialize<'de> for LagLimit {
         struct LagVisitor;
         impl<'de> Visitor<'de> for LagVisitor {
             type Value = LagLimit;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(LAG_FORMS)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<LagLimit, E> {
@@ -250,7 +250,7 @@ impl<'de> Deserialize<'de> for TopicPatterns {
         struct OneOrMany;
         impl<'de> Visitor<'de> for OneOrMany {
             type Value = TopicPatterns;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a topic pattern or a list of them")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<TopicPatterns, E> {
@@ -364,7 +364,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for NonEmpty<T> {
         struct SeqVisitor<T>(PhantomData<T>);
         impl<'de, T: Deserialize<'de>> Visitor<'de> for SeqVisitor<T> {
             type Value = NonEmpty<T>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a non-empty list")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<NonEmpty<T>, A::Error> {

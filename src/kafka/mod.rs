@@ -29,8 +29,7 @@ mod sidecar;
 mod topics;
 mod watch;
 
-pub use error::{DecodeError, FetchError, KafkaError, Step};
-pub use messages::{Availability, Fetched, OffsetQuery, Request, SidecarLink, ToShard};
+pub use error::KafkaError;
+pub use messages::{Availability, OffsetQuery, Request, SidecarLink, ToShard};
 pub use running::Sidecar;
-pub use sidecar::CATCHUP_MAX_WAIT_MS;
-pub use topics::{TooManyTopics, TopicTable};
+pub use topics::TopicTable;

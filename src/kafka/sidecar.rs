@@ -33,7 +33,7 @@ use crate::sys::cpus;
 /// as a deadline for assembling the answer (measured: ~5 ms per fetch, so a
 /// 1 ms or 5 ms wait returns nothing for existing records, 10 ms and more
 /// always returns them). A generous wait costs nothing when data is there.
-pub const CATCHUP_MAX_WAIT_MS: i32 = 500;
+const CATCHUP_MAX_WAIT_MS: i32 = 500;
 
 /// rskafka retries internally; bound each of its operations so errors reach
 /// our loops, where they are logged and counted, instead of a 500 s backoff.

@@ -1,4 +1,4 @@
 //! Operations.
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod metrics;

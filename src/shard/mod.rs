@@ -20,16 +20,16 @@
 
 pub mod audiences;
 pub mod cache;
-pub mod feed;
-pub mod group;
+pub(crate) mod feed;
+pub(crate) mod group;
 pub mod hub;
-pub mod intake;
-pub mod mesh;
+pub(crate) mod intake;
+pub(crate) mod mesh;
 pub mod outbox;
-pub mod streams;
-pub mod ticker;
+pub(crate) mod streams;
+pub(crate) mod ticker;
 pub mod topic;
-pub mod write_pass;
+pub(crate) mod write_pass;
 
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;

@@ -5,4 +5,4 @@
 #![allow(unsafe_code)]
 
 pub mod cpus;
-pub mod socket;
+pub(crate) mod socket;

@@ -285,7 +285,7 @@ mod tests {
     #[test]
     fn base64_and_tombstone_golden() {
         type Case<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, ValueEncoding, &'a [u8]);
-        let cases: &[Case] = &[
+        let cases: &[Case<'_>] = &[
             (
                 None,
                 Some(b"\xfb\xff"),
