@@ -3,7 +3,7 @@
 //! (the id it sent could not be used) and `event:gap` (Kafka no longer holds
 //! what it asked for). Each carries one line of JSON.
 
-use super::encode_event;
+use super::frame::encode_event;
 use crate::model::{Offset, Partition};
 
 /// Appends `event:error` with `{"reason":"..."}`.
