@@ -40,26 +40,33 @@
 //!   needs the range) where the cache does not reach, and joins the live
 //!   stream when it reaches the head.
 //!
-//! ## Module map (in data-flow order)
+//! ## Layers
 //!
-//! - [`config`], [`cpus`]: the YAML config and the `--cpus` list.
-//! - [`server`]: process wiring, listeners, signals.
-//! - [`shard`]: the per-CPU executors, the mesh and its full-queue policy.
-//! - [`kafka`]: the sidecar: metadata, fetch loops, on-demand requests.
-//! - [`fetch`], [`record`]: Kafka fetches decoded with every record header
-//!   (a name may repeat), and the record type the rest of the proxy keeps.
-//! - [`log`]: the partition cache.
-//! - [`hub`]: per-shard topic streams and the live fan-out.
-//! - [`feed`]: the frames a group of live connections shares, each
-//!   connection reading them at its own place.
-//! - [`connection`]: request handling and the outbox writer.
-//! - [`cursor`]: catch-up readers and their shared Kafka fetches.
-//! - Codecs, pure functions of bytes: [`http`] (requests, responses),
-//!   [`router`] (path templates), [`sse`] (event frames and a parser),
-//!   [`event_id`] (the progress id), [`filter`] (record filters and their
-//!   substitutions).
-//! - [`partitioner`]: Kafka's default key partitioner (murmur2), for key pruning.
-//! - [`admin`], [`metrics`]: health and Prometheus metrics.
+//! `src/` is folders that are layers; each file is one concept, and a file
+//! imports only files of its own folder or of a lower layer (checked by
+//! `cargo test --test layers`, which also checks that no files import each
+//! other in a circle). Lowest first:
+//!
+//! 1. [`model`] — the data every layer shares: ids and units (`TopicId`,
+//!    `Partition`, `Offset`), records, batches, positions. [`sys`] — every
+//!    system call beyond std and glommio (CPU affinity, socket sends,
+//!    hang-up polls), the only place `unsafe` is allowed.
+//! 2. [`codec`] — pure functions of bytes: HTTP requests and responses, SSE
+//!    frames, control events and a parser, event ids, path templates,
+//!    filters, Kafka's key partitioner, topic names.
+//! 3. [`config`] — the validated model every front end builds, and its YAML
+//!    front end with file:line:field errors.
+//! 4. [`ops`] — Prometheus counters and the admin listener.
+//! 5. `kafka` — the sidecar thread of each shard: metadata watches, fetch
+//!    loops, the fetcher and its record decoding, the topic table, and the
+//!    messages between sidecar and shard.
+//! 6. [`shard`] — the shard runtime: intake and mesh, the hub with its
+//!    topic streams, audiences, groups and feeds, the partition cache, the
+//!    outboxes, the write pass and the ticker.
+//! 7. `stream` — one client's stream: request → plan, opening a topic,
+//!    where it starts, and its life: live, or behind as a catch-up cursor.
+//! 8. [`server`] — process wiring: listeners, sidecars, one executor per
+//!    shard, signals. `main.rs` parses flags and calls it.
 
 // Crate-wide lints. `unsafe` is denied everywhere but in `sys`, which
 // holds every system call the proxy makes beyond std and glommio, each

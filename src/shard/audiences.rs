@@ -1,6 +1,6 @@
 //! Audiences: a topic stream's live streams grouped by what they receive
 //! (their resolved filter and the partitions they read, a [`Selection`]),
-//! then by rendering ([`Group`]). For each record the fan-out evaluates each
+//! then by rendering (`Group`). For each record the fan-out evaluates each
 //! distinct filter once — only the filters for the record's key, when
 //! filters name keys — encodes the event id once and the frame once per
 //! rendering, and appends the same reference-counted bytes to the feed of

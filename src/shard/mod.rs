@@ -3,17 +3,17 @@
 //! `Cell`): no locks on the hot path.
 //!
 //! Data flows through it in this order:
-//! - [`intake`]: batches from the shard's Kafka sidecar, forwarded to the
-//!   other shards over the [`mesh`] and applied locally, and the batches
+//! - `intake`: batches from the shard's Kafka sidecar, forwarded to the
+//!   other shards over the `mesh` and applied locally, and the batches
 //!   other shards forward;
 //! - [`hub`]: each batch is cached ([`cache`], the partition logs) and
 //!   applied to its topic's stream ([`topic`]), whose live streams are
 //!   grouped by what they receive ([`audiences`]) and how they render it
-//!   ([`group`]); each frame is appended once to a group's [`feed`];
-//! - [`write_pass`]: every group that got frames is written, each member's
+//!   (`group`); each frame is appended once to a group's `feed`;
+//! - `write_pass`: every group that got frames is written, each member's
 //!   [`outbox`] sending what it has not sent, straight from the feed;
-//! - [`ticker`]: keep-alives, progress ids, hang-ups, cache age and
-//!   topics unavailable for too long; [`streams`] is the registry it walks.
+//! - `ticker`: keep-alives, progress ids, hang-ups, cache age and
+//!   topics unavailable for too long; `streams` is the registry it walks.
 //!
 //! A stream's own life (its request, catch-up reading, joining and leaving
 //! the live stream) is the layer above, `crate::stream`.

@@ -1,7 +1,7 @@
-//! HTTP/1.1 for the SSE server, as pure functions of bytes: [`request`]
+//! HTTP/1.1 for the SSE server, as pure functions of bytes: `request`
 //! parses request heads (a push parser on `httparse` that borrows from the
 //! caller's buffer, answers `Ok(None)` while the head is incomplete and
-//! enforces every size limit with a typed error); [`response`] appends
+//! enforces every size limit with a typed error); `response` appends
 //! complete response heads (and, for errors, a short plain-text body) to a
 //! caller-owned `Vec<u8>`. The server answers exactly one request per
 //! connection and then closes it, so every response says `connection:
