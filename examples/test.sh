@@ -35,4 +35,6 @@ else
   export PATH="$venv/bin:$PATH"
 fi
 export SSE_KAFKA_PYTHON
-cargo test --release --tests "$@"
+# Every package of the workspace: the server, the load generator, the
+# perf tools.
+cargo test --release --workspace --tests "$@"
