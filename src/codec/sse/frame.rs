@@ -203,21 +203,8 @@ mod tests {
     use base64::Engine as _;
 
     use super::*;
-    use crate::codec::sse::{Event, Parser};
+    use crate::codec::sse::testing::{ev, parse, parse_all};
     use proptest::prelude::*;
-
-    fn parse_all(chunks: &[&[u8]]) -> (Vec<Event>, Parser) {
-        let mut parser = Parser::new();
-        let mut events = Vec::new();
-        for chunk in chunks {
-            parser.feed(chunk, |e| events.push(e)).unwrap();
-        }
-        (events, parser)
-    }
-
-    fn parse(wire: &[u8]) -> Vec<Event> {
-        parse_all(&[wire]).0
-    }
 
     fn text_record(id: &str, value: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -229,15 +216,6 @@ mod tests {
             ValueEncoding::Text,
         );
         out
-    }
-
-    fn ev(id: Option<&str>, event: Option<&str>, data: &str) -> Event {
-        Event {
-            id: id.map(str::to_owned),
-            event: event.map(str::to_owned),
-            data: data.to_owned(),
-            retry: None,
-        }
     }
 
     /// What a client sees for a text value: every line end becomes LF.

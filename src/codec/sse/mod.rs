@@ -18,4 +18,6 @@ pub use control::{error_event, gap_event, reset_event};
 pub use frame::{
     encode_event, encode_id_only, encode_record, encode_retry, Render, ValueEncoding, KEEPALIVE,
 };
+#[cfg(test)]
+pub(crate) use parser::testing;
 pub use parser::{Event, EventRef, ParseError, Parser, DEFAULT_MAX_LINE};

@@ -283,14 +283,13 @@ fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 
+/// What the encoder's and the parser's tests both read streams with.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
+pub(crate) mod testing {
+    use super::{Event, Parser};
 
-    use crate::codec::sse::{encode_event, encode_record, encode_retry, ValueEncoding, KEEPALIVE};
-
-    fn parse_all(chunks: &[&[u8]]) -> (Vec<Event>, Parser) {
+    /// Every event of `chunks` fed in order, and the parser after them.
+    pub(crate) fn parse_all(chunks: &[&[u8]]) -> (Vec<Event>, Parser) {
         let mut parser = Parser::new();
         let mut events = Vec::new();
         for chunk in chunks {
@@ -299,11 +298,12 @@ mod tests {
         (events, parser)
     }
 
-    fn parse(wire: &[u8]) -> Vec<Event> {
+    pub(crate) fn parse(wire: &[u8]) -> Vec<Event> {
         parse_all(&[wire]).0
     }
 
-    fn ev(id: Option<&str>, event: Option<&str>, data: &str) -> Event {
+    /// An event as a client sees it, without `retry`.
+    pub(crate) fn ev(id: Option<&str>, event: Option<&str>, data: &str) -> Event {
         Event {
             id: id.map(str::to_owned),
             event: event.map(str::to_owned),
@@ -311,6 +311,15 @@ mod tests {
             retry: None,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{ev, parse, parse_all};
+    use super::*;
+    use proptest::prelude::*;
+
+    use crate::codec::sse::{encode_event, encode_record, encode_retry, ValueEncoding, KEEPALIVE};
 
     #[test]
     fn parser_spec_table() {
