@@ -35,4 +35,7 @@ else
   export PATH="$venv/bin:$PATH"
 fi
 export SSE_KAFKA_PYTHON
+# The load generator is its own package, which cargo does not build for
+# the server's tests; one of them runs it (tests/server.rs).
+cargo build --release -p sse-kafka-load
 cargo test --release --tests "$@"
