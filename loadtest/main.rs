@@ -11,6 +11,7 @@
 mod addr;
 mod produce;
 mod report;
+mod response;
 mod storm;
 mod subscribe;
 mod track;

@@ -49,6 +49,7 @@ use sse_kafka::sse::{ParseError, Parser};
 
 use crate::produce::{ProduceStats, ProducedWait};
 use crate::report::{self, percentiles_ms, round3};
+use crate::response::{self, BodyError, HeadBuf};
 use crate::subscribe::{build_request, connect_socket, write_request, Target};
 use crate::track::{SeqTracker, MAX_PARTITIONS};
 use crate::value;
@@ -56,10 +57,6 @@ use crate::value;
 /// One read buffer per thread, shared by its connections (the parser keeps
 /// partial lines): a catching-up socket holds a lot, so read it in big bites.
 const READ_BUF: usize = 64 << 10;
-/// A response head longer than this is an error.
-const MAX_HEAD: usize = 16 << 10;
-/// Response headers parsed at most; the proxy sends six.
-const MAX_HEADERS: usize = 32;
 /// Longest SSE line accepted beyond `--value-size`: room for the `data:`
 /// prefix and for an `id:` line, which grows with the partition count (a
 /// few bytes per partition). Bounds each connection's parser buffer —
@@ -498,8 +495,7 @@ enum State {
     /// Reading the response head.
     Head {
         stream: TcpStream,
-        /// INVARIANT: at most `MAX_HEAD + 1` bytes (reads are cut to fit).
-        head: Vec<u8>,
+        head: HeadBuf,
         deadline: Instant,
     },
     Streaming {
@@ -838,7 +834,7 @@ impl Worker {
                         };
                         conn.state = State::Head {
                             stream,
-                            head: Vec::with_capacity(512),
+                            head: HeadBuf::new(),
                             deadline,
                         };
                         Next::Again
@@ -846,53 +842,44 @@ impl Worker {
                     Ok(false) => Next::Wait,
                     Err(e) => Next::Fail(e),
                 },
-                State::Head { stream, head, .. } => {
-                    // Never more than one byte past the limit (see State).
-                    let room = (MAX_HEAD + 1).saturating_sub(head.len()).min(buf.len());
-                    match stream.read(&mut buf[..room]) {
-                        Ok(0) => {
-                            Next::Fail(anyhow::anyhow!("server closed before the response head"))
-                        }
-                        Ok(n) => {
-                            head.extend_from_slice(&buf[..n]);
-                            match parse_sse_head(head) {
-                                Ok(None) => Next::Read,
-                                Ok(Some(end)) => {
-                                    let idle = State::Idle { retry_at: None };
-                                    let State::Head { stream, head, .. } =
-                                        std::mem::replace(&mut conn.state, idle)
-                                    else {
-                                        unreachable!("matched above")
-                                    };
-                                    conn.state = State::Streaming { stream };
-                                    conn.parser = Parser::new().with_max_line(*max_line);
-                                    if !conn.answered {
-                                        conn.answered = true;
-                                        match (goal, conn.storm.started) {
-                                            (Goal::Baselines(kickoff), _) => {
-                                                kickoff.answered.fetch_add(1, Ordering::Relaxed);
-                                            }
-                                            (Goal::Heads(_), started) => {
-                                                tally.resumed += 1;
-                                                if let Some(started) = started {
-                                                    record_us(&mut tally.head, now - started);
-                                                }
-                                            }
+                State::Head { stream, head, .. } => match head.read_from(stream, buf) {
+                    Ok(0) => Next::Fail(anyhow::anyhow!("server closed before the response head")),
+                    Ok(_) => match head.parse() {
+                        Ok(None) => Next::Read,
+                        Ok(Some(parsed)) => {
+                            let idle = State::Idle { retry_at: None };
+                            let State::Head { stream, head, .. } =
+                                std::mem::replace(&mut conn.state, idle)
+                            else {
+                                unreachable!("matched above")
+                            };
+                            conn.state = State::Streaming { stream };
+                            conn.parser = Parser::new().with_max_line(*max_line);
+                            if !conn.answered {
+                                conn.answered = true;
+                                match (goal, conn.storm.started) {
+                                    (Goal::Baselines(kickoff), _) => {
+                                        kickoff.answered.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    (Goal::Heads(_), started) => {
+                                        tally.resumed += 1;
+                                        if let Some(started) = started {
+                                            record_us(&mut tally.head, now - started);
                                         }
                                     }
-                                    match feed(conn, &head[end..], goal, tally, now) {
-                                        Ok(()) => Next::Read,
-                                        Err(e) => Next::Fail(e.into()),
-                                    }
                                 }
+                            }
+                            match feed(conn, head.body(&parsed), goal, tally, now) {
+                                Ok(()) => Next::Read,
                                 Err(e) => Next::Fail(e.into()),
                             }
                         }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Next::Wait,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => Next::Again,
-                        Err(e) => Next::Fail(anyhow::Error::new(e).context("reading the head")),
-                    }
-                }
+                        Err(e) => Next::Fail(e.into()),
+                    },
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Next::Wait,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => Next::Again,
+                    Err(e) => Next::Fail(anyhow::Error::new(e).context("reading the head")),
+                },
                 State::Streaming { stream } => match stream.read(buf) {
                     Ok(0) => Next::Fail(anyhow::anyhow!("server closed the stream")),
                     Ok(n) => match feed(conn, &buf[..n], goal, tally, now) {
@@ -1002,53 +989,6 @@ fn feed(
     parsed
 }
 
-/// Why a response head was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-enum HeadError {
-    #[error("malformed response head: {0}")]
-    Malformed(httparse::Error),
-    #[error("response head larger than {limit} bytes")]
-    TooLarge { limit: usize },
-    #[error("unexpected response: {code} {reason}")]
-    Status { code: u16, reason: String },
-    #[error("chunked responses are not supported")]
-    Chunked,
-}
-
-/// Checks an SSE response head: `Ok(Some(body_offset))` once the head is
-/// complete and a 200 with an unframed (read-to-close) body, `Ok(None)` when
-/// more bytes are needed.
-fn parse_sse_head(bytes: &[u8]) -> Result<Option<usize>, HeadError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let end = match response.parse(bytes) {
-        Ok(httparse::Status::Complete(end)) if end <= MAX_HEAD => end,
-        Ok(httparse::Status::Partial) if bytes.len() <= MAX_HEAD => return Ok(None),
-        Ok(_) => return Err(HeadError::TooLarge { limit: MAX_HEAD }),
-        Err(e) => return Err(HeadError::Malformed(e)),
-    };
-    let code = response.code.unwrap_or(0);
-    if code != 200 {
-        return Err(HeadError::Status {
-            code,
-            reason: response.reason.unwrap_or("").to_owned(),
-        });
-    }
-    if is_chunked(response.headers) {
-        return Err(HeadError::Chunked);
-    }
-    Ok(Some(end))
-}
-
-fn is_chunked(headers: &[httparse::Header<'_>]) -> bool {
-    headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("transfer-encoding")
-            && String::from_utf8_lossy(h.value)
-                .to_ascii_lowercase()
-                .contains("chunked")
-    })
-}
-
 /// The proxy's catch-up counters (or their change over the storm).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CatchupMetrics {
@@ -1078,7 +1018,9 @@ pub enum MetricsError {
     #[error("metrics response larger than {limit} bytes")]
     TooLarge { limit: usize },
     #[error("metrics response: {0}")]
-    BadResponse(String),
+    BadResponse(#[from] BodyError),
+    #[error("metrics response: body is not UTF-8")]
+    NotUtf8,
     #[error("metric {name} is missing")]
     Missing { name: &'static str },
     #[error("metric {name}: bad value '{value}'")]
@@ -1172,48 +1114,6 @@ fn parse_count(text: &str) -> Option<u64> {
         .then_some(x as u64)
 }
 
-/// The body of a complete `/metrics` response (read to the close).
-fn metrics_body(response: &[u8]) -> Result<&[u8], MetricsError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut headers);
-    let end = match parsed.parse(response) {
-        Ok(httparse::Status::Complete(end)) => end,
-        Ok(httparse::Status::Partial) => {
-            return Err(MetricsError::BadResponse("truncated head".into()))
-        }
-        Err(e) => return Err(MetricsError::BadResponse(e.to_string())),
-    };
-    if parsed.code != Some(200) {
-        return Err(MetricsError::BadResponse(format!(
-            "status {}",
-            parsed.code.unwrap_or(0)
-        )));
-    }
-    if is_chunked(parsed.headers) {
-        return Err(MetricsError::BadResponse("chunked body".into()));
-    }
-    let body = &response[end..];
-    let length = parsed
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("content-length"));
-    match length {
-        None => Ok(body),
-        Some(h) => {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|s| s.trim().parse::<usize>().ok())
-                .ok_or_else(|| MetricsError::BadResponse("bad content-length".into()))?;
-            body.get(..n).ok_or_else(|| {
-                MetricsError::BadResponse(format!(
-                    "body of {} bytes, content-length {n}",
-                    body.len()
-                ))
-            })
-        }
-    }
-}
-
 /// GETs `/metrics` from the admin listener at `addr` (`host:port`) and
 /// reads the catch-up counters.
 pub fn scrape(addr: &str) -> Result<CatchupMetrics, MetricsError> {
@@ -1269,9 +1169,8 @@ pub fn scrape(addr: &str) -> Result<CatchupMetrics, MetricsError> {
             Err(e) => return Err(io_err(e)),
         }
     }
-    let body = metrics_body(&response)?;
-    let text = std::str::from_utf8(body)
-        .map_err(|_| MetricsError::BadResponse("body is not UTF-8".into()))?;
+    let body = response::complete_body(&response)?;
+    let text = std::str::from_utf8(body).map_err(|_| MetricsError::NotUtf8)?;
     CatchupMetrics::parse(text)
 }
 
@@ -1686,42 +1585,6 @@ mod tests {
     }
 
     #[test]
-    fn checks_sse_heads() {
-        let ok = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
-        assert_eq!(
-            parse_sse_head(format!("{ok}retry:2000\n\n").as_bytes()),
-            Ok(Some(ok.len()))
-        );
-        assert_eq!(parse_sse_head(&ok.as_bytes()[..20]), Ok(None));
-        assert_eq!(
-            parse_sse_head(b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\n\r\n"),
-            Err(HeadError::Status {
-                code: 503,
-                reason: "Service Unavailable".into()
-            })
-        );
-        assert_eq!(
-            parse_sse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
-            Err(HeadError::Chunked)
-        );
-        assert!(matches!(
-            parse_sse_head(b"SSH-2.0-OpenSSH\r\n\r\n"),
-            Err(HeadError::Malformed(_))
-        ));
-        // Over the limit, complete or not.
-        let big = format!("HTTP/1.1 200 OK\r\nx: {}\r\n", "a".repeat(MAX_HEAD));
-        assert_eq!(
-            parse_sse_head(big.as_bytes()),
-            Err(HeadError::TooLarge { limit: MAX_HEAD })
-        );
-        let big = format!("{big}\r\n");
-        assert_eq!(
-            parse_sse_head(big.as_bytes()),
-            Err(HeadError::TooLarge { limit: MAX_HEAD })
-        );
-    }
-
-    #[test]
     fn builds_resume_requests() {
         let target = Target {
             addr: "127.0.0.1:8080".parse().unwrap(),
@@ -1821,30 +1684,6 @@ mod tests {
                 after: 2
             })
         ));
-    }
-
-    #[test]
-    fn extracts_metrics_bodies() {
-        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nabcde";
-        assert_eq!(metrics_body(ok).unwrap(), b"abcde");
-        let unframed = b"HTTP/1.1 200 OK\r\n\r\nabc";
-        assert_eq!(metrics_body(unframed).unwrap(), b"abc");
-        let longer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nabc";
-        assert_eq!(metrics_body(longer).unwrap(), b"ab");
-        for bad in [
-            &b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nabc"[..],
-            b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\nabc",
-            b"HTTP/1.1 404 Not Found\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc",
-            b"HTTP/1.1 200 OK\r\n",
-            b"garbage",
-        ] {
-            assert!(
-                matches!(metrics_body(bad), Err(MetricsError::BadResponse(_))),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
     }
 
     fn report(proxy: Option<CatchupMetrics>) -> StormReport {
