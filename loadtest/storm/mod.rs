@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 
 use crate::produce::{ProduceStats, ProducedWait};
-use crate::subscribe::Target;
+use crate::target::Target;
 
 use conn::Conn;
 use goal::{missing, Goal};

@@ -13,8 +13,9 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use sse_kafka::sse::Parser;
 
+use crate::client::{build_request, connect_socket, write_request};
 use crate::response::HeadBuf;
-use crate::subscribe::{build_request, connect_socket, write_request, Target};
+use crate::target::Target;
 
 use super::conn::{feed, Conn, State};
 use super::goal::Goal;
