@@ -35,6 +35,9 @@ else
   export PATH="$venv/bin:$PATH"
 fi
 export SSE_KAFKA_PYTHON
+# The load generator is its own package; one of the server's tests runs
+# its binary (tests/server.rs), which cargo does not build for them.
+cargo build --release -p sse-kafka-load
 # Every package of the workspace: the server, the load generator, the
 # perf tools.
 cargo test --release --workspace --tests "$@"

@@ -9,10 +9,13 @@
 //! Every flag has an `SSE_KAFKA_LOAD_*` environment variable.
 
 mod addr;
+mod client;
 mod produce;
 mod report;
+mod response;
 mod storm;
 mod subscribe;
+mod target;
 mod track;
 mod value;
 
@@ -28,7 +31,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use produce::{ProduceConfig, ProduceStats, Spread};
 use report::Summary;
 use storm::StormConfig;
-use subscribe::{Live, SubscribeConfig, Target};
+use subscribe::{Live, SubscribeConfig};
+use target::Target;
 
 /// Progress line refresh period.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);

@@ -755,6 +755,22 @@ fn unknown_topic_is_503_until_its_metadata_loads() {
     assert_eq!(c.next_event().data, "now");
 }
 
+/// The load generator's binary. It is another package of the workspace
+/// (loadtest/), and cargo neither names (`CARGO_BIN_EXE_*`) nor builds the
+/// binaries of other packages for a test, so it is taken from where cargo
+/// puts every binary of the workspace, beside the proxy's; the test command
+/// (examples/test.sh) builds it first.
+fn load_generator() -> std::path::PathBuf {
+    let proxy = std::path::Path::new(env!("CARGO_BIN_EXE_sse-kafka"));
+    let path = proxy.with_file_name("sse-kafka-load");
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first (cargo build -p sse-kafka-load, same profile)",
+        path.display()
+    );
+    path
+}
+
 /// The bundled load generator against the real proxy: 200 connections on
 /// two shards, a fifth of them dropped mid-window and resumed with
 /// Last-Event-ID while records keep coming, and twenty extra clients timed
@@ -765,7 +781,7 @@ fn load_generator_sees_no_loss_across_concurrent_resumes() {
     let broker = Broker::start();
     broker.create_topic("items", 4);
     let proxy = Proxy::start(&config_for(&broker, ROUTE_ITEMS), "0,1");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sse-kafka-load"))
+    let out = std::process::Command::new(load_generator())
         .args([
             "run",
             "--brokers",
@@ -906,7 +922,7 @@ fn bad_override_exits_2_naming_the_flag() {
                 child.wait().unwrap();
                 break None;
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            common::pause();
         };
         let err = std::fs::read_to_string(&stderr).unwrap();
         assert_eq!(

@@ -115,7 +115,7 @@ impl Proxy {
                 Instant::now() < deadline,
                 "proxy did not exit within {within:?}"
             );
-            std::thread::sleep(Duration::from_millis(10));
+            super::pause();
         }
     }
 

@@ -1,12 +1,7 @@
-//! The subscribers: K SSE connections spread round-robin over pinned
-//! threads, one per CPU, each running an epoll loop (mio) over its share.
-//! Each connection sends a plain HTTP/1.1 GET, checks the response head,
-//! then feeds the body to the main crate's SSE parser (borrowed events: no
-//! allocation per event); every event's value is stamped by the producer
-//! (see `value`), so the connection records end-to-end latency and checks
-//! each partition's sequence (see `track`). A connection that drops (by
-//! design, `--drop-fraction`, or because the stream broke) reconnects with
-//! `Last-Event-ID` and keeps its tracker, so the resume is checked exactly.
+//! One subscriber thread: its share of the K connections, and the epoll
+//! loop (mio) that connects them, reads their heads and streams, records
+//! latency and sequences, drops and resumes them, and times the extra
+//! clients.
 //!
 //! Why epoll and not glommio's io_uring streams: glommio arms one io_uring
 //! poll per read, and its ring signals each completion to a running thread
@@ -18,29 +13,28 @@
 //! ready sockets and a running one not at all.
 
 use std::collections::VecDeque;
-use std::io::{self, Read as _, Write as _};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
-use std::os::fd::AsRawFd as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::io::{self, Read as _};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use sse_kafka::codec::sse::Parser;
 
-use crate::report::{self, Summary};
+use crate::client::{build_request, connect_socket, write_request};
+use crate::report;
+use crate::response::{Head, HeadBuf};
 use crate::track::{SeqTracker, MAX_PARTITIONS};
 use crate::value;
+
+use super::{drops, extra_instant, Live, SubscribeConfig, Timeline};
 
 /// One read buffer per thread, shared by its connections (the parser keeps
 /// partial lines): large enough to drain a busy socket in a few reads.
 const READ_BUF: usize = 64 << 10;
-/// A response head longer than this is an error.
-const MAX_HEAD: usize = 16 << 10;
 /// Longest wait from the connect to the end of the response head (or, for
 /// an extra client, to its first byte).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,222 +50,17 @@ const MAX_LOGGED_ERRORS: u64 = 5;
 /// Events per `epoll_wait`.
 const EVENTS_PER_POLL: usize = 1024;
 
-/// `http://host:port/path?query`, resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub addr: SocketAddr,
-    /// The `host` header value (`host:port` as written).
-    pub authority: String,
-    /// Path and query, starting with `/`.
-    pub path: String,
-}
-
-/// Splits an `http://` URL into authority, host, port and path (no DNS).
-pub fn split_url(url: &str) -> Result<(String, String, u16, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("url '{url}': only http:// is supported"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        return Err(format!("url '{url}': no host"));
-    }
-    // `[v6]:port`, `[v6]`, `host:port`, `host`.
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or_else(|| format!("url '{url}': unclosed ["))?;
-        match after.strip_prefix(':') {
-            Some(p) => (host, Some(p)),
-            None if after.is_empty() => (host, None),
-            None => return Err(format!("url '{url}': junk after ]")),
-        }
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    let port = match port {
-        Some(p) => p
-            .parse::<u16>()
-            .map_err(|_| format!("url '{url}': bad port '{p}'"))?,
-        None => 80,
-    };
-    Ok((
-        authority.to_string(),
-        host.to_string(),
-        port,
-        path.to_string(),
-    ))
-}
-
-impl Target {
-    pub fn parse(url: &str) -> anyhow::Result<Self> {
-        let (authority, host, port, path) = split_url(url).map_err(anyhow::Error::msg)?;
-        let addr = (host.as_str(), port)
-            .to_socket_addrs()
-            .with_context(|| format!("resolving {host}"))?
-            .next()
-            .with_context(|| format!("{host} has no address"))?;
-        Ok(Self {
-            addr,
-            authority,
-            path,
-        })
-    }
-}
-
-/// Whether connection `index` is one of the `fraction` that drop and resume:
-/// selects floor(K·fraction) connections spread evenly over the indices (so
-/// over the executors too).
-pub fn drops(index: usize, fraction: f64) -> bool {
-    let f = fraction.clamp(0.0, 1.0);
-    (((index + 1) as f64) * f).floor() > ((index as f64) * f).floor()
-}
-
-#[derive(Debug, Clone)]
-pub struct SubscribeConfig {
-    pub target: Target,
-    pub connections: usize,
-    pub cpus: Vec<usize>,
-    /// Source addresses to bind, round-robin; empty lets the kernel choose.
-    pub sources: Vec<IpAddr>,
-    pub warmup: Duration,
-    pub window: Duration,
-    pub drop_fraction: f64,
-    /// Extra clients that each connect once during the window, spread
-    /// evenly over its middle half, and measure connect-to-first-byte.
-    pub extra: usize,
-    /// After events arrive, keep polling without sleeping for this long
-    /// before blocking in `epoll_wait` again (0: always block).
-    pub spin: Duration,
-}
-
-/// Instants shared by every thread, from one origin.
-#[derive(Debug, Clone, Copy)]
-struct Timeline {
-    measure_from: Instant,
-    drop_at: Instant,
-    end: Instant,
-}
-
-/// Cross-thread counters for the progress line.
-#[derive(Debug)]
-pub struct Live {
-    /// Events inside the measurement window so far.
-    pub events: AtomicU64,
-    /// Connections with a stream open now.
-    pub open: AtomicU64,
-    pub errors: AtomicU64,
-    /// Latency so far, published by the threads every `PUBLISH_EVERY`.
-    pub latency: Mutex<Histogram<u64>>,
-}
-
-impl Default for Live {
-    fn default() -> Self {
-        Self {
-            events: AtomicU64::new(0),
-            open: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            latency: Mutex::new(report::new_histogram()),
-        }
-    }
-}
-
 /// What one thread hands back.
-struct ExecResult {
-    latency: Histogram<u64>,
-    first_byte: Histogram<u64>,
-    extra_errors: u64,
-    connect: Histogram<u64>,
-    per_connection: Vec<u64>,
-    trackers: Vec<SeqTracker>,
-    events: u64,
-    errors: u64,
-    warmup_errors: u64,
-}
-
-/// Runs the subscribers for warm-up + window and returns the report
-/// (`produced` left empty). Blocks the calling thread.
-pub fn run(cfg: SubscribeConfig, live: Arc<Live>) -> anyhow::Result<Summary> {
-    if cfg.cpus.is_empty() {
-        bail!("no CPUs to run subscribers on");
-    }
-    let start = Instant::now();
-    let timeline = Timeline {
-        measure_from: start + cfg.warmup,
-        drop_at: start + cfg.warmup + cfg.window / 2,
-        end: start + cfg.warmup + cfg.window,
-    };
-    let cfg = Arc::new(cfg);
-    let mut handles = Vec::with_capacity(cfg.cpus.len());
-    for (e, &cpu) in cfg.cpus.iter().enumerate() {
-        // Connection i runs on thread i % N and binds source i % S.
-        let indices: Vec<usize> = (e..cfg.connections).step_by(cfg.cpus.len()).collect();
-        let cfg = Arc::clone(&cfg);
-        let live = Arc::clone(&live);
-        let handle = std::thread::Builder::new()
-            .name(format!("sub-{cpu}"))
-            .spawn(move || -> anyhow::Result<ExecResult> {
-                sse_kafka::sys::cpus::pin_current_thread(cpu)
-                    .with_context(|| format!("pinning a subscriber thread to CPU {cpu}"))?;
-                Subscribers::new(cfg, e, &indices, live, timeline)?.run()
-            })
-            .context("starting a subscriber thread")?;
-        handles.push(handle);
-    }
-    let mut results = Vec::with_capacity(handles.len());
-    for h in handles {
-        let result = h
-            .join()
-            .map_err(|_| anyhow::anyhow!("a subscriber thread panicked"))?;
-        results.push(result?);
-    }
-
-    let mut summary = Summary {
-        connections: cfg.connections as u64,
-        events: 0,
-        seconds: cfg.window.as_secs_f64(),
-        latency: report::merge(results.iter().map(|r| &r.latency)),
-        connect: report::merge(results.iter().map(|r| &r.connect)),
-        per_connection_min: u64::MAX,
-        per_connection_max: 0,
-        loss: 0,
-        duplicates: 0,
-        resumes: 0,
-        resume_errors: 0,
-        errors: 0,
-        warmup_errors: 0,
-        produced: None,
-        produce_failed: 0,
-        extra: (cfg.extra > 0).then(|| report::Extra {
-            connections: cfg.extra as u64,
-            first_byte: report::merge(results.iter().map(|r| &r.first_byte)),
-            errors: results.iter().map(|r| r.extra_errors).sum(),
-        }),
-    };
-    for r in &results {
-        summary.events += r.events;
-        summary.errors += r.errors;
-        summary.warmup_errors += r.warmup_errors;
-        for &n in &r.per_connection {
-            summary.per_connection_min = summary.per_connection_min.min(n);
-            summary.per_connection_max = summary.per_connection_max.max(n);
-        }
-        for t in &r.trackers {
-            summary.loss += t.loss;
-            summary.duplicates += t.duplicates;
-            summary.resumes += t.resumes;
-            summary.resume_errors += t.resume_errors;
-        }
-    }
-    if summary.per_connection_min == u64::MAX {
-        summary.per_connection_min = 0;
-    }
-    Ok(summary)
+pub(super) struct ExecResult {
+    pub(super) latency: Histogram<u64>,
+    pub(super) first_byte: Histogram<u64>,
+    pub(super) extra_errors: u64,
+    pub(super) connect: Histogram<u64>,
+    pub(super) per_connection: Vec<u64>,
+    pub(super) trackers: Vec<SeqTracker>,
+    pub(super) events: u64,
+    pub(super) errors: u64,
+    pub(super) warmup_errors: u64,
 }
 
 /// Where a connection is in its life.
@@ -289,7 +78,7 @@ enum State {
     /// Reading the response head.
     Head {
         stream: TcpStream,
-        head: Vec<u8>,
+        head: HeadBuf,
         deadline: Instant,
     },
     Streaming {
@@ -321,7 +110,7 @@ struct Sub {
 const EXTRA_TOKEN_BASE: usize = 1 << 40;
 
 /// One thread's subscribers and their epoll loop.
-struct Subscribers {
+pub(super) struct Subscribers {
     cfg: Arc<SubscribeConfig>,
     poll: Poll,
     subs: Vec<Sub>,
@@ -352,7 +141,7 @@ enum Step {
 }
 
 impl Subscribers {
-    fn new(
+    pub(super) fn new(
         cfg: Arc<SubscribeConfig>,
         thread: usize,
         indices: &[usize],
@@ -405,7 +194,7 @@ impl Subscribers {
         })
     }
 
-    fn run(mut self) -> anyhow::Result<ExecResult> {
+    pub(super) fn run(mut self) -> anyhow::Result<ExecResult> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         for k in 0..self.subs.len() {
             self.start(k);
@@ -561,7 +350,7 @@ impl Subscribers {
                                 };
                                 sub.state = State::Head {
                                     stream,
-                                    head: Vec::with_capacity(512),
+                                    head: HeadBuf::new(),
                                     deadline,
                                 };
                                 continue;
@@ -570,21 +359,18 @@ impl Subscribers {
                             Err(e) => Step::Closed(Some(e)),
                         }
                     }
-                    State::Head { stream, head, .. } if sub.extra => {
+                    State::Head { stream, .. } if sub.extra => {
                         // An extra client only times its first byte.
                         match stream.read(&mut buf[..1]) {
                             Ok(0) => Step::Closed(Some(anyhow::anyhow!("closed before answering"))),
-                            Ok(_) => {
-                                head.push(buf[0]);
-                                Step::Closed(None)
-                            }
+                            Ok(_) => Step::Closed(None),
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::Wait,
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                             Err(e) => Step::Closed(Some(e.into())),
                         }
                     }
                     State::Head { stream, head, .. } => match read_head(stream, head, buf) {
-                        Ok(Some(body)) => {
+                        Ok(Some(parsed)) => {
                             let state = std::mem::replace(&mut sub.state, State::Done);
                             let State::Head { stream, head, .. } = state else {
                                 unreachable!("matched above")
@@ -595,11 +381,11 @@ impl Subscribers {
                                 .connect
                                 .record(sub.started.elapsed().as_micros() as u64);
                             self.live.open.fetch_add(1, Ordering::Relaxed);
-                            let body = head[body..].to_vec();
+                            let body = head.body(&parsed);
                             if body.is_empty() {
                                 continue;
                             }
-                            self.body(token, &body);
+                            self.body(token, body);
                             continue;
                         }
                         Ok(None) => Step::Wait,
@@ -809,234 +595,24 @@ impl Subscribers {
     }
 }
 
-/// Writes the rest of the request; true when it is all sent. A connect
-/// still in progress reports `WouldBlock` (wait for writability, which is
-/// the end of the handshake); a refused one reports its error here.
-#[allow(
-    clippy::disallowed_methods,
-    reason = "a non-blocking write: the amount is used to resume it"
-)]
-pub(crate) fn write_request(
-    stream: &mut TcpStream,
-    request: &[u8],
-    sent: &mut usize,
-) -> anyhow::Result<bool> {
-    while *sent < request.len() {
-        match stream.write(&request[*sent..]) {
-            Ok(0) => bail!("connection closed while sending the request"),
-            Ok(n) => *sent += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e).context("sending the request"),
-        }
-    }
-    Ok(true)
-}
-
-/// Reads into `head` until the blank line; returns the offset in `head`
-/// where the body starts, once the head is complete and acceptable.
+/// Reads into `head` until it is complete (and acceptable: see
+/// `response::parse`) or the socket has nothing more for now.
 fn read_head(
     stream: &mut TcpStream,
-    head: &mut Vec<u8>,
+    head: &mut HeadBuf,
     buf: &mut [u8],
-) -> anyhow::Result<Option<usize>> {
+) -> anyhow::Result<Option<Head>> {
     loop {
-        match stream.read(buf) {
+        match head.read_from(stream, buf) {
             Ok(0) => bail!("server closed before the response head"),
-            Ok(n) => {
-                head.extend_from_slice(&buf[..n]);
-                if let Some(end) = find_head_end(head) {
-                    check_head(&head[..end])?;
-                    return Ok(Some(end));
-                }
-                if head.len() > MAX_HEAD {
-                    bail!("response head larger than {MAX_HEAD} bytes");
+            Ok(_) => {
+                if let Some(parsed) = head.parse()? {
+                    return Ok(Some(parsed));
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e).context("reading the response head"),
         }
-    }
-}
-
-pub(crate) fn build_request(out: &mut Vec<u8>, target: &Target, last_event_id: Option<&str>) {
-    out.clear();
-    out.extend_from_slice(b"GET ");
-    out.extend_from_slice(target.path.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-    out.extend_from_slice(target.authority.as_bytes());
-    out.extend_from_slice(b"\r\naccept: text/event-stream\r\n");
-    if let Some(id) = last_event_id {
-        out.extend_from_slice(b"last-event-id: ");
-        out.extend_from_slice(id.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
-pub(crate) fn connect_socket(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if let Some(ip) = source {
-        // Pick the port at connect time (IP_BIND_ADDRESS_NO_PORT) so that a
-        // source port is exclusive per destination, not per source address.
-        if ip.is_ipv4() {
-            let on: libc::c_int = 1;
-            // SAFETY: valid fd, option value is a c_int of the size passed.
-            let _ = unsafe {
-                libc::setsockopt(
-                    socket.as_raw_fd(),
-                    libc::IPPROTO_IP,
-                    libc::IP_BIND_ADDRESS_NO_PORT,
-                    (&on as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-        }
-        socket.bind(&SockAddr::from(SocketAddr::new(ip, 0)))?;
-    }
-    socket.set_nonblocking(true)?;
-    match socket.connect(&SockAddr::from(addr)) {
-        Ok(()) => Ok(socket),
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(socket),
-        Err(e) => Err(e),
-    }
-}
-
-/// Index just past the blank line ending an HTTP head.
-fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
-}
-
-/// Accepts `HTTP/1.x 200` with an unframed (read-to-close) body.
-fn check_head(head: &[u8]) -> anyhow::Result<()> {
-    let text = String::from_utf8_lossy(head);
-    let status = text.lines().next().unwrap_or_default();
-    let mut parts = status.split_whitespace();
-    let (version, code) = (parts.next(), parts.next());
-    if !matches!(version, Some("HTTP/1.1" | "HTTP/1.0")) || code != Some("200") {
-        bail!("unexpected response: {status}");
-    }
-    let chunked = text.lines().any(|l| {
-        l.split_once(':').is_some_and(|(k, v)| {
-            k.trim().eq_ignore_ascii_case("transfer-encoding")
-                && v.to_ascii_lowercase().contains("chunked")
-        })
-    });
-    if chunked {
-        bail!("chunked responses are not supported");
-    }
-    Ok(())
-}
-
-/// When extra client `j` of `n` connects: evenly over the middle half of
-/// the window, so they meet the fan-out in full swing.
-fn extra_instant(timeline: Timeline, j: usize, n: usize) -> Instant {
-    let window = timeline.end - timeline.measure_from;
-    let offset = window / 4 + window.mul_f64(j as f64 / n.max(1) as f64) / 2;
-    timeline.measure_from + offset
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_urls() {
-        let ok = |a: &str, h: &str, p: u16, path: &str| {
-            Ok((a.to_string(), h.to_string(), p, path.to_string()))
-        };
-        let cases = [
-            (
-                "http://127.0.0.1:8080/items",
-                ok("127.0.0.1:8080", "127.0.0.1", 8080, "/items"),
-            ),
-            (
-                "http://example.com",
-                ok("example.com", "example.com", 80, "/"),
-            ),
-            (
-                "http://h:1/a/b?lastEventId=x",
-                ok("h:1", "h", 1, "/a/b?lastEventId=x"),
-            ),
-            ("http://[::1]:9000/s", ok("[::1]:9000", "::1", 9000, "/s")),
-            ("http://[::1]/s", ok("[::1]", "::1", 80, "/s")),
-        ];
-        for (url, want) in cases {
-            assert_eq!(split_url(url), want, "{url}");
-        }
-        for bad in ["https://h/", "http:///x", "http://h:port/", "http://[::1/"] {
-            assert!(split_url(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn drop_selection_is_even_and_exact() {
-        let cases = [
-            (100, 0.1, 10),
-            (100, 0.0, 0),
-            (100, 1.0, 100),
-            (7, 0.5, 3),
-            (1000, 0.25, 250),
-        ];
-        for (k, f, want) in cases {
-            let picked: Vec<usize> = (0..k).filter(|&i| drops(i, f)).collect();
-            assert_eq!(picked.len(), want, "k={k} f={f}");
-        }
-        // 10 % of 100 is every tenth connection, not the first ten.
-        let picked: Vec<usize> = (0..100).filter(|&i| drops(i, 0.1)).collect();
-        assert_eq!(picked, vec![9, 19, 29, 39, 49, 59, 69, 79, 89, 99]);
-    }
-
-    #[test]
-    fn extra_clients_spread_over_the_middle_half() {
-        let t0 = Instant::now();
-        let timeline = Timeline {
-            measure_from: t0,
-            drop_at: t0 + Duration::from_secs(10),
-            end: t0 + Duration::from_secs(20),
-        };
-        let at: Vec<Duration> = (0..4).map(|j| extra_instant(timeline, j, 4) - t0).collect();
-        let secs: Vec<f64> = at.iter().map(Duration::as_secs_f64).collect();
-        assert_eq!(secs, vec![5.0, 7.5, 10.0, 12.5]);
-    }
-
-    #[test]
-    fn builds_requests() {
-        let target = Target {
-            addr: "127.0.0.1:8080".parse().unwrap(),
-            authority: "127.0.0.1:8080".into(),
-            path: "/items".into(),
-        };
-        let mut out = Vec::new();
-        build_request(&mut out, &target, None);
-        assert_eq!(
-            out,
-            b"GET /items HTTP/1.1\r\nhost: 127.0.0.1:8080\r\naccept: text/event-stream\r\n\r\n"
-        );
-        build_request(&mut out, &target, Some("AbC"));
-        assert!(out.ends_with(b"accept: text/event-stream\r\nlast-event-id: AbC\r\n\r\n"));
-    }
-
-    #[test]
-    fn checks_heads() {
-        let ok = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n";
-        assert_eq!(
-            find_head_end(format!("{ok}data:x").as_bytes()),
-            Some(ok.len())
-        );
-        assert!(check_head(ok.as_bytes()).is_ok());
-        for bad in [
-            "HTTP/1.1 503 Service Unavailable\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "SSH-2.0\r\n\r\n",
-        ] {
-            assert!(check_head(bad.as_bytes()).is_err(), "{bad}");
-        }
-        assert_eq!(find_head_end(b"HTTP/1.1 200 OK\r\n"), None);
     }
 }
