@@ -38,8 +38,10 @@ IDLE_K=${IDLE_K:-15000}
 OUT=${OUT:-perf/results}
 # Where RESULTS.md and results.svg go: perf/ for the default OUT.
 RENDER=${RENDER:-$([ "$OUT" = perf/results ] && echo perf || echo "$OUT")}
-# Extra `sse-kafka run` flags for the proxy, and extra YAML for its config
-# (the tuning settings, see README).
+# The proxy binary (default: this checkout's release build), so two builds
+# can be measured alternately against each other; extra `sse-kafka run`
+# flags for it, and extra YAML for its config (the tuning settings, see
+# README).
 PROXY_FLAGS=${PROXY_FLAGS:-}
 export PROXY_CONFIG_EXTRA=${PROXY_CONFIG_EXTRA:-}
 # sse-kafka-load flags for every step. Spinning 200 µs after events keeps
@@ -88,7 +90,7 @@ start_server() {
     sse-kafka)
       write_proxy_config "$port" "$aport" "$KPORT"
       # shellcheck disable=SC2086 # PROXY_FLAGS is a list of flags
-      $bin/sse-kafka run --config "$work/proxy.yaml" --cpus 0 $PROXY_FLAGS 2>"$work/proxy.log" &
+      "${PROXY_BIN:-$bin/sse-kafka}" run --config "$work/proxy.yaml" --cpus 0 $PROXY_FLAGS 2>"$work/proxy.log" &
       SPID=$!; step_pids+=($SPID)
       local ready=no
       for _ in $(seq 100); do
