@@ -20,6 +20,7 @@ use crate::shard::cache::Limits;
 use crate::shard::hub::Hub;
 use crate::shard::intake::Intake;
 use crate::shard::mesh::Forwarder;
+use crate::shard::outbox::Outbox;
 use crate::shard::streams::Streams;
 use crate::shard::ticker::{self, TickerSettings};
 use crate::shard::{write_pass, Shard};
@@ -191,7 +192,9 @@ async fn run(spec: ShardSpec) {
         loop {
             match listener.accept().await {
                 Ok(stream) => {
-                    let serve = life::serve(Rc::clone(&shard), Rc::clone(&front), stream);
+                    // Keep-alive ticks are set once the route is known.
+                    let outbox = Rc::new(Outbox::new(stream, 1));
+                    let serve = life::serve(Rc::clone(&shard), Rc::clone(&front), outbox);
                     glommio::spawn_local(serve).detach();
                 }
                 Err(e) => {

@@ -156,13 +156,54 @@ pub struct Outbox {
     wake: Wake,
     /// Keep-alive ticks since the last frame was queued or written.
     idle_ticks: Cell<u32>,
-    keepalive_ticks: u32,
+    /// Set once the stream's route is known (see [`Outbox::set_keepalive`]).
+    keepalive_ticks: Cell<u32>,
 }
 
 impl Outbox {
     /// The outbox of a stream on `stream`, which it owns from now on.
     pub fn new(stream: TcpStream, keepalive_ticks: u32) -> Self {
         Self::with_socket(Socket::Ready(stream), keepalive_ticks)
+    }
+
+    /// Keep-alive ticks that make up the stream's route's `keepalive`.
+    pub fn set_keepalive(&self, ticks: u32) {
+        self.keepalive_ticks.set(ticks);
+    }
+
+    /// Sets `TCP_NODELAY` on the socket.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        match &*self.socket.borrow() {
+            Socket::Ready(stream) => Ok(stream.set_nodelay(nodelay)?),
+            _ => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// What arrived on the socket so far (a request head), without waiting:
+    /// `None` when nothing has.
+    pub fn recv_now(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match &*self.socket.borrow() {
+            Socket::Ready(stream) => socket::recv_now(stream, buf),
+            _ => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// Reads from the socket, waiting at most `wait` (the rest of a request
+    /// head). The socket is the reader's while it waits, as the writer's
+    /// while it waits for room (see [`Outbox::flush`]).
+    pub async fn read(&self, buf: &mut [u8], wait: Duration) -> io::Result<usize> {
+        let Socket::Ready(mut stream) = self.socket.replace(Socket::InFlight) else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let read = async {
+            stream.set_read_timeout(Some(wait))?;
+            futures_lite::AsyncReadExt::read(&mut stream, buf).await
+        }
+        .await;
+        if matches!(*self.socket.borrow(), Socket::InFlight) {
+            *self.socket.borrow_mut() = Socket::Ready(stream);
+        }
+        read
     }
 
     /// An outbox with no socket, whose frames are only counted and
@@ -178,7 +219,7 @@ impl Outbox {
             socket: RefCell::new(socket),
             wake: Wake::default(),
             idle_ticks: Cell::new(0),
-            keepalive_ticks,
+            keepalive_ticks: Cell::new(keepalive_ticks),
         }
     }
 
@@ -380,7 +421,7 @@ impl Outbox {
     pub fn tick(&self, keepalive_frame: &Rc<[u8]>) -> bool {
         let idle = self.idle_ticks.get() + 1;
         self.idle_ticks.set(idle);
-        if idle >= self.keepalive_ticks && self.queued_bytes() == 0 {
+        if idle >= self.keepalive_ticks.get() && self.queued_bytes() == 0 {
             self.push(Rc::clone(keepalive_frame), 0);
             true
         } else {

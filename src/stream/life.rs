@@ -16,7 +16,6 @@ use std::io;
 use std::rc::Rc;
 
 use futures_lite::AsyncWriteExt;
-use glommio::net::TcpStream;
 use tracing::debug;
 
 use super::cursor::{self, CaughtUp, Resume};
@@ -37,12 +36,18 @@ enum State {
     Behind(Resume, Origin),
 }
 
-/// Serves one accepted connection to the end.
-pub async fn serve(shard: Rc<Shard>, front: Rc<Front>, mut stream: TcpStream) {
-    let _ = stream.set_nodelay(front.nodelay);
-    let plan = match plan::read(&front.requests, &shard, &mut stream).await {
+/// Serves one accepted connection to the end. Its outbox owns the socket
+/// from the start, so the task's own future holds none (it lives as long
+/// as the stream).
+pub async fn serve(shard: Rc<Shard>, front: Rc<Front>, outbox: Rc<Outbox>) {
+    // The hub may hold the outbox (in a group) after this task ends: it is
+    // marked closed then, so nothing is sent on it any more, even if the
+    // task is dropped mid-stream.
+    let closing = CloseOnDrop(&outbox);
+    let _ = outbox.set_nodelay(front.nodelay);
+    let plan = match plan::read(&front.requests, &shard, &outbox).await {
         Ok(Plan::Stream(plan)) => plan,
-        Ok(Plan::Respond(bytes)) => return answer(&shard, stream, &bytes).await,
+        Ok(Plan::Respond(bytes)) => return answer(&shard, &outbox, &bytes).await,
         Err(e) => {
             debug!(error = %e, "connection closed before a request");
             return;
@@ -52,7 +57,7 @@ pub async fn serve(shard: Rc<Shard>, front: Rc<Front>, mut stream: TcpStream) {
         TopicRef::Known(topic) => topic,
         TopicRef::Named(ref name) => match front.opener.open(&shard, name).await {
             Ok(topic) => topic,
-            Err(refusal) => return answer(&shard, stream, &refusal.response()).await,
+            Err(refusal) => return answer(&shard, &outbox, &refusal.response()).await,
         },
     };
     let routes = &front.requests.routes;
@@ -66,17 +71,10 @@ pub async fn serve(shard: Rc<Shard>, front: Rc<Front>, mut stream: TcpStream) {
         let placement = routes.route(plan.route).partitioner;
         ts.intern(plan::select(plan.filter, placement, ts.partitions()))
     };
-    let outbox = Rc::new(Outbox::new(
-        stream,
-        shard.streams.keepalive_ticks(route.keepalive),
-    ));
+    outbox.set_keepalive(shard.streams.keepalive_ticks(route.keepalive));
     shard.metrics.connections_open.inc();
     shard.metrics.connections_total.inc();
     shard.streams.add(Rc::clone(&outbox));
-    // The hub may still hold the outbox (in a group) after this task ends:
-    // it is marked closed, so nothing is sent on it any more, even if the
-    // task is dropped mid-stream.
-    let closing = CloseOnDrop(&outbox);
     let requested = Requested {
         last_event_id: plan.last_event_id,
         since: plan.since,
@@ -103,10 +101,12 @@ pub async fn serve(shard: Rc<Shard>, front: Rc<Front>, mut stream: TcpStream) {
 }
 
 /// Writes an HTTP answer instead of a stream, and closes.
-async fn answer(shard: &Shard, mut stream: TcpStream, bytes: &[u8]) {
+async fn answer(shard: &Shard, outbox: &Outbox, bytes: &[u8]) {
     shard.metrics.http_errors.inc();
-    let _ = stream.write_all(bytes).await;
-    let _ = stream.close().await;
+    if let Some(mut stream) = outbox.close() {
+        let _ = stream.write_all(bytes).await;
+        let _ = stream.close().await;
+    }
 }
 
 /// Marks a stream's outbox closed when dropped (see `serve`).

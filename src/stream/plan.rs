@@ -9,9 +9,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_lite::AsyncReadExt;
-use glommio::net::TcpStream;
-
 use super::routes::Routes;
 use crate::codec::filter::{self, Filter};
 use crate::codec::http::{self, Method};
@@ -21,8 +18,8 @@ use crate::config::Partitioner;
 use crate::kafka::TopicTable;
 use crate::model::{Partition, TopicId};
 use crate::shard::audiences::Selection;
+use crate::shard::outbox::Outbox;
 use crate::shard::Shard;
-use crate::sys::socket;
 
 /// Seconds a client is asked to wait when Kafka cannot serve its topic.
 pub const UNAVAILABLE_RETRY_AFTER: u64 = 5;
@@ -129,12 +126,12 @@ impl From<Refusal> for Plan {
 }
 
 /// Reads and plans a connection's request.
-pub async fn read(requests: &Requests, shard: &Shard, stream: &mut TcpStream) -> io::Result<Plan> {
-    match plan_now(requests, shard, stream)? {
+pub async fn read(requests: &Requests, shard: &Shard, outbox: &Outbox) -> io::Result<Plan> {
+    match plan_now(requests, shard, outbox)? {
         Head::Complete(plan) => Ok(plan),
         // Boxed: the read buffer lives on the heap only while the head is
         // read, not in the connection's future for the life of the stream.
-        Head::Partial(buf) => Box::pin(read_plan(requests, shard, stream, buf)).await,
+        Head::Partial(buf) => Box::pin(read_plan(requests, shard, outbox, buf)).await,
     }
 }
 
@@ -152,9 +149,9 @@ enum Head {
 /// without allocating. Thousands of connections arriving at once would
 /// otherwise each allocate transient buffers that leave the allocator's
 /// heap fragmented for as long as the streams live.
-fn plan_now(requests: &Requests, shard: &Shard, stream: &TcpStream) -> io::Result<Head> {
+fn plan_now(requests: &Requests, shard: &Shard, outbox: &Outbox) -> io::Result<Head> {
     let mut scratch = requests.head_scratch.borrow_mut();
-    match socket::recv_now(stream, &mut scratch)? {
+    match outbox.recv_now(&mut scratch)? {
         Some(0) => Err(io::ErrorKind::UnexpectedEof.into()),
         Some(n) => match http::parse_request(&scratch[..n]) {
             Ok(None) => Ok(Head::Partial(scratch[..n].to_vec())),
@@ -170,7 +167,7 @@ fn plan_now(requests: &Requests, shard: &Shard, stream: &TcpStream) -> io::Resul
 async fn read_plan(
     requests: &Requests,
     shard: &Shard,
-    stream: &mut TcpStream,
+    outbox: &Outbox,
     mut buf: Vec<u8>,
 ) -> io::Result<Plan> {
     let deadline = Instant::now() + requests.request_timeout;
@@ -183,13 +180,12 @@ async fn read_plan(
         if left.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
         }
-        stream.set_read_timeout(Some(left))?;
         if buf.len() == buf.capacity() {
             buf.reserve(buf.len());
         }
         let filled = buf.len();
         buf.resize(buf.capacity(), 0);
-        let n = stream.read(&mut buf[filled..]).await?;
+        let n = outbox.read(&mut buf[filled..], left).await?;
         buf.truncate(filled + n);
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
