@@ -1,17 +1,68 @@
-//! Record decoding: the batches of a fetch answer (rskafka's protocol
-//! types, every compression codec already undone) turned into the records
-//! the proxy keeps, with every header as Kafka sent it. Every number a
-//! broker sends is checked before it is used: an offset or timestamp that
+//! Record decoding: the record batches of a fetch answer, as the bytes the
+//! broker sent, turned into the records the proxy keeps, with every header
+//! as Kafka sent it (a name may repeat; a null value is kept as an empty
+//! one).
+//!
+//! No batch can stop a partition. A batch the proxy cannot decode — a bad
+//! checksum, an unknown codec or message format, a length or varint that
+//! runs past its bytes, a decompressed size over [`MAX_BATCH_BYTES`] — is
+//! skipped, exactly its offsets, and reported as [`Skipped`]; the batches
+//! around it are decoded as usual. Every length and count is checked
+//! against the bytes actually there before anything is reserved, and every
+//! number a broker sends is checked before it is used: an offset that
 //! overflows is a [`DecodeError`], never a panic or a wrapped value.
+//!
+//! Format: Kafka's record batch, magic 2 (KIP-98), the only one Fetch v4+
+//! answers carry from brokers that store the current format.
+
+use std::borrow::Cow;
+use std::io::Read;
 
 use rskafka::chrono::DateTime;
-use rskafka::protocol::record::{ControlBatchOrRecords, ControlBatchRecord, RecordBatch};
 
 use super::error::DecodeError;
 use crate::model::{Offset, Record, RecordAndOffset};
 
-/// The visible records of fetched batches from `from` on, and the offset
-/// after the last batch (`Answer::next_offset`).
+/// The largest a batch may be once decompressed (a bound on what a
+/// hostile or broken compressed batch makes the proxy allocate).
+pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+/// The bytes of a batch before its records: base offset (8), length (4),
+/// leader epoch (4), magic (1), crc (4), attributes (2), last offset delta
+/// (4), first and max timestamp (8 + 8), producer id (8), epoch (2), base
+/// sequence (4), record count (4).
+const HEADER_BYTES: usize = 61;
+/// Where the length field stops counting (base offset and length itself).
+const LENGTH_OFFSET: usize = 12;
+const MAGIC_AT: usize = 16;
+const CRC_AT: usize = 17;
+/// The checksum covers the batch from its attributes on.
+const ATTRIBUTES_AT: usize = 21;
+const LAST_DELTA_AT: usize = 23;
+
+/// A run of offsets the decoder could not read: `from..to` of the batch
+/// (from the offset asked for, if the batch started below it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub from: Offset,
+    pub to: Offset,
+    pub why: DecodeError,
+}
+
+/// What one answer's batches hold.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Decoded {
+    /// The visible records at or after the offset asked for, in order.
+    pub records: Vec<RecordAndOffset>,
+    /// The offset after the last batch (complete batches only; a batch cut
+    /// off by the answer's size is fetched again).
+    pub next_offset: Offset,
+    /// Batches skipped, in order.
+    pub skipped: Vec<Skipped>,
+}
+
+/// The visible records of an answer's batches from `from` on (see the
+/// module doc).
 ///
 /// - A batch may start below the offset asked for (Kafka does not split
 ///   batches): its earlier records are dropped.
@@ -21,30 +72,89 @@ use crate::model::{Offset, Record, RecordAndOffset};
 ///   aborted transactions (producer id, first offset): a transactional
 ///   batch of a producer whose aborted transaction has begun, up to that
 ///   producer's abort marker, is dropped (as Kafka's Java consumer does).
+///
+/// The one error is a batch whose offsets cannot be represented: then no
+/// offset after it can be trusted either.
 pub fn records_from(
-    batches: Vec<RecordBatch>,
+    mut bytes: &[u8],
     from: Offset,
     aborted: &[(i64, i64)],
-) -> Result<(Vec<RecordAndOffset>, Offset), DecodeError> {
+) -> Result<Decoded, DecodeError> {
     // By first offset, the earliest last (popped first).
     let mut pending: Vec<(i64, i64)> = aborted.to_vec();
     pending.sort_by_key(|&(_, first)| std::cmp::Reverse(first));
     let mut aborting: Vec<i64> = Vec::new();
-    let mut records_out = Vec::new();
-    let mut next_offset = from.0;
-    for batch in batches {
-        let base = batch.base_offset;
-        let offset_of = |delta: i32| {
-            base.checked_add(i64::from(delta))
-                .ok_or(DecodeError::Offset { base, delta })
+    let mut out = Decoded {
+        next_offset: from,
+        ..Decoded::default()
+    };
+    while bytes.len() >= LENGTH_OFFSET {
+        let base = i64_at(bytes, 0);
+        let length = i32_at(bytes, 8);
+        // The batch's own bytes, when they are all there.
+        let whole = usize::try_from(length)
+            .ok()
+            .and_then(|l| l.checked_add(LENGTH_OFFSET))
+            .filter(|&total| total <= bytes.len())
+            .map(|total| &bytes[..total]);
+        let framed = length >= (HEADER_BYTES - LENGTH_OFFSET) as i32;
+        if framed && whole.is_none() {
+            // Cut off by the answer's size: fetched again from here.
+            break;
+        }
+        if bytes.len() <= MAGIC_AT {
+            break;
+        }
+        let magic = bytes[MAGIC_AT] as i8;
+        // The batch's last offset: from its header when it has one.
+        let last_delta =
+            (magic == 2 && bytes.len() >= LAST_DELTA_AT + 4).then(|| i32_at(bytes, LAST_DELTA_AT));
+        let last = match last_delta {
+            // A negative delta is nonsense: the batch is taken to hold one
+            // offset (its records then fail the check against it).
+            Some(delta) if delta >= 0 => base
+                .checked_add(i64::from(delta))
+                .ok_or(DecodeError::Offset { base, delta })?,
+            _ => base,
         };
-        let last = offset_of(batch.last_offset_delta)?;
         let after = last.checked_add(1).ok_or(DecodeError::Offset {
             base,
-            delta: batch.last_offset_delta,
+            delta: last_delta.unwrap_or(0),
         })?;
-        next_offset = next_offset.max(after);
-        if batch.producer_id >= 0 {
+        let batch = match whole {
+            Some(batch) if framed && magic == 2 => batch,
+            _ => {
+                // Not a batch the proxy can read, or not even one it can
+                // find the end of: skip its offsets; without an end, the
+                // rest of the answer is fetched again after them.
+                let why = if magic != 2 {
+                    DecodeError::Magic { magic }
+                } else {
+                    DecodeError::Length { length }
+                };
+                match whole {
+                    Some(batch) => {
+                        skip(&mut out, from, base, after, why);
+                        bytes = &bytes[batch.len()..];
+                        continue;
+                    }
+                    None => {
+                        // At least one offset, so the next fetch moves on.
+                        skip(
+                            &mut out,
+                            from,
+                            base,
+                            after.max(from.0.saturating_add(1)),
+                            why,
+                        );
+                        break;
+                    }
+                }
+            }
+        };
+        bytes = &bytes[batch.len()..];
+        let header = Header::of(batch);
+        if header.producer_id >= 0 {
             while let Some(&(producer, first)) = pending.last() {
                 if first > last {
                     break;
@@ -53,244 +163,368 @@ pub fn records_from(
                 pending.pop();
             }
         }
-        let records = match batch.records {
-            ControlBatchOrRecords::ControlBatch(marker) => {
-                if matches!(marker, ControlBatchRecord::Abort) {
-                    aborting.retain(|p| *p != batch.producer_id);
-                }
+        let body = match header.check(batch).and_then(|()| body(batch, &header)) {
+            Ok(body) => body,
+            Err(why) => {
+                skip(&mut out, from, base, after, why);
                 continue;
             }
-            ControlBatchOrRecords::Records(records) => records,
         };
-        if batch.is_transactional && aborting.contains(&batch.producer_id) {
+        if header.is_control() {
+            match control(&body, header.count) {
+                Ok(Some(Marker::Abort)) => aborting.retain(|p| *p != header.producer_id),
+                Ok(_) => {}
+                Err(why) => {
+                    skip(&mut out, from, base, after, why);
+                    continue;
+                }
+            }
+            out.next_offset = out.next_offset.max(Offset(after));
             continue;
         }
-        records_out.reserve(records.len());
-        for r in records {
-            let offset = offset_of(r.offset_delta)?;
-            if offset < from.0 {
-                continue;
+        if header.is_transactional() && aborting.contains(&header.producer_id) {
+            out.next_offset = out.next_offset.max(Offset(after));
+            continue;
+        }
+        let kept = out.records.len();
+        match read_records(&body, &header, (base, last), from, &mut out.records) {
+            Ok(()) => out.next_offset = out.next_offset.max(Offset(after)),
+            Err(why) => {
+                out.records.truncate(kept);
+                skip(&mut out, from, base, after, why);
             }
-            let timestamp = batch
-                .first_timestamp
-                .checked_add(r.timestamp_delta)
-                .and_then(DateTime::from_timestamp_millis)
-                .ok_or(DecodeError::Timestamp {
-                    offset,
-                    first: batch.first_timestamp,
-                    delta: r.timestamp_delta,
-                })?;
-            records_out.push(RecordAndOffset {
-                record: Record {
-                    key: r.key,
-                    value: r.value,
-                    headers: r.headers.into_iter().map(|h| (h.key, h.value)).collect(),
-                    timestamp,
-                },
-                offset: Offset(offset),
+        }
+    }
+    Ok(out)
+}
+
+/// Records batch `base..after` as skipped (the part at or after `from`).
+fn skip(out: &mut Decoded, from: Offset, base: i64, after: i64, why: DecodeError) {
+    let start = Offset(base.max(from.0).max(out.next_offset.0));
+    let end = Offset(after).max(start);
+    out.next_offset = end;
+    if start < end {
+        out.skipped.push(Skipped {
+            from: start,
+            to: end,
+            why,
+        });
+    }
+}
+
+/// The fields of a batch's header the decoder uses.
+struct Header {
+    crc: u32,
+    attributes: i16,
+    first_timestamp: i64,
+    producer_id: i64,
+    count: i32,
+}
+
+impl Header {
+    /// `batch` holds at least [`HEADER_BYTES`].
+    fn of(batch: &[u8]) -> Self {
+        Self {
+            crc: u32::from_be_bytes(batch[CRC_AT..CRC_AT + 4].try_into().expect("4 bytes")),
+            attributes: i16::from_be_bytes([batch[ATTRIBUTES_AT], batch[ATTRIBUTES_AT + 1]]),
+            first_timestamp: i64_at(batch, 27),
+            producer_id: i64_at(batch, 43),
+            count: i32_at(batch, 57),
+        }
+    }
+
+    fn check(&self, batch: &[u8]) -> Result<(), DecodeError> {
+        let actual = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+        if actual != self.crc {
+            return Err(DecodeError::Checksum {
+                expected: self.crc,
+                actual,
             });
         }
+        Ok(())
     }
-    Ok((records_out, Offset(next_offset)))
+
+    fn codec(&self) -> i16 {
+        self.attributes & 0x7
+    }
+
+    fn is_transactional(&self) -> bool {
+        self.attributes & 0x10 != 0
+    }
+
+    fn is_control(&self) -> bool {
+        self.attributes & 0x20 != 0
+    }
 }
+
+/// The batch's records, decompressed.
+fn body<'b>(batch: &'b [u8], header: &Header) -> Result<Cow<'b, [u8]>, DecodeError> {
+    let data = &batch[HEADER_BYTES..];
+    let codec = header.codec();
+    let failed = |name: &'static str| {
+        move |e: std::io::Error| DecodeError::Decompress {
+            codec: name,
+            reason: e.to_string(),
+        }
+    };
+    let inflated = match codec {
+        0 => return Ok(Cow::Borrowed(data)),
+        1 => bounded(flate2::read::MultiGzDecoder::new(data)).map_err(failed("gzip"))?,
+        2 => snappy(data)?,
+        3 => bounded(lz4::Decoder::new(data).map_err(failed("lz4"))?).map_err(failed("lz4"))?,
+        4 => bounded(zstd::stream::read::Decoder::new(data).map_err(failed("zstd"))?)
+            .map_err(failed("zstd"))?,
+        _ => return Err(DecodeError::Codec { codec }),
+    };
+    Ok(Cow::Owned(inflated))
+}
+
+/// Everything a decompressor yields, up to [`MAX_BATCH_BYTES`].
+fn bounded(reader: impl Read) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    reader
+        .take(MAX_BATCH_BYTES as u64 + 1)
+        .read_to_end(&mut out)?;
+    if out.len() > MAX_BATCH_BYTES {
+        return Err(std::io::Error::other(format!(
+            "more than {MAX_BATCH_BYTES} bytes decompressed"
+        )));
+    }
+    Ok(out)
+}
+
+/// Kafka's snappy: a raw snappy block, or the Java client's framing
+/// (xerial: a magic, two version words, then length-prefixed blocks).
+fn snappy(data: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    const XERIAL: &[u8] = b"\x82SNAPPY\0";
+    let failed = |reason: String| DecodeError::Decompress {
+        codec: "snappy",
+        reason,
+    };
+    let block = |input: &[u8], out: &mut Vec<u8>| {
+        let len = snap::raw::decompress_len(input).map_err(|e| failed(e.to_string()))?;
+        if out.len() + len > MAX_BATCH_BYTES {
+            return Err(failed(format!(
+                "more than {MAX_BATCH_BYTES} bytes decompressed"
+            )));
+        }
+        let at = out.len();
+        out.resize(at + len, 0);
+        snap::raw::Decoder::new()
+            .decompress(input, &mut out[at..])
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(())
+    };
+    let mut out = Vec::new();
+    let Some(mut rest) = data.strip_prefix(XERIAL) else {
+        block(data, &mut out)?;
+        return Ok(out);
+    };
+    // Version and compatible version words.
+    rest = rest
+        .get(8..)
+        .ok_or_else(|| failed("xerial header cut short".into()))?;
+    while !rest.is_empty() {
+        let len = rest
+            .get(..4)
+            .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize)
+            .ok_or_else(|| failed("xerial block length cut short".into()))?;
+        let chunk = rest
+            .get(4..4 + len)
+            .ok_or_else(|| failed(format!("xerial block of {len} bytes runs past the batch")))?;
+        block(chunk, &mut out)?;
+        rest = &rest[4 + len..];
+    }
+    Ok(out)
+}
+
+enum Marker {
+    Abort,
+    Commit,
+}
+
+/// A control batch's marker (its one record's key: version, type).
+fn control(body: &[u8], count: i32) -> Result<Option<Marker>, DecodeError> {
+    if count < 1 {
+        return Ok(None);
+    }
+    let mut r = Bytes::new(body);
+    let len = r.length("control record")?;
+    let mut rec = Bytes::new(r.take(len, "control record")?);
+    rec.take(1, "attributes")?;
+    rec.varlong("timestamp delta")?;
+    rec.varint("offset delta")?;
+    let key = rec.bytes("control key")?.ok_or(DecodeError::Record {
+        what: "control key",
+    })?;
+    match key {
+        [_, _, 0, 0, ..] => Ok(Some(Marker::Abort)),
+        [_, _, 0, 1, ..] => Ok(Some(Marker::Commit)),
+        _ => Ok(None),
+    }
+}
+
+/// Appends the records of a data batch at or after `from`.
+fn read_records(
+    body: &[u8],
+    header: &Header,
+    (base, last): (i64, i64),
+    from: Offset,
+    into: &mut Vec<RecordAndOffset>,
+) -> Result<(), DecodeError> {
+    let mut previous: Option<i64> = None;
+    let mut r = Bytes::new(body);
+    // Every record takes at least 7 bytes: no reservation past the data.
+    let count = usize::try_from(header.count.max(0)).unwrap_or(0);
+    into.reserve(count.min(body.len() / 7));
+    for _ in 0..count {
+        let len = r.length("record")?;
+        let mut rec = Bytes::new(r.take(len, "record")?);
+        rec.take(1, "attributes")?;
+        let timestamp_delta = rec.varlong("timestamp delta")?;
+        let delta = rec.varint("offset delta")?;
+        let offset = base
+            .checked_add(i64::from(delta))
+            .ok_or(DecodeError::Offset { base, delta })?;
+        // In order and within the batch: a batch's records chain.
+        if offset > last || previous.is_some_and(|p| offset <= p) {
+            return Err(DecodeError::Record {
+                what: "offset delta out of order or past the batch",
+            });
+        }
+        previous = Some(offset);
+        let key = rec.bytes("key")?.map(<[u8]>::to_vec);
+        let value = rec.bytes("value")?.map(<[u8]>::to_vec);
+        let n = rec.length("header count")?;
+        // Every header takes at least 2 bytes.
+        if n > rec.left() / 2 {
+            return Err(DecodeError::Record {
+                what: "header count",
+            });
+        }
+        let mut headers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let name = rec.bytes("header name")?.ok_or(DecodeError::Record {
+                what: "header name",
+            })?;
+            // A null value (legal Kafka) is kept as the empty value.
+            let value = rec.bytes("header value")?.unwrap_or_default();
+            headers.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
+        }
+        if rec.left() != 0 {
+            return Err(DecodeError::Record {
+                what: "bytes after the headers",
+            });
+        }
+        if offset < from.0 {
+            continue;
+        }
+        let timestamp = header
+            .first_timestamp
+            .checked_add(timestamp_delta)
+            .and_then(DateTime::from_timestamp_millis)
+            .ok_or(DecodeError::Timestamp {
+                offset,
+                first: header.first_timestamp,
+                delta: timestamp_delta,
+            })?;
+        into.push(RecordAndOffset {
+            record: Record {
+                key,
+                value,
+                headers,
+                timestamp,
+            },
+            offset: Offset(offset),
+        });
+    }
+    if r.left() != 0 {
+        return Err(DecodeError::Record {
+            what: "bytes after the last record",
+        });
+    }
+    Ok(())
+}
+
+fn i64_at(b: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn i32_at(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// A reader of a record's fields: zig-zag varints and length-prefixed
+/// bytes, every length checked against what is left.
+struct Bytes<'b> {
+    rest: &'b [u8],
+}
+
+impl<'b> Bytes<'b> {
+    fn new(rest: &'b [u8]) -> Self {
+        Self { rest }
+    }
+
+    fn left(&self) -> usize {
+        self.rest.len()
+    }
+
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'b [u8], DecodeError> {
+        if n > self.rest.len() {
+            return Err(DecodeError::Record { what });
+        }
+        let (taken, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Ok(taken)
+    }
+
+    /// A zig-zag varint of at most `max_bytes` bytes.
+    fn zigzag(&mut self, max_bytes: usize, what: &'static str) -> Result<i64, DecodeError> {
+        let mut value: u64 = 0;
+        for i in 0..max_bytes {
+            let (&byte, rest) = self
+                .rest
+                .split_first()
+                .ok_or(DecodeError::Record { what })?;
+            self.rest = rest;
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
+            }
+        }
+        Err(DecodeError::Record { what })
+    }
+
+    fn varint(&mut self, what: &'static str) -> Result<i32, DecodeError> {
+        let v = self.zigzag(5, what)?;
+        i32::try_from(v).map_err(|_| DecodeError::Record { what })
+    }
+
+    fn varlong(&mut self, what: &'static str) -> Result<i64, DecodeError> {
+        self.zigzag(10, what)
+    }
+
+    /// A length that must not be negative.
+    fn length(&mut self, what: &'static str) -> Result<usize, DecodeError> {
+        usize::try_from(self.varint(what)?).map_err(|_| DecodeError::Record { what })
+    }
+
+    /// Length-prefixed bytes; length -1 is null.
+    fn bytes(&mut self, what: &'static str) -> Result<Option<&'b [u8]>, DecodeError> {
+        match self.varint(what)? {
+            -1 => Ok(None),
+            n => {
+                let n = usize::try_from(n).map_err(|_| DecodeError::Record { what })?;
+                self.take(n, what).map(Some)
+            }
+        }
+    }
+}
+
+/// Record batches written the way Kafka clients write them, for the
+/// decoder's tests and the fuzz seeds.
+#[cfg(test)]
+pub(crate) mod testing;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rskafka::protocol::record::{
-        Record as WireRecord, RecordBatchCompression, RecordBatchTimestampType, RecordHeader,
-    };
-
-    fn batch(base_offset: i64, records: ControlBatchOrRecords) -> RecordBatch {
-        let last_offset_delta = match &records {
-            ControlBatchOrRecords::Records(r) => {
-                r.iter().map(|r| r.offset_delta).max().unwrap_or(0)
-            }
-            ControlBatchOrRecords::ControlBatch(_) => 0,
-        };
-        RecordBatch {
-            base_offset,
-            partition_leader_epoch: 0,
-            last_offset_delta,
-            first_timestamp: 1_700_000_000_000,
-            max_timestamp: 1_700_000_000_000,
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
-            records,
-            compression: RecordBatchCompression::NoCompression,
-            is_transactional: false,
-            timestamp_type: RecordBatchTimestampType::CreateTime,
-        }
-    }
-
-    fn wire(delta: i32, headers: &[(&str, &str)]) -> WireRecord {
-        WireRecord {
-            timestamp_delta: i64::from(delta) * 10,
-            offset_delta: delta,
-            key: Some(format!("k{delta}").into_bytes()),
-            value: None,
-            headers: headers
-                .iter()
-                .map(|(k, v)| RecordHeader {
-                    key: (*k).to_owned(),
-                    value: v.as_bytes().to_vec(),
-                })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn keeps_repeated_headers_and_skips_what_precedes_the_offset() {
-        let batches = vec![
-            batch(
-                10,
-                ControlBatchOrRecords::Records(vec![
-                    wire(0, &[]),
-                    wire(1, &[("tag", "a"), ("x", "1"), ("tag", "b")]),
-                ]),
-            ),
-            batch(
-                12,
-                ControlBatchOrRecords::ControlBatch(ControlBatchRecord::Commit),
-            ),
-            batch(
-                13,
-                ControlBatchOrRecords::Records(vec![wire(0, &[("tag", "c")])]),
-            ),
-        ];
-        let (got, next_offset) = records_from(batches, Offset(11), &[]).unwrap();
-        assert_eq!(next_offset, Offset(14), "past the last batch");
-        assert_eq!(got.iter().map(|r| r.offset.0).collect::<Vec<_>>(), [11, 13]);
-        let first = &got[0].record;
-        assert_eq!(first.key.as_deref(), Some(&b"k1"[..]));
-        assert_eq!(first.header_values("tag").collect::<Vec<_>>(), [b"a", b"b"]);
-        assert_eq!(first.headers[1], ("x".to_owned(), b"1".to_vec()));
-        assert_eq!(first.timestamp.timestamp_millis(), 1_700_000_000_010);
-        assert_eq!(
-            got[1].record.header_values("tag").collect::<Vec<_>>(),
-            [b"c"]
-        );
-    }
-
-    /// A transactional batch of `producer`.
-    fn txn(base_offset: i64, producer: i64, records: ControlBatchOrRecords) -> RecordBatch {
-        RecordBatch {
-            producer_id: producer,
-            is_transactional: true,
-            ..batch(base_offset, records)
-        }
-    }
-
-    #[test]
-    fn aborted_transactions_and_markers_are_dropped_and_passed() {
-        use ControlBatchOrRecords::{ControlBatch, Records};
-        let data = |n: i32| Records((0..n).map(|d| wire(d, &[])).collect());
-        let batches = || {
-            vec![
-                txn(0, 7, data(2)), // committed
-                txn(2, 7, ControlBatch(ControlBatchRecord::Commit)),
-                txn(3, 8, data(2)), // aborted
-                batch(5, data(1)),  // no transaction
-                txn(6, 8, ControlBatch(ControlBatchRecord::Abort)),
-                txn(7, 8, data(1)), // producer 8 again, committed
-                txn(8, 8, ControlBatch(ControlBatchRecord::Commit)),
-            ]
-        };
-        let (records, next_offset) = records_from(batches(), Offset(0), &[(8, 3)]).unwrap();
-        let offsets: Vec<i64> = records.iter().map(|r| r.offset.0).collect();
-        assert_eq!(offsets, [0, 1, 5, 7]);
-        assert_eq!(next_offset, Offset(9));
-        // Without the aborted list every data record is visible.
-        let (all, _) = records_from(batches(), Offset(0), &[]).unwrap();
-        assert_eq!(all.len(), 6);
-        // Only a marker: nothing visible, and the next fetch starts past it.
-        let marker = vec![txn(8, 8, ControlBatch(ControlBatchRecord::Commit))];
-        let (records, next_offset) = records_from(marker, Offset(8), &[]).unwrap();
-        assert!(records.is_empty());
-        assert_eq!(next_offset, Offset(9));
-        // Nothing at all: the next fetch starts where this one did.
-        assert_eq!(
-            records_from(Vec::new(), Offset(12), &[]).unwrap().1,
-            Offset(12)
-        );
-    }
-
-    #[test]
-    fn a_timestamp_out_of_range_is_an_error_not_a_panic() {
-        let mut r = wire(0, &[]);
-        r.timestamp_delta = i64::MAX;
-        let err = records_from(
-            vec![batch(0, ControlBatchOrRecords::Records(vec![r]))],
-            Offset(0),
-            &[],
-        );
-        assert_eq!(
-            err.unwrap_err(),
-            DecodeError::Timestamp {
-                offset: 0,
-                first: 1_700_000_000_000,
-                delta: i64::MAX
-            }
-        );
-        assert!(err_text().contains("out of range"));
-    }
-
-    fn err_text() -> String {
-        let mut r = wire(0, &[]);
-        r.timestamp_delta = i64::MAX;
-        records_from(
-            vec![batch(0, ControlBatchOrRecords::Records(vec![r]))],
-            Offset(0),
-            &[],
-        )
-        .unwrap_err()
-        .to_string()
-    }
-
-    /// Offsets are the broker's numbers: a batch whose offsets overflow is
-    /// an error, in debug and release builds alike, never a panic or a
-    /// wrapped offset.
-    #[test]
-    fn broker_offsets_that_overflow_are_errors_not_panics() {
-        use ControlBatchOrRecords::Records;
-        // The last offset of the batch overflows.
-        let mut late = batch(i64::MAX - 1, Records(vec![wire(0, &[]), wire(5, &[])]));
-        late.last_offset_delta = 5;
-        assert_eq!(
-            records_from(vec![late], Offset(0), &[]).unwrap_err(),
-            DecodeError::Offset {
-                base: i64::MAX - 1,
-                delta: 5
-            }
-        );
-        // A record's own delta overflows (the batch's last delta claims less).
-        let mut liar = batch(i64::MAX - 3, Records(vec![wire(0, &[]), wire(7, &[])]));
-        liar.last_offset_delta = 1;
-        assert_eq!(
-            records_from(vec![liar], Offset(0), &[]).unwrap_err(),
-            DecodeError::Offset {
-                base: i64::MAX - 3,
-                delta: 7
-            }
-        );
-        // A batch ending exactly at i64::MAX: its next offset cannot be
-        // represented.
-        let mut last = batch(i64::MAX, Records(vec![wire(0, &[])]));
-        last.last_offset_delta = 0;
-        assert_eq!(
-            records_from(vec![last], Offset(0), &[]).unwrap_err(),
-            DecodeError::Offset {
-                base: i64::MAX,
-                delta: 0
-            }
-        );
-        // A negative delta is no overflow: its records are below the offset
-        // asked for and skipped.
-        let mut back = batch(10, Records(vec![wire(-3, &[]), wire(0, &[])]));
-        back.last_offset_delta = 0;
-        let (records, next) = records_from(vec![back], Offset(8), &[]).unwrap();
-        assert_eq!(records.iter().map(|r| r.offset.0).collect::<Vec<_>>(), [10]);
-        assert_eq!(next, Offset(11));
-    }
-}
+mod tests;

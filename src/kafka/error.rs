@@ -105,14 +105,27 @@ pub enum FetchError {
     },
 }
 
-/// A fetched batch that does not make sense: numbers a broker sent that
-/// overflow. Broker input is never trusted to be in range.
+/// A fetched batch the proxy cannot read. Broker input is never trusted to
+/// be well formed or in range; every case but `Offset` skips just the
+/// batch (see `decode`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("record {offset}: timestamp {first} + {delta} is out of range")]
     Timestamp { offset: i64, first: i64, delta: i64 },
     #[error("batch at offset {base}: offset delta {delta} is out of range")]
     Offset { base: i64, delta: i32 },
+    #[error("message format {magic} is not a record batch (magic 2)")]
+    Magic { magic: i8 },
+    #[error("batch length {length} is impossible")]
+    Length { length: i32 },
+    #[error("checksum {actual:#010x} does not match the batch's {expected:#010x}")]
+    Checksum { expected: u32, actual: u32 },
+    #[error("unknown compression codec {codec}")]
+    Codec { codec: i16 },
+    #[error("{codec}: {reason}")]
+    Decompress { codec: &'static str, reason: String },
+    #[error("malformed record: {what}")]
+    Record { what: &'static str },
 }
 
 /// Why the sidecar could not answer a shard's request.

@@ -19,7 +19,7 @@ use super::error::FetchError;
 use super::fetcher::Lane;
 use super::messages::ToShard;
 use super::running::{clamp_i32, offset_at, partition_client, Running, RETRY_INITIAL};
-use crate::model::{Batch, Offset, Partition, TopicId};
+use crate::model::{Batch, Offset, Partition, Skip, TopicId};
 
 /// Where a partition's fetch loop is.
 #[derive(Debug, Clone, Copy)]
@@ -126,7 +126,26 @@ impl Running {
                     if let Some(r) = records.last() {
                         last_seen = Some((r.offset, r.record.timestamp.timestamp_millis()));
                     }
-                    let Some(last) = records.last() else {
+                    // Batches that cannot be decoded: logged and counted
+                    // here, once (the live loop meets each batch once);
+                    // their offsets go on as skipped, with the records.
+                    let skipped: Vec<Skip> = answer
+                        .skipped
+                        .iter()
+                        .map(|s| {
+                            self.spec.metrics.batches_skipped.inc();
+                            warn!(topic = %name, partition = partition.0, from = s.from.0, to = s.to.0, error = %s.why, "skipping a record batch that cannot be decoded");
+                            Skip {
+                                from: s.from,
+                                to: s.to,
+                            }
+                        })
+                        .collect();
+                    let end = records
+                        .last()
+                        .map(|r| r.offset.next())
+                        .max(skipped.last().map(|s| s.to));
+                    let Some(end) = end else {
                         // Only records nobody sees (transaction markers,
                         // aborted transactions): fetch past them, or Kafka
                         // answers the same again at once.
@@ -150,7 +169,7 @@ impl Running {
                     // The batch chains on to the last one: it covers the
                     // invisible records skipped since, too.
                     let from = pos.next;
-                    pos.next = last.offset.next();
+                    pos.next = end;
                     pos.fetch_at = pos.next.max(answer.next_offset);
                     self.spec.metrics.records_fetched.add(records.len() as u64);
                     let batch = Batch {
@@ -159,6 +178,7 @@ impl Running {
                         from,
                         to: pos.next,
                         records,
+                        skipped,
                     };
                     let sent = self
                         .spec

@@ -2,12 +2,16 @@
 //!
 //! rskafka's `PartitionClient::fetch_records` turns each record's headers
 //! into a map, so a header name that repeats within a record keeps only its
-//! last value, and a filter on that header could not match the others. The
-//! sidecar's fetches therefore go through rskafka's own protocol layer (its
-//! `messenger` and `protocol` modules, public with its `unstable-fuzzing`
-//! feature; the version is pinned in `Cargo.toml` for that reason) and
-//! decode the records themselves ([`records_from`]), keeping the headers as
-//! Kafka sent them. Metadata and offset look-ups stay on rskafka's client.
+//! last value, and a filter on that header could not match the others; and
+//! its answer decoding fails the whole fetch on one record it cannot read
+//! (a null header value, legal Kafka), for ever. The sidecar's fetches
+//! therefore go through rskafka's own protocol layer (its `messenger` and
+//! `protocol` modules, public with its `unstable-fuzzing` feature; the
+//! version is pinned in `Cargo.toml` for that reason) with a Fetch of their
+//! own ([`super::protocol`]) that keeps the batches as bytes, and decode
+//! the records themselves ([`records_from`]), keeping the headers as Kafka
+//! sent them and skipping exactly a batch they cannot read. Metadata and
+//! offset look-ups stay on rskafka's client.
 //!
 //! A [`Fetcher`] belongs to one sidecar (one thread, `!Send`). It finds each
 //! partition's leader with a metadata request, keeps one connection per
@@ -24,17 +28,15 @@ use std::time::Duration;
 
 use rskafka::messenger::Messenger;
 use rskafka::protocol::error::Error as ApiError;
-use rskafka::protocol::messages::{
-    FetchRequest, FetchRequestPartition, FetchRequestTopic, IsolationLevel, MetadataRequest,
-    MetadataRequestTopic, NORMAL_CONSUMER,
-};
-use rskafka::protocol::primitives::{Boolean, Int32, Int64, String_};
+use rskafka::protocol::messages::{IsolationLevel, MetadataRequest, MetadataRequestTopic};
+use rskafka::protocol::primitives::{Boolean, String_};
 use tokio::io::BufStream;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::decode::records_from;
+use super::decode::{records_from, Skipped};
 use super::error::{FetchError, Step};
+use super::protocol::Fetch;
 use crate::model::{Offset, Partition, RecordAndOffset};
 
 /// How long one fetch keeps retrying a leader change or a lost connection
@@ -111,20 +113,13 @@ impl Fetcher {
         max_bytes: i32,
         max_wait_ms: i32,
     ) -> Result<Answer, FetchError> {
-        let request = FetchRequest {
-            replica_id: NORMAL_CONSUMER,
-            max_wait_ms: Int32(max_wait_ms),
-            min_bytes: Int32(1),
-            max_bytes: Some(Int32(max_bytes)),
-            isolation_level: Some(IsolationLevel::ReadCommitted),
-            topics: vec![FetchRequestTopic {
-                topic: String_(topic.to_owned()),
-                partitions: vec![FetchRequestPartition {
-                    partition: Int32(partition.to_kafka()),
-                    fetch_offset: Int64(offset.0),
-                    partition_max_bytes: Int32(max_bytes),
-                }],
-            }],
+        let request = Fetch {
+            topic: topic.to_owned(),
+            partition: partition.to_kafka(),
+            offset: offset.0,
+            max_wait_ms,
+            max_bytes,
+            isolation: IsolationLevel::ReadCommitted,
         };
         let deadline = Instant::now() + RETRY_FOR;
         let mut delay = RETRY_INITIAL;
@@ -151,7 +146,7 @@ impl Fetcher {
         &self,
         lane: Lane,
         (topic, partition, offset): (&str, Partition, Offset),
-        request: &FetchRequest,
+        request: &Fetch,
     ) -> Result<Answer, Failed> {
         let addr = self.leader(topic, partition).await?;
         let connection = match self.connection(&addr, lane).await {
@@ -162,7 +157,7 @@ impl Fetcher {
                 return Err(e);
             }
         };
-        let wait = Duration::from_millis(request.max_wait_ms.0.max(0) as u64);
+        let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
         let answer = tokio::time::timeout(wait + ANSWER_GRACE, connection.request(request));
         let response = match answer.await {
             Ok(Ok(response)) => response,
@@ -185,18 +180,16 @@ impl Fetcher {
                 }));
             }
         };
-        if let Some(Int32(ms)) = response.throttle_time_ms {
-            if ms > 0 {
-                let ms = Duration::from_millis(ms as u64).min(MAX_THROTTLE);
-                tokio::time::sleep(ms).await;
-            }
+        if response.throttle_time_ms > 0 {
+            let ms = Duration::from_millis(response.throttle_time_ms as u64).min(MAX_THROTTLE);
+            tokio::time::sleep(ms).await;
         }
         let answer = response
-            .responses
+            .topics
             .into_iter()
-            .filter(|t| t.topic.0 == topic)
+            .filter(|t| t.topic == topic)
             .flat_map(|t| t.partitions)
-            .find(|p| p.partition_index.0 == partition.to_kafka());
+            .find(|p| p.partition == partition.to_kafka());
         let Some(answer) = answer else {
             return Err(Failed::Retry(FetchError::PartitionMissing {
                 broker: addr,
@@ -204,7 +197,7 @@ impl Fetcher {
                 partition,
             }));
         };
-        match answer.error_code {
+        match answer.error {
             None => {}
             Some(ApiError::OffsetOutOfRange) => {
                 return Err(Failed::Final(FetchError::OffsetOutOfRange))
@@ -224,23 +217,19 @@ impl Fetcher {
                 }));
             }
         }
-        let aborted: Vec<(i64, i64)> = answer
-            .aborted_transactions
-            .iter()
-            .map(|t| (t.producer_id.0, t.first_offset.0))
-            .collect();
-        let (records, next_offset) =
-            records_from(answer.records.0, offset, &aborted).map_err(|source| {
-                Failed::Final(FetchError::Decode {
-                    topic: topic.to_owned(),
-                    partition,
-                    source,
-                })
-            })?;
+        let decoded = records_from(&answer.records, offset, &answer.aborted).map_err(|source| {
+            Failed::Final(FetchError::Decode {
+                topic: topic.to_owned(),
+                partition,
+                source,
+            })
+        })?;
         Ok(Answer {
-            records,
-            high_watermark: Offset(answer.high_watermark.0),
-            next_offset,
+            records: decoded.records,
+            high_watermark: Offset(answer.high_watermark),
+            log_start: answer.log_start_offset.map(Offset),
+            next_offset: decoded.next_offset,
+            skipped: decoded.skipped,
         })
     }
 
@@ -450,12 +439,17 @@ pub struct Answer {
     /// The visible records from the offset asked for on, in order.
     pub records: Vec<RecordAndOffset>,
     pub high_watermark: Offset,
+    /// The partition's first offset, from brokers that answer Fetch v5+.
+    pub log_start: Option<Offset>,
     /// Where the next fetch starts: past every batch returned, visible or
     /// not (transaction markers, aborted transactions), and never below
     /// the offset asked for. A fetch that returned only invisible records
     /// must not be asked again from the same offset: Kafka would answer
     /// the same at once, for ever.
     pub next_offset: Offset,
+    /// Batches that could not be decoded, skipped (in order; their
+    /// offsets are below `next_offset`).
+    pub skipped: Vec<Skipped>,
 }
 
 #[cfg(test)]
@@ -612,7 +606,7 @@ mod tests {
                             range(ApiKey::Metadata, 4, 4),
                             range(ApiKey::Fetch, 4, 4),
                         ],
-                        throttle_time_ms: Some(Int32(0)),
+                        throttle_time_ms: Some(rskafka::protocol::primitives::Int32(0)),
                         tagged_fields: None,
                     };
                     versions
@@ -760,7 +754,9 @@ mod tests {
                     let expected = Answer {
                         records: Vec::new(),
                         high_watermark: Offset(42),
+                        log_start: None,
                         next_offset: Offset(0),
+                        skipped: Vec::new(),
                     };
                     match result {
                         Ok(answer) => assert_eq!(answer, expected, "{first:?}"),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use futures::channel::oneshot;
 
 use super::error::KafkaError;
-use crate::model::{Batch, Offset, Partition, RecordAndOffset, TopicId};
+use crate::model::{Batch, Offset, Partition, RecordAndOffset, Skip, TopicId};
 
 /// Whether Kafka serves a topic, as the sidecar's metadata watch last saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +49,8 @@ pub enum OffsetQuery {
 #[derive(Debug)]
 pub struct Fetched {
     pub records: Vec<RecordAndOffset>,
+    /// Batches that could not be decoded (see `Batch::skipped`).
+    pub skipped: Vec<Skip>,
     pub high_watermark: Offset,
     /// Past the last batch Kafka returned (see `fetcher::Answer`): every
     /// offset from the one asked for up to here that is not in `records`

@@ -11,19 +11,23 @@
 //! ([`messages`]).
 //!
 //! Metadata and offsets go through rskafka's client; record fetches go
-//! through the [`fetcher`], on rskafka's protocol layer, and are decoded by
-//! [`decode`], which keeps every header of a record (rskafka's client keeps
-//! one value per header name). [`topics`] is the process-wide topic table.
+//! through the [`fetcher`], on rskafka's protocol layer with a Fetch of
+//! their own ([`protocol`]) whose answer keeps the record batches as bytes,
+//! decoded by [`decode`], which keeps every header of a record (rskafka's
+//! client keeps one value per header name) and skips exactly a batch it
+//! cannot read instead of failing the fetch. [`topics`] is the process-wide
+//! topic table.
 //!
 //! Files: `error` (typed errors with context), `messages` (shard ↔
 //! sidecar), `topics`, `sidecar` (the thread and its request loop),
-//! `watch`, `fetch_loop`, `fetcher`, `decode`.
+//! `watch`, `fetch_loop`, `fetcher`, `protocol`, `decode`.
 
 mod decode;
 mod error;
 mod fetch_loop;
 mod fetcher;
 mod messages;
+mod protocol;
 mod running;
 mod sidecar;
 mod topics;

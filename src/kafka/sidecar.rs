@@ -25,7 +25,7 @@ use super::running::{
     answered, clamp_i32, partition_client, Running, Sidecar, RETRY_INITIAL, RETRY_MAX,
 };
 use super::topics::TopicTable;
-use crate::model::{Offset, Partition, TopicId};
+use crate::model::{Offset, Partition, Skip, TopicId};
 use crate::sys::cpus;
 
 /// The wait of a catch-up fetch. The records exist (the owner fetched
@@ -191,8 +191,19 @@ impl Running {
         match fetched.await {
             Ok(answer) => {
                 metrics.records_fetched.add(answer.records.len() as u64);
+                // Logged and counted by the live fetch loop, which met
+                // every skipped batch first.
+                let skipped = answer
+                    .skipped
+                    .iter()
+                    .map(|s| Skip {
+                        from: s.from,
+                        to: s.to,
+                    })
+                    .collect();
                 Ok(Fetched {
                     records: answer.records,
+                    skipped,
                     high_watermark: answer.high_watermark,
                     next_offset: answer.next_offset,
                 })
@@ -216,8 +227,10 @@ async fn lookup_offset(pc: &PartitionClient, at: OffsetQuery) -> Result<Offset, 
         OffsetQuery::Earliest => pc.get_offset(OffsetAt::Earliest).await?,
         OffsetQuery::Latest => pc.get_offset(OffsetAt::Latest).await?,
         OffsetQuery::Timestamp(ms) => {
+            // Requests refuse such a time (400); past every record is the
+            // end, not the start.
             let Some(when) = rskafka::chrono::DateTime::from_timestamp_millis(ms) else {
-                return pc.get_offset(OffsetAt::Earliest).await.map(Offset);
+                return pc.get_offset(OffsetAt::Latest).await.map(Offset);
             };
             match pc.get_offset(OffsetAt::Timestamp(when)).await? {
                 // No record that recent: start at the end.

@@ -12,8 +12,8 @@ use super::record::RecordAndOffset;
 /// chain exactly: the next batch's `from` is this batch's `to`, and the
 /// offsets in between that hold no record hold none anyone sees
 /// (transaction markers, aborted transactions, compacted records). A batch
-/// with no records is an announcement of the fetch position (sent when a
-/// loop starts or after a reset).
+/// with no records and nothing skipped is an announcement of the fetch
+/// position (sent when a loop starts or after a reset).
 #[derive(Debug)]
 pub struct Batch {
     pub topic: TopicId,
@@ -21,6 +21,18 @@ pub struct Batch {
     pub from: Offset,
     pub to: Offset,
     pub records: Vec<RecordAndOffset>,
+    /// Runs of offsets Kafka holds that could not be decoded (see
+    /// `kafka::decode`), in order, within `from..to` and holding none of
+    /// `records`. Every stream reading the partition is told with
+    /// `event:gap`. Almost always empty (no allocation).
+    pub skipped: Vec<Skip>,
+}
+
+/// Offsets `from..to` of a partition the proxy could not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Skip {
+    pub from: Offset,
+    pub to: Offset,
 }
 
 impl Batch {
@@ -32,7 +44,13 @@ impl Batch {
             from: at,
             to: at,
             records: Vec::new(),
+            skipped: Vec::new(),
         }
+    }
+
+    /// Whether the batch only tells the fetch position (see [`Batch`]).
+    pub fn is_announcement(&self) -> bool {
+        self.records.is_empty() && self.skipped.is_empty()
     }
 
     /// Whether the batch's range holds `offset`.

@@ -8,7 +8,7 @@ mod ids;
 mod position;
 mod record;
 
-pub use batch::Batch;
+pub use batch::{Batch, Skip};
 pub use ids::{Offset, Partition, ShardId, TopicId};
 pub use position::Position;
 pub use record::{Record, RecordAndOffset};

@@ -65,6 +65,8 @@ pub struct ShardMetrics {
     pub records_fetched: Counter,
     pub catchup_fetches: Counter,
     pub kafka_errors: Counter,
+    /// Record batches the live fetch loops could not decode and skipped.
+    pub batches_skipped: Counter,
     /// Gauge: bytes the partition cache holds for the partitions this shard
     /// owns (the shards index the same shared records; each reports its
     /// own partitions, so the sum is what the process holds).
@@ -212,6 +214,12 @@ const FAMILIES: &[Family] = &[
         help: "Streams ended with an error event because their topic was unavailable for longer than kafka.unavailable_timeout.",
         kind: "counter",
         get: |m| m.topic_unavailable_ends.get(),
+    },
+    Family {
+        name: "sse_kafka_batches_skipped_total",
+        help: "Record batches that could not be decoded, skipped (their streams got event:gap).",
+        kind: "counter",
+        get: |m| m.batches_skipped.get(),
     },
     Family {
         name: "sse_kafka_kafka_errors_total",

@@ -226,6 +226,19 @@ impl Audiences {
         sent
     }
 
+    /// Sends `frame` (a control event: no record, no id) to every live
+    /// stream that reads partition `p`, whatever its filter. Groups that
+    /// got it go to `to_write`.
+    pub fn tell(&mut self, p: Partition, frame: &Rc<[u8]>, to_write: &mut Vec<Rc<Group>>) {
+        for a in self.list.iter().filter(|a| a.selection.reads(p)) {
+            for g in a.groups.iter().filter(|g| !g.is_empty()) {
+                if g.push(frame, 0) {
+                    to_write.push(Rc::clone(g));
+                }
+            }
+        }
+    }
+
     /// Takes every open live stream out of the audiences whose selection
     /// passes `which`; the caller demotes or ends each.
     pub fn drain_where(&mut self, which: impl Fn(&Selection) -> bool) -> Vec<Rc<Outbox>> {

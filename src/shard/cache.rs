@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::model::RecordAndOffset;
-use crate::model::{Batch, Offset, Partition, TopicId};
+use crate::model::{Batch, Offset, Partition, Skip, TopicId};
 
 /// The cache bounds (see `config::CacheConfig`).
 #[derive(Debug, Clone, Copy)]
@@ -272,7 +272,7 @@ impl Cache {
         p: Partition,
         at: Offset,
         limit: Option<Offset>,
-        records: Vec<RecordAndOffset>,
+        (records, skipped): (Vec<RecordAndOffset>, Vec<Skip>),
         now: Instant,
     ) -> Option<Arc<Batch>> {
         let log = self.log_mut(topic, p);
@@ -283,16 +283,28 @@ impl Cache {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let last = records.last()?.offset;
-        if last < at {
+        let end = records
+            .last()
+            .map(|r| r.offset.next())
+            .max(skipped.last().map(|s| s.to))?;
+        if end <= at {
             return None;
         }
         // Everything fetched in [at, to) is known: a record missing from it
-        // is not visible (deleted by compaction, a transaction marker).
-        let to = limit.map_or(last.next(), |limit| last.next().min(limit));
+        // is not visible (deleted by compaction, a transaction marker), or
+        // in a skipped run.
+        let to = limit.map_or(end, |limit| end.min(limit));
         let records: Vec<_> = records
             .into_iter()
             .filter(|r| r.offset >= at && r.offset < to)
+            .collect();
+        let skipped = skipped
+            .into_iter()
+            .map(|s| Skip {
+                from: s.from.max(at),
+                to: s.to.min(to),
+            })
+            .filter(|s| s.from < s.to)
             .collect();
         let batch = Arc::new(Batch {
             topic,
@@ -300,6 +312,7 @@ impl Cache {
             from: at,
             to,
             records,
+            skipped,
         });
         self.insert(&batch, now);
         Some(batch)
@@ -340,6 +353,7 @@ mod tests {
             from: Offset(from),
             to: Offset(to),
             records: (from..to).map(|o| rec(o, 100)).collect(),
+            skipped: Vec::new(),
         })
     }
 
@@ -452,7 +466,14 @@ mod tests {
         // Kafka returns whole record batches: from 90 (before `at`) to 104.
         let fetched: Vec<_> = (90..105).map(|o| rec(o, 10)).collect();
         let b = c
-            .backfill(T, P0, offset(95), Some(offset(110)), fetched, now)
+            .backfill(
+                T,
+                P0,
+                offset(95),
+                Some(offset(110)),
+                (fetched, Vec::new()),
+                now,
+            )
             .unwrap();
         assert_eq!((b.from.0, b.to.0), (95, 100));
         let offsets: Vec<_> = b.records.iter().map(|r| r.offset.0).collect();
@@ -460,15 +481,36 @@ mod tests {
         assert_eq!(c.log(T, P0).unwrap().ranges(), [(95, 100), (100, 110)]);
         // Already covered: the cached batch.
         let again = c
-            .backfill(T, P0, offset(97), Some(offset(110)), vec![rec(97, 1)], now)
+            .backfill(
+                T,
+                P0,
+                offset(97),
+                Some(offset(110)),
+                (vec![rec(97, 1)], Vec::new()),
+                now,
+            )
             .unwrap();
         assert!(Arc::ptr_eq(&again, &b));
         // Nothing at or after `at`.
         assert!(c
-            .backfill(T, P0, offset(50), Some(offset(110)), vec![rec(40, 1)], now)
+            .backfill(
+                T,
+                P0,
+                offset(50),
+                Some(offset(110)),
+                (vec![rec(40, 1)], Vec::new()),
+                now
+            )
             .is_none());
         assert!(c
-            .backfill(T, P0, offset(50), Some(offset(110)), Vec::new(), now)
+            .backfill(
+                T,
+                P0,
+                offset(50),
+                Some(offset(110)),
+                (Vec::new(), Vec::new()),
+                now
+            )
             .is_none());
     }
 
@@ -483,7 +525,7 @@ mod tests {
                 P0,
                 offset(20),
                 Some(offset(30)),
-                (20..40).map(|o| rec(o, 1)).collect(),
+                ((20..40).map(|o| rec(o, 1)).collect(), Vec::new()),
                 now,
             )
             .unwrap();
@@ -495,7 +537,7 @@ mod tests {
                 P0,
                 offset(0),
                 Some(offset(30)),
-                (10..15).map(|o| rec(o, 1)).collect(),
+                ((10..15).map(|o| rec(o, 1)).collect(), Vec::new()),
                 now,
             )
             .unwrap();
@@ -509,7 +551,7 @@ mod tests {
                 P0,
                 offset(15),
                 Some(offset(30)),
-                (25..26).map(|o| rec(o, 1)).collect(),
+                ((25..26).map(|o| rec(o, 1)).collect(), Vec::new()),
                 now,
             )
             .unwrap();
@@ -536,7 +578,7 @@ mod tests {
                 P0,
                 offset(0),
                 Some(offset(10)),
-                (0..10).map(|o| rec(o, 1)).collect(),
+                ((0..10).map(|o| rec(o, 1)).collect(), Vec::new()),
                 now,
             )
             .unwrap();

@@ -136,12 +136,12 @@ pub async fn apply_batch(hub: &RefCell<Hub>, batch: &Arc<Batch>, metrics: &Shard
         // the heads (see `cursor`), so it never sees a record the live
         // stream has not passed, and the batch is there for every cursor
         // the moment the heads pass it.
-        if !batch.records.is_empty() {
+        if !batch.is_announcement() {
             hub.cache.insert(batch, Instant::now());
             metrics.cache_bytes.set(hub.cache.owned_bytes() as u64);
         }
         let ts = hub.topic_mut(batch.topic);
-        if batch.records.is_empty() && ts.knows(p) && batch.from < ts.heads()[p] {
+        if batch.is_announcement() && ts.knows(p) && batch.from < ts.heads()[p] {
             // An announcement below the head: the partition's log was
             // replaced (the topic was deleted and created again). Its
             // cached records belong to the old log; the live streams go on
@@ -154,7 +154,11 @@ pub async fn apply_batch(hub: &RefCell<Hub>, batch: &Arc<Batch>, metrics: &Shard
             .begin_batch(p, batch.from, metrics);
     }
     let mut pushed_since_check = 0;
+    let mut skips = batch.skipped.iter().peekable();
     for rec in &batch.records {
+        while let Some(&skip) = skips.next_if(|s| s.from < rec.offset) {
+            hub.borrow_mut().topic_mut(batch.topic).skip(p, skip);
+        }
         pushed_since_check += hub.borrow_mut().topic_mut(batch.topic).deliver(p, rec);
         if pushed_since_check >= PUSHES_PER_YIELD_CHECK {
             // The write pass may run meanwhile: a long batch is written as
@@ -165,6 +169,9 @@ pub async fn apply_batch(hub: &RefCell<Hub>, batch: &Arc<Batch>, metrics: &Shard
         }
     }
     let mut hub = hub.borrow_mut();
+    for &skip in skips {
+        hub.topic_mut(batch.topic).skip(p, skip);
+    }
     hub.topic_mut(batch.topic).end_batch(p, batch.to);
     hub.note_writes(batch.topic);
 }

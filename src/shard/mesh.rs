@@ -116,6 +116,7 @@ mod tests {
             from: Offset(from),
             to: Offset(to),
             records: Vec::new(),
+            skipped: Vec::new(),
         })
     }
 

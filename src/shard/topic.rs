@@ -24,7 +24,7 @@ use super::outbox::Outbox;
 use crate::codec::event_id;
 use crate::codec::sse::{self, Render};
 use crate::kafka::Availability;
-use crate::model::{Offset, Partition, Position, RecordAndOffset};
+use crate::model::{Offset, Partition, Position, RecordAndOffset, Skip};
 use crate::ops::metrics::ShardMetrics;
 
 /// Since when and why Kafka cannot serve a topic.
@@ -315,6 +315,21 @@ impl TopicStream {
             self.moves += 1;
         }
         self.wake_waiters();
+    }
+
+    /// Passes offsets of partition `p` that could not be decoded: the live
+    /// streams reading it get `event:gap` for the part past the head.
+    pub fn skip(&mut self, p: Partition, skip: Skip) {
+        if skip.to <= self.heads[p] {
+            return;
+        }
+        let from = skip.from.max(self.heads[p]);
+        self.heads[p] = skip.to;
+        self.moves += 1;
+        let mut frame = Vec::new();
+        sse::skipped_event(&mut frame, p, from, skip.to);
+        let frame = Rc::<[u8]>::from(frame);
+        self.audiences.tell(p, &frame, &mut self.to_write);
     }
 
     /// Delivers one record of partition `p` to the live streams and

@@ -108,7 +108,7 @@ mod tests {
     use super::*;
     use crate::codec::event_id::EventIdForm;
     use crate::codec::sse::{Render, ValueEncoding};
-    use crate::model::{Batch, Offset, Partition, Position, Record, RecordAndOffset};
+    use crate::model::{Batch, Offset, Partition, Position, Record, RecordAndOffset, Skip};
     use crate::shard::audiences::Selection;
     use crate::shard::cache::Limits;
     use crate::shard::hub::apply_batch;
@@ -138,6 +138,7 @@ mod tests {
             from: Offset(from),
             to: Offset(to),
             records: offsets.map(|o| record(o, &format!("r{o}"))).collect(),
+            skipped: Vec::new(),
         })
     }
 
@@ -189,6 +190,7 @@ mod tests {
             from: Offset(0),
             to: Offset(400),
             records: (0..400).map(|o| record(o, &value(o))).collect(),
+            skipped: Vec::new(),
         })
     }
 
@@ -242,6 +244,58 @@ mod tests {
                 assert_eq!(received(&mut peer), ["r3", "r4"]);
                 assert_eq!(hub.borrow().topic(T).heads(), &position(&[5, 0]));
                 assert_eq!(m.events_sent.get(), 5);
+            })
+        });
+    }
+
+    /// A batch with a skipped run: live streams of the partition get
+    /// `event:gap` in place, filtered ones too; a batch that is only a
+    /// skipped run moves the heads past it.
+    #[test]
+    fn a_skipped_run_reaches_live_streams_as_a_gap() {
+        with_hub(|hub, outbox, m, mut peer| {
+            Box::pin(async move {
+                hub.borrow_mut().topic_mut(T).join(
+                    Rc::clone(&outbox),
+                    RENDER,
+                    &Selection::default(),
+                );
+                let mut b = Batch {
+                    topic: T,
+                    partition: Partition(0),
+                    from: Offset(0),
+                    to: Offset(6),
+                    records: vec![record(0, "r0"), record(5, "r5")],
+                    skipped: vec![Skip {
+                        from: Offset(1),
+                        to: Offset(5),
+                    }],
+                };
+                apply_w(&hub, &Arc::new(b), 1 << 20, &m).await;
+                let gap = |from: i64, to: i64| {
+                    format!(
+                        r#"{{"partition":0,"requested":{from},"resumed_at":{to},"reason":"undecodable record batch"}}"#
+                    )
+                };
+                assert_eq!(
+                    received(&mut peer),
+                    ["r0".to_owned(), gap(1, 5), "r5".to_owned()]
+                );
+                b = Batch {
+                    topic: T,
+                    partition: Partition(0),
+                    from: Offset(6),
+                    to: Offset(9),
+                    records: Vec::new(),
+                    skipped: vec![Skip {
+                        from: Offset(6),
+                        to: Offset(9),
+                    }],
+                };
+                apply_w(&hub, &Arc::new(b), 1 << 20, &m).await;
+                assert_eq!(received(&mut peer), [gap(6, 9)]);
+                assert_eq!(hub.borrow().topic(T).heads(), &position(&[9, 0]));
+                assert_eq!(m.events_sent.get(), 2, "gaps are not records");
             })
         });
     }

@@ -163,9 +163,14 @@ impl Catchup {
             // follows. A partition whose head is not known yet bounds
             // nothing.
             let head = ts.knows(p).then(|| ts.heads()[p]);
-            let batch = hub
-                .cache
-                .backfill(topic, p, at, head, fetched.records, Instant::now());
+            let batch = hub.cache.backfill(
+                topic,
+                p,
+                at,
+                head,
+                (fetched.records, fetched.skipped),
+                Instant::now(),
+            );
             shard
                 .metrics
                 .cache_bytes

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use crate::codec::event_id::encode_id;
 use crate::codec::filter::{Filter, RecordView};
 use crate::codec::sse::{self, Render};
-use crate::model::{Batch, Offset, Partition, Position};
+use crate::model::{Batch, Offset, Partition, Position, Skip};
 use crate::shard::audiences::Selection;
 use crate::shard::outbox::Outbox;
 
@@ -72,6 +72,18 @@ impl Encoder {
         );
     }
 
+    /// `event:gap` for the part of a skipped run past `position[p]`, which
+    /// moves past it; the chunk then ends with the id (see `push_to`).
+    fn gap(&mut self, p: Partition, skip: &Skip, position: &mut Position) {
+        let from = skip.from.max(position[p]);
+        if from >= skip.to {
+            return;
+        }
+        sse::skipped_event(&mut self.frames, p, from, skip.to);
+        position[p] = skip.to;
+        self.passed_over = true;
+    }
+
     /// A new turn: no record read yet.
     pub fn start_turn(&mut self) {
         self.read = 0;
@@ -89,8 +101,9 @@ impl Encoder {
 
     /// Encodes the records of `batch` that pass the filter, from
     /// `position[p]` up to `head` (excluded) or until the turn is over,
-    /// advancing `position[p]` past every record read. Returns the number
-    /// of records read (shown or not).
+    /// advancing `position[p]` past every record read, and an `event:gap`
+    /// for every skipped run it passes (see `Batch::skipped`). Returns the
+    /// number of records read (shown or not).
     pub fn read(
         &mut self,
         batch: &Batch,
@@ -101,10 +114,14 @@ impl Encoder {
         let start = position[p];
         debug_assert!(batch.covers(start));
         let first = batch.records.partition_point(|r| r.offset < start);
+        let mut skips = batch.skipped.iter().filter(|s| s.to > start).peekable();
         let mut n = 0;
         for rec in &batch.records[first..] {
             if rec.offset >= head || self.full() {
                 break;
+            }
+            while let Some(skip) = skips.next_if(|s| s.from < rec.offset) {
+                self.gap(p, skip, position);
             }
             position[p] = rec.offset.next();
             n += 1;
@@ -131,6 +148,9 @@ impl Encoder {
         if !self.full() || position[p] >= head {
             // Every record of the batch below the head is read: the rest
             // of its range (up to the head) holds nothing visible.
+            for skip in skips.filter(|s| s.from < head) {
+                self.gap(p, skip, position);
+            }
             let end = batch.to.min(head);
             if end > position[p] {
                 position[p] = end;
@@ -184,6 +204,7 @@ mod tests {
                     offset: Offset(o),
                 })
                 .collect(),
+            skipped: Vec::new(),
         }
     }
 
@@ -223,6 +244,52 @@ mod tests {
         assert_eq!(enc.read(&b, P0, &mut position, Offset(30)), 1);
         assert_eq!(position, pos(&[25, 0]));
         assert_eq!(enc.events, 3);
+    }
+
+    /// A skipped run is told where it lies among the records, once, from
+    /// the reader's position on (a reader that starts inside it is told
+    /// the rest).
+    #[test]
+    fn a_skipped_run_is_an_event_gap_in_place() {
+        let mut b = batch(10, 20, &[10, 11, 16]);
+        b.skipped = vec![Skip {
+            from: Offset(12),
+            to: Offset(15),
+        }];
+        let mut enc = encoder();
+        let mut position = pos(&[10]);
+        assert_eq!(enc.read(&b, P0, &mut position, Offset(20)), 3);
+        assert_eq!(
+            data(&enc.frames),
+            [
+                "r10",
+                "r11",
+                r#"{"partition":0,"requested":12,"resumed_at":15,"reason":"undecodable record batch"}"#,
+                "r16"
+            ]
+        );
+        assert_eq!(position, pos(&[20]));
+        let mut enc = encoder();
+        let mut position = pos(&[13]);
+        enc.read(&b, P0, &mut position, Offset(20));
+        assert_eq!(
+            data(&enc.frames),
+            [
+                r#"{"partition":0,"requested":13,"resumed_at":15,"reason":"undecodable record batch"}"#,
+                "r16"
+            ]
+        );
+        // A run at the batch's end, with no record after it.
+        let mut b = batch(0, 9, &[0]);
+        b.skipped = vec![Skip {
+            from: Offset(1),
+            to: Offset(9),
+        }];
+        let mut enc = encoder();
+        let mut position = pos(&[0]);
+        enc.read(&b, P0, &mut position, Offset(9));
+        assert_eq!(data(&enc.frames).len(), 2);
+        assert_eq!(position, pos(&[9]));
     }
 
     #[test]

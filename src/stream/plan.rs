@@ -341,7 +341,12 @@ pub fn select(filter: Option<Filter>, placement: Option<Partitioner>, count: usi
 /// `?since=`: an RFC 3339 time or milliseconds since the epoch.
 fn parse_since(text: &str) -> Option<i64> {
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse().ok();
+        // A time Kafka's look-up cannot take is no time (once it replayed
+        // the whole topic).
+        return text
+            .parse()
+            .ok()
+            .filter(|&ms| rskafka::chrono::DateTime::from_timestamp_millis(ms).is_some());
     }
     rskafka::chrono::DateTime::parse_from_rfc3339(text)
         .ok()
@@ -366,6 +371,7 @@ mod tests {
             "1.5",
             "2023-11-14",
             "99999999999999999999",
+            "9223372036854775807",
         ] {
             assert_eq!(since(bad), None, "{bad:?}");
         }

@@ -10,7 +10,7 @@ use crate::codec::event_id::{self, Progress};
 use crate::codec::sse;
 use crate::config::Start;
 use crate::kafka::{KafkaError, OffsetQuery};
-use crate::model::Partition;
+use crate::model::{Offset, Partition};
 use crate::shard::audiences::Selection;
 use crate::shard::Shard;
 
@@ -59,7 +59,9 @@ pub async fn start(
         Ok(progress) => {
             let partitions = shard.hub.borrow().topic(route.topic).partitions();
             match resume_of(progress, partitions) {
-                Some(resume) => Ok(StartAt::Behind(resume)),
+                Some(resume) => Ok(StartAt::Behind(
+                    behind_the_log_end(shard, catchup, route, resume, head).await?,
+                )),
                 None => {
                     sse::reset_event(head, "id names more partitions than the topic has");
                     start_without_id(shard, catchup, route, selection, requested.since).await
@@ -71,6 +73,55 @@ pub async fn start(
             start_without_id(shard, catchup, route, selection, requested.since).await
         }
     }
+}
+
+/// An id whose offset is past the end of a partition's log (a topic
+/// deleted and created again, an id from another cluster) would wait for
+/// records that may never come, and skip the ones the new log receives
+/// below it. Each such partition starts at its log's start instead — every
+/// record the log holds — after an `event:reset` naming them. Only
+/// partitions past this shard's head are looked up: an id a little ahead
+/// of it (from a faster instance) is not past Kafka's end and waits.
+async fn behind_the_log_end(
+    shard: &Shard,
+    catchup: &Catchup,
+    route: &RouteInfo,
+    mut resume: Resume,
+    head: &mut Vec<u8>,
+) -> Result<Resume, KafkaError> {
+    let ahead: Vec<(Partition, Offset)> = {
+        let hub = shard.hub.borrow();
+        let ts = hub.topic(route.topic);
+        resume
+            .0
+            .iter()
+            .enumerate()
+            .filter_map(|(i, at)| {
+                let p = Partition::at(i);
+                at.filter(|&at| ts.knows(p) && at > ts.heads()[p])
+                    .map(|at| (p, at))
+            })
+            .collect()
+    };
+    let mut past_end = Vec::new();
+    for (p, at) in ahead {
+        let end = catchup
+            .sidecar
+            .offset(route.topic, p, OffsetQuery::Latest)
+            .await?;
+        if at > end {
+            resume.0[p.index()] = None;
+            past_end.push(format!("partition {p} at {at}, log end {end}"));
+        }
+    }
+    if !past_end.is_empty() {
+        let reason = format!(
+            "id is ahead of the log ({}); read from the log's start",
+            past_end.join("; ")
+        );
+        sse::reset_event(head, &reason);
+    }
+    Ok(resume)
 }
 
 /// The start of a stream without a usable id: `since` (a Kafka look-up by
@@ -132,7 +183,7 @@ fn resume_of(progress: Progress, partitions: usize) -> Option<Resume> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Offset, Position};
+    use crate::model::Position;
 
     #[test]
     fn an_id_resumes_the_partitions_it_names() {

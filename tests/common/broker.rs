@@ -3,12 +3,13 @@
 //! its own [`ProducerOnly`] client, so tests create topics, produce and
 //! delete records through it directly.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use rskafka::client::partition::Compression;
 
+use super::corrupter;
 use super::producer::{KeyValue, ProducerOnly};
 use super::{free_port, wait_until};
 
@@ -32,14 +33,25 @@ fn nisshi_bin() -> PathBuf {
 /// URL, relative paths resolved in `dir`, where it also reads `.env`) and
 /// waits until it accepts connections.
 pub fn spawn_nisshi(addr: SocketAddr, storage: &str, dir: &std::path::Path) -> Child {
+    spawn_nisshi_advertising(addr, addr, storage, dir)
+}
+
+/// [`spawn_nisshi`], telling clients to connect to `advertised` instead.
+fn spawn_nisshi_advertising(
+    addr: SocketAddr,
+    advertised: SocketAddr,
+    storage: &str,
+    dir: &std::path::Path,
+) -> Child {
     let url = format!("tcp://{addr}");
+    let advertised = format!("tcp://{advertised}");
     let child = Command::new(nisshi_bin())
         .args([
             "broker",
             "--listener-url",
             &url,
             "--advertised-listener-url",
-            &url,
+            &advertised,
         ])
         .args(["--storage-engine", storage])
         .current_dir(dir)
@@ -65,6 +77,24 @@ impl Broker {
         let dir = tempfile::tempdir().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let child = spawn_nisshi(addr, "memory://nisshi/", dir.path());
+        Broker {
+            child,
+            addr,
+            _dir: dir,
+            producer: ProducerOnly::connect(addr),
+        }
+    }
+
+    /// A broker whose clients reach it through a [`corrupter`]: each
+    /// record batch holding `marker` arrives with a bad checksum. `addr`
+    /// is the corrupter's.
+    pub fn start_corrupting(marker: &'static [u8]) -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let real: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let middle = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = middle.local_addr().unwrap();
+        let child = spawn_nisshi_advertising(real, addr, "memory://nisshi/", dir.path());
+        corrupter::spawn(middle, real, marker);
         Broker {
             child,
             addr,

@@ -12,9 +12,11 @@
 #![allow(dead_code)]
 
 mod broker;
+mod corrupter;
 mod http;
 mod producer;
 mod proxy;
+mod python;
 mod sequences;
 mod sse_client;
 
@@ -31,6 +33,8 @@ pub use http::{http_get, raw_request};
 pub use producer::{KeyValue, ProducerOnly};
 #[allow(unused_imports)]
 pub use proxy::{config_for, Proxy};
+#[allow(unused_imports)]
+pub use python::{produce_with_confluent_records, run_python_client};
 #[allow(unused_imports)]
 pub use sequences::{assert_complete_and_ordered, produce_seq, seq_value, value_of, Sequences};
 #[allow(unused_imports)]

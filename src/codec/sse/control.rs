@@ -26,6 +26,15 @@ pub fn gap_event(partition: Partition, requested: Offset, resumed_at: Offset) ->
     frame
 }
 
+/// `event:gap` for offsets `from..to` that Kafka holds but the proxy could
+/// not decode: `{"partition":..,"requested":from,"resumed_at":to,"reason":..}`.
+pub fn skipped_event(out: &mut Vec<u8>, partition: Partition, from: Offset, to: Offset) {
+    let data = format!(
+        "{{\"partition\":{partition},\"requested\":{from},\"resumed_at\":{to},\"reason\":\"undecodable record batch\"}}"
+    );
+    encode_event(out, None, "gap", data.as_bytes());
+}
+
 /// `{"reason":"..."}` with the reason escaped as a JSON string.
 fn json_reason(reason: &str) -> String {
     let mut s = String::with_capacity(reason.len() + 16);

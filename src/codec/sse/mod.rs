@@ -14,7 +14,7 @@ mod control;
 mod frame;
 mod parser;
 
-pub use control::{error_event, gap_event, reset_event};
+pub use control::{error_event, gap_event, reset_event, skipped_event};
 pub use frame::{
     encode_event, encode_id_only, encode_record, encode_retry, Render, ValueEncoding, KEEPALIVE,
 };
