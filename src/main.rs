@@ -67,6 +67,9 @@ fn main() -> ExitCode {
         Command::Check { config } => match config::load(&config) {
             Ok(cfg) => {
                 print!("{}", cfg.describe_routes());
+                for warning in cfg.warnings() {
+                    eprintln!("warning: {warning}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

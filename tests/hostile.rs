@@ -209,3 +209,329 @@ fn an_unrepresentable_since_is_a_400() {
     let c = SseClient::connect(proxy.addr, "/all?since=9223372036854775807", &[]);
     assert_eq!(c.status(), 400);
 }
+
+/// What arrived on a connection so far, without waiting: `None` while it
+/// is open with nothing to read, else the bytes up to now (empty at EOF).
+fn arrived(s: &mut std::net::TcpStream) -> Option<Vec<u8>> {
+    use std::io::Read;
+    s.set_nonblocking(true).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && out.is_empty() => return None,
+            Err(_) => return Some(out),
+        }
+    }
+}
+
+/// Connections that never finish their request head once filled the fd
+/// table (`connections.max` was checked only once a head had arrived):
+/// fresh clients and even `/health/live` timed out, nothing was answered,
+/// and the log took ~100 `accept failed` lines a second. Now they count
+/// toward the cap from their accept on, the cap is bounded by the
+/// descriptor limit less a reserve (with a warning at start), and past it
+/// a connection is answered 503 with `retry-after` at once.
+#[test]
+fn connections_that_never_send_a_head_cannot_exhaust_the_descriptors() {
+    use std::io::Write;
+    let broker = Broker::start();
+    broker.create_topic("items", 1);
+    // Default connections.max (100,000), far above 600 descriptors; the
+    // held connections must outlive the test's reads.
+    let cfg = format!("connections: {{ request_timeout: 60s }}\n{ROUTES}");
+    let proxy = Proxy::start_with_fd_limit(&config_for(&broker, &cfg), "0,1", 600);
+    assert!(
+        proxy
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("connections.max is 100000")),
+        "warned at start"
+    );
+    let cap = 600 - 256;
+    let mut held: Vec<std::net::TcpStream> = (0..cap + 150)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(proxy.addr).unwrap();
+            s.write_all(b"G").unwrap();
+            s
+        })
+        .collect();
+    let mut answers: Vec<Option<Vec<u8>>> = vec![None; held.len()];
+    wait_until("the connections past the cap to be answered", || {
+        for (s, answer) in held.iter_mut().zip(&mut answers) {
+            if answer.as_ref().is_none_or(|a| !a.ends_with(b"\n")) {
+                if let Some(more) = arrived(s) {
+                    answer.get_or_insert_with(Vec::new).extend(more);
+                }
+            }
+        }
+        answers.iter().flatten().count() >= 150
+    });
+    let refused: Vec<String> = answers
+        .iter()
+        .flatten()
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    assert_eq!(refused.len(), 150, "exactly the connections past the cap");
+    for a in &refused {
+        assert!(a.starts_with("HTTP/1.1 503 "), "{a}");
+        assert!(a.contains("retry-after: 1\r\n"), "{a}");
+    }
+    assert_eq!(
+        proxy.metric("sse_kafka_connections_refused_full_total"),
+        150
+    );
+    // The admin listener still answers; a fresh client is told to come back.
+    let live = http_get(proxy.admin, "/health/live").unwrap();
+    assert!(live.starts_with("HTTP/1.1 200"), "{live}");
+    let fresh = SseClient::connect(proxy.addr, "/all", &[]);
+    assert_eq!(fresh.status(), 503);
+    // Once the idle ones go, fresh clients are served.
+    held.clear();
+    wait_until("a fresh stream to be served", || {
+        SseClient::connect(proxy.addr, "/all", &[]).status() == 200
+    });
+    let accept_failures = proxy
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert_eq!(accept_failures, 0, "the descriptor table never filled");
+}
+
+/// `connections.max` is the process's number (it was split per shard: 100
+/// gave 97 open and three 503s); `connections.max_per_ip` bounds one
+/// address with 429.
+#[test]
+fn the_connection_caps_are_per_process_and_per_address() {
+    let cfg = format!("connections: {{ max: 100, max_per_ip: 60 }}\n{ROUTES}");
+    let broker = Broker::start();
+    broker.create_topic("items", 1);
+    let proxy = Proxy::start(&config_for(&broker, &cfg), "0,1");
+    let a: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let b: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let mut streams: Vec<SseClient> = (0..60)
+        .map(|_| SseClient::connect_from(a, proxy.addr, "/all", &[]))
+        .collect();
+    for s in &streams {
+        assert_eq!(s.status(), 200);
+    }
+    let over = SseClient::connect_from(a, proxy.addr, "/all", &[]);
+    assert_eq!(over.status(), 429, "the 61st from one address");
+    streams.extend((0..40).map(|_| SseClient::connect_from(b, proxy.addr, "/all", &[])));
+    for s in &streams {
+        assert_eq!(s.status(), 200, "all 100 open, over both shards");
+    }
+    let full = SseClient::connect_from(b, proxy.addr, "/all", &[]);
+    assert_eq!(full.status(), 503, "the 101st");
+    assert_eq!(
+        proxy.metric("sse_kafka_connections_refused_per_ip_total"),
+        1
+    );
+    assert_eq!(proxy.metric("sse_kafka_connections_refused_full_total"), 1);
+}
+
+/// The admin listener's timeout was per read (one byte every 4 s held a
+/// connection for ever) and it took any number of connections. Now a
+/// request has 5 s in all, at most 64 admin connections are open, and its
+/// 405 names the one method it serves.
+#[test]
+fn the_admin_listener_bounds_its_requests_and_connections() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let broker = Broker::start();
+    broker.create_topic("items", 1);
+    let proxy = Proxy::start(&config_for(&broker, ROUTES), "0");
+    let options = common::raw_request(proxy.admin, b"OPTIONS /metrics HTTP/1.1\r\nhost: a\r\n\r\n");
+    let options = String::from_utf8_lossy(&options);
+    assert!(options.starts_with("HTTP/1.1 405 "), "{options}");
+    assert!(options.contains("\r\nallow: GET\r\n"), "{options}");
+
+    // A byte a second: closed after the request's 5 s, not kept alive.
+    let mut trickle = std::net::TcpStream::connect(proxy.admin).unwrap();
+    trickle
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let start = Instant::now();
+    let mut sent = 0;
+    let mut buf = [0u8; 64];
+    let closed_after = loop {
+        if trickle.write_all(b"G").is_err() {
+            break start.elapsed();
+        }
+        sent += 1;
+        match trickle.read(&mut buf) {
+            Ok(0) | Err(_) if start.elapsed() > Duration::from_secs(15) => panic!("never closed"),
+            Ok(0) => break start.elapsed(),
+            Ok(_) => panic!("an answer to an incomplete request"),
+            Err(_) => {}
+        }
+    };
+    assert!(
+        closed_after >= Duration::from_secs(4) && closed_after < Duration::from_secs(8),
+        "closed after {closed_after:?} and {sent} bytes"
+    );
+
+    // 64 idle connections: the 65th is closed unanswered; once they go,
+    // health checks are answered again.
+    let held: Vec<_> = (0..64)
+        .map(|_| std::net::TcpStream::connect(proxy.admin).unwrap())
+        .collect();
+    let mut extra = std::net::TcpStream::connect(proxy.admin).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let _ = extra.write_all(b"GET /health/live HTTP/1.1\r\nhost: a\r\n\r\n");
+    let mut got = Vec::new();
+    let _ = extra.read_to_end(&mut got);
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+    drop(held);
+    wait_until("health checks to be answered", || {
+        http_get(proxy.admin, "/health/live").is_ok_and(|r| r.starts_with("HTTP/1.1 200"))
+    });
+}
+
+/// A 404 that names what the request asked for echoes no control bytes.
+#[test]
+fn a_404_body_is_one_line_of_text() {
+    const TOPICS: &str = r#"routes:
+  - path: /t/{topic}
+    topic: "${params.topic}"
+    topics: ["*"]
+"#;
+    let broker = Broker::start();
+    let proxy = Proxy::start(&config_for(&broker, TOPICS), "0");
+    let answer = common::raw_request(
+        proxy.addr,
+        b"GET /t/a%0D%0Aset-cookie:%20x%00 HTTP/1.1\r\nhost: a\r\n\r\n",
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(
+        !body.trim_end_matches('\n').contains(['\r', '\n', '\0']),
+        "{body:?}"
+    );
+    assert!(body.contains("\\x0d\\x0a"), "{body:?}");
+}
+
+/// A client that connects and sends nothing lived 25-42 s with a 10 s
+/// `request_timeout` (the kernel's deferred accept waited the timeout
+/// first, rounded up to its retransmissions). Now the defer is short: it
+/// is closed within the timeout and a few seconds.
+#[test]
+fn a_silent_client_lives_about_the_request_timeout() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let broker = Broker::start();
+    broker.create_topic("items", 1);
+    let proxy = Proxy::start(&config_for(&broker, ROUTES), "0");
+    let mut silent = std::net::TcpStream::connect(proxy.addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = silent.read(&mut buf).unwrap_or(0);
+    let lived = start.elapsed();
+    assert_eq!(n, 0, "closed without an answer");
+    assert!(
+        lived >= Duration::from_secs(10) && lived < Duration::from_secs(16),
+        "lived {lived:?} with a 10 s request_timeout"
+    );
+}
+
+/// `sse-kafka check --config <file>`: exit code and stderr.
+fn check(config: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, config).unwrap();
+    check_path(path.to_str().unwrap())
+}
+
+fn check_path(path: &str) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sse-kafka"))
+        .args(["check", "--config", path])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const MINIMAL: &str =
+    "kafka:\n  bootstrap: [\"127.0.0.1:9092\"]\nroutes:\n  - path: /items\n    topic: items\n";
+
+/// Config input is bounded before it is parsed: `--config /dev/zero` grew
+/// memory for ever and deep nesting took quadratic time (200k levels in
+/// 400 KB: 103 s); absurd durations were accepted; the billion-laughs
+/// error said `0:0: -`. Each is now an error naming file and line.
+#[test]
+fn config_input_is_bounded_with_file_and_line_errors() {
+    let (code, err) = check_path("/dev/zero");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("/dev/zero") && err.contains("larger than 1048576 bytes"),
+        "{err}"
+    );
+
+    let deep = format!(
+        "{MINIMAL}x: {}{}\n",
+        "[".repeat(200_000),
+        "]".repeat(200_000)
+    );
+    let (code, err) = check(&deep);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("c.yaml:6:") && err.contains("nested deeper than 64"),
+        "{err}"
+    );
+
+    for (extra, line, field) in [
+        ("retry: 18446744073709551615s\n", 6, "retry"),
+        ("keepalive: 1ns\n", 6, "keepalive"),
+        ("retry_jitter: 2h\n", 6, "retry_jitter"),
+    ] {
+        let (code, err) = check(&format!("{MINIMAL}{extra}"));
+        assert_eq!(code, 2, "{extra}");
+        assert!(err.contains(&format!("c.yaml:{line}:")), "{extra}: {err}");
+        assert!(err.contains(field), "{extra}: {err}");
+    }
+
+    // Under `guards` (a key that takes any value, for later): serde
+    // expands the aliases until its repetition limit.
+    let mut laughs = format!("{MINIMAL}guards:\n  a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    for (prev, c) in "abcdefgh".chars().zip("bcdefghi".chars()) {
+        let refs = vec![format!("*{prev}"); 9].join(",");
+        laughs.push_str(&format!("  {c}: &{c} [{refs}]\n"));
+    }
+    let (code, err) = check(&laughs);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("c.yaml:8:") && err.contains("guards.b"),
+        "{err}"
+    );
+    assert!(err.contains("billion laughs"), "{err}");
+}
+
+/// `check` says loudly that the default CORS lets any website read.
+#[test]
+fn check_warns_about_any_origin() {
+    let (code, err) = check(MINIMAL);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: cors.allow_origins is \"*\""),
+        "{err}"
+    );
+    let (_, narrowed) = check(&format!(
+        "{MINIMAL}cors: {{ allow_origins: [\"https://a.example\"] }}\n"
+    ));
+    assert!(!narrowed.contains("warning"), "{narrowed}");
+}

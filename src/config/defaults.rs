@@ -35,6 +35,11 @@ pub const DEFAULT_CLIENT_ID: &str = "sse-kafka";
 /// topic is not cut for idleness, yet the comment frames cost almost nothing.
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
 
+/// 100ms to 1h: a shorter keep-alive floods every idle stream with
+/// comments (`1ns` was accepted), a longer one is cut by any idle timeout.
+pub const KEEPALIVE_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(3600));
+
 /// 2s: the HTML spec leaves EventSource's reconnection delay to the browser
 /// ("a few seconds"); 2s brings clients back quickly after a proxy restart
 /// without hammering a proxy that is still starting.
@@ -43,6 +48,11 @@ pub const DEFAULT_RETRY: Duration = Duration::from_secs(2);
 /// 1s: spreads the reconnections of every client of a restarted proxy over a
 /// second instead of letting them all arrive in the same instant.
 pub const DEFAULT_RETRY_JITTER: Duration = Duration::from_secs(1);
+
+/// 1h: the most `retry` and `retry_jitter` may be (an EventSource told to
+/// wait longer has as good as stopped; `18446744073709551615s` was
+/// accepted).
+pub const MAX_RETRY: Duration = Duration::from_secs(3600);
 
 /// `*`: the streams are read-only and the proxy uses no cookies or credentials,
 /// so any web page may read them unless the operator narrows it down.

@@ -74,8 +74,16 @@ impl ConfigError {
     /// <context>` for syntax errors; we move the path into `field` and drop the
     /// position, which is already in `line` and `column`.
     pub(super) fn from_yaml(err: &serde_yaml_ng::Error, text: &str, file: &str) -> Self {
-        let (line, column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
+        let (mut line, mut column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
         let mut full = err.to_string();
+        if line == 0 && full.contains("repetition limit exceeded") {
+            // Aliases that expand without bound ("billion laughs"): serde
+            // knows no position; the first alias is where it starts.
+            if let Some((at, col)) = first_alias(text) {
+                (line, column) = (at, col);
+            }
+            full = "aliases expand past the parser's repetition limit (a \"billion laughs\"); write the values out".to_owned();
+        }
         if line > 0 {
             let mark = format!(" at line {line} column {column}");
             if let Some(at) = full.find(&mark) {
@@ -116,6 +124,29 @@ impl ConfigError {
         };
         ConfigError::new(file, (line, column), &field, message)
     }
+}
+
+/// Line and column (1-based) of the first alias (`*name`) in `text`,
+/// outside quotes and comments.
+fn first_alias(text: &str) -> Option<(usize, usize)> {
+    for (i, line) in text.lines().enumerate() {
+        let mut quote = None;
+        let mut previous = ' ';
+        for (col, c) in line.char_indices() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '#') if previous == ' ' => break,
+                (None, '*') if matches!(previous, ' ' | '[' | ',' | '{' | ':') => {
+                    return Some((i + 1, col + 1));
+                }
+                _ => {}
+            }
+            previous = c;
+        }
+    }
+    None
 }
 
 /// Whether `s` can be a serde_yaml_ng path (`routes[0].topic`) rather than the

@@ -13,6 +13,7 @@
 //!
 //! One concept per file; each uses only those listed after it:
 //!
+//! - `bounds`: the file's size and nesting depth, checked before parsing.
 //! - `validate`: the checks across fields, the overrides, building the model.
 //! - `raw`: the serde structs mirroring the file, with their defaults.
 //! - `filters`: a route's filter conditions, into [`crate::codec::filter::FilterSpec`]s.
@@ -28,6 +29,7 @@
 
 use std::path::Path;
 
+mod bounds;
 mod defaults;
 mod error;
 mod filters;
@@ -63,8 +65,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// `file:line:column: field`, even in a setting a flag overrides.
 pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(&file, (0, 0), "-", format!("cannot read the file: {e}")))?;
+    let text = bounds::read(path, &file)?;
     parse_with(&text, &file, overrides)
 }
 
@@ -89,6 +90,7 @@ fn parse_with(text: &str, file: &str, overrides: &Overrides) -> Result<Config, C
             "the file is empty; it needs at least `kafka.bootstrap` and `routes`".to_string(),
         ));
     }
+    bounds::check_nesting(text, file)?;
     let raw: RawConfig =
         serde_yaml_ng::from_str(text).map_err(|e| ConfigError::from_yaml(&e, text, file))?;
     validate(raw, overrides, text, file)

@@ -92,8 +92,13 @@ pub struct Connections {
     /// outbox and its feed, after a write pass before it leaves the live
     /// stream for a cursor; never zero.
     pub max_queued_bytes: usize,
-    /// Per process; never zero.
+    /// Per process, counting connections still sending their request head;
+    /// never zero. Bounded at run time by the process's descriptor limit
+    /// (less a reserve for Kafka and the admin listener).
     pub max: usize,
+    /// Connections one client address may hold at once (answered 429 past
+    /// it); `None` (the default) for no per-address bound.
+    pub max_per_ip: Option<usize>,
     /// A client that sends no complete request head within this is closed;
     /// never zero.
     pub request_timeout: Duration,
@@ -173,6 +178,19 @@ impl Config {
     /// global one. Panics if `route` is out of range, like slice indexing.
     pub fn route_keepalive(&self, route: usize) -> Duration {
         self.routes[route].keepalive.unwrap_or(self.keepalive)
+    }
+
+    /// Legal but risky choices an operator should hear about, for `check`
+    /// to print and `run` to log.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.cors.allow_origins.iter().any(|o| o == "*") {
+            out.push(
+                "cors.allow_origins is \"*\" (the default): any website a visitor opens can read these streams from the visitor's browser, an intranet instance's too; list the origins that may"
+                    .to_owned(),
+            );
+        }
+        out
     }
 
     /// The route table as `sse-kafka check` prints it, one line per route, each
@@ -326,6 +344,15 @@ routes:
     value: text
     event_id: progress
 "#;
+
+    #[test]
+    fn any_origin_is_warned_about_and_a_list_is_not() {
+        use crate::config::testing::MINIMAL;
+        let open = parse_ok(MINIMAL).warnings();
+        assert_eq!(open.len(), 1);
+        assert!(open[0].contains("cors.allow_origins is \"*\""), "{open:?}");
+        assert!(parse_ok(FULL).warnings().is_empty());
+    }
 
     #[test]
     fn full_config() {

@@ -14,8 +14,9 @@ use super::defaults::*;
 use super::filters::RawFilter;
 use super::model::{EventIdForm, Partitioner, Start, ValueEncoding};
 use super::values::{
-    present, AnyDuration, AnySize, BrokerAddr, DurationAtLeast, FetchWait, Keyword, LagLimit,
-    NonEmpty, PositiveDuration, RoutePath, Size, SizeAtLeast, TopicName, TopicPatterns,
+    present, AnySize, BrokerAddr, DurationAtLeast, FetchWait, Keepalive, Keyword, LagLimit,
+    NonEmpty, PositiveDuration, RetryDuration, RoutePath, Size, SizeAtLeast, TopicName,
+    TopicPatterns,
 };
 
 #[derive(Deserialize)]
@@ -30,11 +31,11 @@ pub(super) struct RawConfig {
     pub(super) admin_listen: Option<SocketAddr>,
     pub(super) kafka: RawKafka,
     #[serde(default = "default_keepalive")]
-    pub(super) keepalive: PositiveDuration,
+    pub(super) keepalive: Keepalive,
     #[serde(default = "default_retry")]
-    pub(super) retry: AnyDuration,
+    pub(super) retry: RetryDuration,
     #[serde(default = "default_retry_jitter")]
-    pub(super) retry_jitter: AnyDuration,
+    pub(super) retry_jitter: RetryDuration,
     #[serde(default)]
     pub(super) cors: RawCors,
     #[serde(default)]
@@ -91,13 +92,15 @@ impl Default for RawCors {
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping of connection settings (max, max_queued_bytes, request_timeout, nodelay)"
+    expecting = "a mapping of connection settings (max, max_per_ip, max_queued_bytes, request_timeout, nodelay)"
 )]
 pub(super) struct RawConnections {
     #[serde(default = "default_max_queued_bytes")]
     pub(super) max_queued_bytes: Size,
     #[serde(default = "default_max_connections")]
     pub(super) max: NonZeroUsize,
+    #[serde(default)]
+    pub(super) max_per_ip: Option<NonZeroUsize>,
     #[serde(default = "default_request_timeout")]
     pub(super) request_timeout: PositiveDuration,
     #[serde(default = "default_nodelay")]
@@ -109,6 +112,7 @@ impl Default for RawConnections {
         RawConnections {
             max_queued_bytes: default_max_queued_bytes(),
             max: default_max_connections(),
+            max_per_ip: None,
             request_timeout: default_request_timeout(),
             nodelay: default_nodelay(),
         }
@@ -172,7 +176,7 @@ pub(super) struct RawRoute {
     #[serde(default = "default_event_id")]
     pub(super) event_id: Keyword<EventIdForm>,
     #[serde(default)]
-    pub(super) keepalive: Option<PositiveDuration>,
+    pub(super) keepalive: Option<Keepalive>,
     /// Absent: every record. A null or empty list is `Some(vec![])`, which
     /// `validate` refuses.
     #[serde(default, deserialize_with = "present")]
@@ -190,13 +194,13 @@ pub(super) struct RawRoute {
 fn default_listen() -> SocketAddr {
     DEFAULT_LISTEN
 }
-fn default_keepalive() -> PositiveDuration {
+fn default_keepalive() -> Keepalive {
     DurationAtLeast(DEFAULT_KEEPALIVE)
 }
-fn default_retry() -> AnyDuration {
+fn default_retry() -> RetryDuration {
     DurationAtLeast(DEFAULT_RETRY)
 }
-fn default_retry_jitter() -> AnyDuration {
+fn default_retry_jitter() -> RetryDuration {
     DurationAtLeast(DEFAULT_RETRY_JITTER)
 }
 fn default_fetch_max_wait() -> FetchWait {

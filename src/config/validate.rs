@@ -5,6 +5,7 @@
 //! built from the raw structs.
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 
 use super::defaults::MAX_MAX_TOPICS;
 use super::error::ConfigError;
@@ -179,6 +180,7 @@ pub(super) fn validate(
         connections: Connections {
             max_queued_bytes: raw.connections.max_queued_bytes.0,
             max: raw.connections.max.get(),
+            max_per_ip: raw.connections.max_per_ip.map(NonZeroUsize::get),
             request_timeout: raw.connections.request_timeout.0,
             nodelay: raw.connections.nodelay,
         },

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::defaults::MIN_FETCH_MAX_WAIT;
+use super::defaults::{KEEPALIVE_RANGE, MAX_RETRY, MIN_FETCH_MAX_WAIT};
 use super::model::{ConfigKeyword, MaxLag};
 use crate::codec::filter::Template;
 use crate::codec::router::PathTemplate;
@@ -54,17 +54,27 @@ pub(super) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     T::deserialize(d).map(Some)
 }
 
-/// A humantime duration ("15s", "2m", "100ms") of at least `MIN_NANOS`.
+/// A humantime duration ("15s", "2m", "100ms") of at least `MIN_NANOS`
+/// and at most `MAX_NANOS`.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct DurationAtLeast<const MIN_NANOS: u64>(pub(super) Duration);
-/// Any duration, zero included (a zero jitter or retry is meaningful).
-pub(super) type AnyDuration = DurationAtLeast<0>;
+pub(super) struct DurationAtLeast<const MIN_NANOS: u64, const MAX_NANOS: u64 = { u64::MAX }>(
+    pub(super) Duration,
+);
 /// A duration greater than zero (a zero interval or timeout makes no sense).
 pub(super) type PositiveDuration = DurationAtLeast<1>;
 /// `kafka.fetch_max_wait`: at least [`MIN_FETCH_MAX_WAIT`].
 pub(super) type FetchWait = DurationAtLeast<{ MIN_FETCH_MAX_WAIT.as_nanos() as u64 }>;
+/// `keepalive` (global or a route's): within [`KEEPALIVE_RANGE`].
+pub(super) type Keepalive = DurationAtLeast<
+    { KEEPALIVE_RANGE.0.as_nanos() as u64 },
+    { KEEPALIVE_RANGE.1.as_nanos() as u64 },
+>;
+/// `retry` and `retry_jitter`: at most [`MAX_RETRY`] (zero is meaningful).
+pub(super) type RetryDuration = DurationAtLeast<0, { MAX_RETRY.as_nanos() as u64 }>;
 
-impl<'de, const MIN_NANOS: u64> Deserialize<'de> for DurationAtLeast<MIN_NANOS> {
+impl<'de, const MIN_NANOS: u64, const MAX_NANOS: u64> Deserialize<'de>
+    for DurationAtLeast<MIN_NANOS, MAX_NANOS>
+{
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         deserialize_str_with(d, "a duration such as \"15s\", \"2m\" or \"100ms\"", |s| {
             let value = humantime::parse_duration(s).map_err(|e| {
@@ -80,6 +90,13 @@ impl<'de, const MIN_NANOS: u64> Deserialize<'de> for DurationAtLeast<MIN_NANOS> 
                         humantime::format_duration(min)
                     )
                 });
+            }
+            let max = Duration::from_nanos(MAX_NANOS);
+            if value > max {
+                return Err(format!(
+                    "duration '{s}' must be at most {}",
+                    humantime::format_duration(max)
+                ));
             }
             Ok(DurationAtLeast(value))
         })
@@ -421,7 +438,13 @@ mod tests {
             ("duration without unit", format!("{MINIMAL}retry: 15\n"),
                 6, 8, "retry", "invalid duration '15': time unit needed"),
             ("zero keepalive", format!("{MINIMAL}keepalive: 0s\n"),
-                6, 12, "keepalive", "duration '0s' must be greater than 0"),
+                6, 12, "keepalive", "duration '0s' must be at least 100ms"),
+            ("keepalive of a nanosecond", format!("{MINIMAL}keepalive: 1ns\n"),
+                6, 12, "keepalive", "duration '1ns' must be at least 100ms"),
+            ("a route's keepalive of a day", route_with("    keepalive: 1day\n"),
+                6, 16, "routes[0].keepalive", "duration '1day' must be at most 1h"),
+            ("retry past an hour", format!("{MINIMAL}retry: 18446744073709551615s\n"),
+                6, 8, "retry", "duration '18446744073709551615s' must be at most 1h"),
             ("fetch wait under 1ms", format!("{HEAD}  fetch_max_wait: 0ms\nroutes: [{{path: /a, topic: a}}]\n"),
                 3, 19, "kafka.fetch_max_wait", "duration '0ms' must be at least 1ms"),
             ("bad size", format!("{MINIMAL}connections:\n  max_queued_bytes: 1MB\n"),

@@ -1,11 +1,15 @@
 //! The admin listener: `/health/live`, `/health/ready` and `/metrics`
 //! (Prometheus text format, counters summed over shards). It runs on shard
 //! 0, apart from the client listener, so scraping never competes with the
-//! client port's accept queue.
+//! client port's accept queue. Its connections are bounded in number
+//! ([`ADMIN_MAX_CONNECTIONS`]) and each has [`ADMIN_REQUEST_TIMEOUT`] for
+//! its whole request, however it trickles in.
 
+use std::cell::Cell;
 use std::io;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
@@ -15,18 +19,33 @@ use crate::codec::http::{self, Method};
 use crate::ops::metrics::{self, ShardMetrics};
 
 /// Admin requests are tiny; a scraper that takes longer than this to send
-/// one is dropped.
-const ADMIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// one (all of it, not each read) is dropped.
+pub const ADMIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Admin connections open at once; more are closed at accept. Scrapers
+/// and health checks need a handful.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// The largest admin request head read.
+const ADMIN_MAX_HEAD: usize = 8 * 1024;
 
 pub async fn serve(listener: TcpListener, shards: Arc<[Arc<ShardMetrics>]>) {
+    let open = Rc::new(Cell::new(0usize));
     loop {
         match listener.accept().await {
+            Ok(stream) if open.get() >= ADMIN_MAX_CONNECTIONS => {
+                debug!("admin connection limit reached; closing");
+                drop(stream);
+            }
             Ok(stream) => {
                 let shards = Arc::clone(&shards);
+                let open = Rc::clone(&open);
+                open.set(open.get() + 1);
                 glommio::spawn_local(async move {
                     if let Err(e) = answer(stream, &shards).await {
                         debug!(error = %e, "admin request failed");
                     }
+                    open.set(open.get() - 1);
                 })
                 .detach();
             }
@@ -39,10 +58,15 @@ pub async fn serve(listener: TcpListener, shards: Arc<[Arc<ShardMetrics>]>) {
 }
 
 async fn answer(mut stream: TcpStream, shards: &[Arc<ShardMetrics>]) -> io::Result<()> {
-    stream.set_read_timeout(Some(ADMIN_REQUEST_TIMEOUT))?;
+    let deadline = Instant::now() + ADMIN_REQUEST_TIMEOUT;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     let out = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || buf.len() > ADMIN_MAX_HEAD {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
             return Ok(());
@@ -65,7 +89,7 @@ async fn answer(mut stream: TcpStream, shards: &[Arc<ShardMetrics>]) -> io::Resu
 fn respond(head: &http::RequestHead<'_>, shards: &[Arc<ShardMetrics>]) -> Vec<u8> {
     let mut out = Vec::new();
     if head.method != Method::Get {
-        http::write_error(&mut out, 405, "only GET", None);
+        http::write_error_allowing(&mut out, 405, "only GET", None, Some("GET"));
         return out;
     }
     match head.path {

@@ -65,6 +65,12 @@ pub struct ShardMetrics {
     pub records_fetched: Counter,
     pub catchup_fetches: Counter,
     pub kafka_errors: Counter,
+    /// Connections answered 503 at accept: the process's connection cap
+    /// (`connections.max`, or the descriptor budget) was reached.
+    pub refused_full: Counter,
+    /// Connections answered 429 at accept: their address held
+    /// `connections.max_per_ip`.
+    pub refused_per_ip: Counter,
     /// Record batches the live fetch loops could not decode and skipped.
     pub batches_skipped: Counter,
     /// Gauge: bytes the partition cache holds for the partitions this shard
@@ -214,6 +220,18 @@ const FAMILIES: &[Family] = &[
         help: "Streams ended with an error event because their topic was unavailable for longer than kafka.unavailable_timeout.",
         kind: "counter",
         get: |m| m.topic_unavailable_ends.get(),
+    },
+    Family {
+        name: "sse_kafka_connections_refused_full_total",
+        help: "Connections answered 503 at accept because the connection cap (connections.max or the descriptor budget) was reached.",
+        kind: "counter",
+        get: |m| m.refused_full.get(),
+    },
+    Family {
+        name: "sse_kafka_connections_refused_per_ip_total",
+        help: "Connections answered 429 at accept because their address held connections.max_per_ip.",
+        kind: "counter",
+        get: |m| m.refused_per_ip.get(),
     },
     Family {
         name: "sse_kafka_batches_skipped_total",

@@ -4,6 +4,7 @@
 //! shard's tasks (intake, write pass, ticker, the admin listener on shard
 //! 0), accepts connections until shutdown, then lets the streams drain.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +30,9 @@ use crate::stream::open_topic::TopicOpener;
 use crate::stream::plan::Requests;
 use crate::stream::routes::Routes;
 use crate::stream::{life, Front, Retry};
-use crate::sys::socket;
+use crate::sys::{fds, socket};
+
+use super::admission::{Admission, Refused};
 
 /// io_uring registered buffers only serve file DMA, which a network proxy
 /// does not do: keep them small.
@@ -44,25 +47,62 @@ const DRAIN_CHECK: Duration = Duration::from_millis(5);
 /// Back-off after a failed `accept` (e.g. EMFILE) so the loop does not spin.
 const ACCEPT_RETRY: Duration = Duration::from_millis(20);
 
-/// Read-only state every shard starts from.
+/// State every shard starts from: read-only, but for the process-wide
+/// connection count.
 #[derive(Debug)]
 pub struct Shared {
     pub config: Arc<Config>,
     pub topics: Arc<TopicTable>,
     pub metrics: Arc<[Arc<ShardMetrics>]>,
+    pub admission: Arc<Admission>,
 }
 
 impl Shared {
-    pub fn new(config: Config, shards: usize) -> Self {
+    /// With the warning to log when the descriptor limit lowers the
+    /// connection cap.
+    pub fn new(config: Config, shards: usize) -> (Self, Option<String>) {
         let topics = Arc::new(TopicTable::new(config.topics(), config.kafka.max_topics));
         let metrics = (0..shards)
             .map(|_| Arc::new(ShardMetrics::default()))
             .collect();
-        Self {
+        let fd_limit = fds::descriptor_limit().unwrap_or(None);
+        let (admission, warning) = Admission::new(&config.connections, fd_limit);
+        let shared = Self {
             config: Arc::new(config),
             topics,
             metrics,
+            admission: Arc::new(admission),
+        };
+        (shared, warning)
+    }
+}
+
+/// A warning logged at most once per interval, with the count of those
+/// left out: a storm of failed accepts (the descriptor table full) is one
+/// line a second, not a hundred.
+struct Throttled {
+    next: Instant,
+    suppressed: u64,
+}
+
+impl Throttled {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn new() -> Self {
+        Self {
+            next: Instant::now(),
+            suppressed: 0,
         }
+    }
+
+    /// Whether to log now; if so, how many were left out since the last.
+    fn due(&mut self, now: Instant) -> Option<u64> {
+        if now < self.next {
+            self.suppressed += 1;
+            return None;
+        }
+        self.next = now + Self::EVERY;
+        Some(std::mem::take(&mut self.suppressed))
     }
 }
 
@@ -132,11 +172,7 @@ fn build(spec: &ShardSpec) -> (Rc<Shard>, Rc<Front>) {
         unavailable_timeout: config.kafka.unavailable_timeout,
     };
     let front = Rc::new(Front {
-        requests: Requests::new(
-            routes,
-            Arc::clone(&shared.topics),
-            config.connections.max.div_ceil(spec.shards),
-        ),
+        requests: Requests::new(routes, Arc::clone(&shared.topics)),
         opener: TopicOpener::new(
             Arc::clone(&shared.topics),
             sidecar.clone(),
@@ -189,16 +225,37 @@ async fn run(spec: ShardSpec) {
 
     let listener = socket::glommio_listener(spec.listener);
     let accept = async {
+        let mut accept_failed = Throttled::new();
         loop {
             match listener.accept().await {
                 Ok(stream) => {
-                    // Keep-alive ticks are set once the route is known.
-                    let outbox = Rc::new(Outbox::new(stream, 1));
-                    let serve = life::serve(Rc::clone(&shard), Rc::clone(&front), outbox);
-                    glommio::spawn_local(serve).detach();
+                    let ip = stream
+                        .peer_addr()
+                        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+                    match shared.admission.admit(ip) {
+                        Ok(admitted) => {
+                            // Keep-alive ticks are set once the route is known.
+                            let outbox = Rc::new(Outbox::new(stream, 1));
+                            let serve = life::serve(Rc::clone(&shard), Rc::clone(&front), outbox);
+                            glommio::spawn_local(async move {
+                                let _counted = admitted;
+                                serve.await;
+                            })
+                            .detach();
+                        }
+                        Err(refused) => {
+                            match refused {
+                                Refused::Full => shard.metrics.refused_full.inc(),
+                                Refused::PerIp => shard.metrics.refused_per_ip.inc(),
+                            }
+                            socket::answer_now(&stream, &refused.response());
+                        }
+                    }
                 }
                 Err(e) => {
-                    warn!(shard = shard.id.0, error = %e, "accept failed");
+                    if let Some(suppressed) = accept_failed.due(Instant::now()) {
+                        warn!(shard = shard.id.0, error = %e, suppressed, "accept failed");
+                    }
                     glommio::timer::sleep(ACCEPT_RETRY).await;
                 }
             }

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use glommio::channels::channel_mesh::MeshBuilder;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::kafka::Sidecar;
 use crate::model::ShardId;
 use crate::shard::mesh::MESH_CAPACITY;
 use crate::sys::socket::client_listener;
+mod admission;
 mod executor;
 
 use self::executor::{Control, ShardSpec, Shared};
@@ -22,6 +23,14 @@ use self::executor::{Control, ShardSpec, Shared};
 /// Batches a sidecar may have in flight to its shard before its fetch loops
 /// wait (backpressure on fetching, never loss).
 const SIDECAR_CHANNEL: usize = 1024;
+
+/// How long the kernel holds a connection that has sent nothing before it
+/// is accepted anyway (`TCP_DEFER_ACCEPT`). Short: the kernel rounds it up
+/// to its SYN-ACK retransmissions (about 3 s for 1 s), and the request
+/// timeout only starts at accept, so a silent client lives about this
+/// much longer than `connections.request_timeout` (with the timeout as
+/// the defer, 10 s made 25-42 s).
+const DEFER_ACCEPT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// On-demand Kafka requests queued per shard.
 const REQUEST_CHANNEL: usize = 4096;
@@ -52,8 +61,19 @@ pub fn run(config: Config, cpus: &[usize]) -> Result<(), ServerError> {
     let shards = cpus.len();
     let listen = config.listen;
     let admin_listen = config.admin_listen;
-    let defer = config.connections.request_timeout;
-    let shared = Arc::new(Shared::new(config, shards));
+    let defer = DEFER_ACCEPT;
+    for warning in config.warnings() {
+        warn!("{warning}");
+    }
+    let (shared, fd_warning) = Shared::new(config, shards);
+    if let Some(warning) = fd_warning {
+        warn!("{warning}");
+    }
+    info!(
+        max = shared.admission.max(),
+        "connections counted from their accept, process-wide"
+    );
+    let shared = Arc::new(shared);
     let mesh = (shards > 1).then(|| MeshBuilder::full(shards, MESH_CAPACITY));
     let mut admin = match admin_listen {
         Some(addr) => Some(

@@ -65,8 +65,6 @@ pub struct Requests {
     pub routes: Routes,
     /// The process-wide topic table.
     pub topics: Arc<TopicTable>,
-    /// This shard's share of `connections.max`.
-    pub max_connections: usize,
     /// `connections.request_timeout`.
     pub request_timeout: Duration,
     /// Where request heads that have fully arrived are read and parsed, so
@@ -76,12 +74,11 @@ pub struct Requests {
 }
 
 impl Requests {
-    pub fn new(routes: Routes, topics: Arc<TopicTable>, max_connections: usize) -> Self {
+    pub fn new(routes: Routes, topics: Arc<TopicTable>) -> Self {
         let request_timeout = routes.config().connections.request_timeout;
         Self {
             routes,
             topics,
-            max_connections,
             request_timeout,
             head_scratch: RefCell::new(vec![0; http::MAX_HEAD_BYTES]),
         }
@@ -257,9 +254,6 @@ fn plan_for(requests: &Requests, shard: &Shard, head: &http::RequestHead<'_>) ->
             }
         },
     };
-    if shard.metrics.connections_open.get() as usize >= requests.max_connections {
-        return Refusal::unavailable("connection limit reached", 1).into();
-    }
     let last_event_id = head
         .last_event_id
         .map(<[u8]>::to_vec)

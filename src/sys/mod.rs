@@ -1,8 +1,10 @@
 //! What the proxy asks of the operating system beyond the standard library
-//! and glommio: CPU affinity ([`cpus`]) and socket calls (`socket`). The
+//! and glommio: CPU affinity ([`cpus`]), socket calls (`socket`) and the
+//! descriptor budget ([`fds`]). The
 //! crate denies `unsafe` code everywhere else: each `unsafe` block lives
 //! here, behind a safe function, with its `SAFETY` argument beside it.
 #![allow(unsafe_code)]
 
 pub mod cpus;
+pub mod fds;
 pub(crate) mod socket;

@@ -28,7 +28,7 @@ const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
 /// One client listener per shard on the same address (`SO_REUSEPORT` lets
 /// the kernel spread connections over the shards).
 ///
-/// `TCP_DEFER_ACCEPT` (up to `defer`, the request timeout): a connection is
+/// `TCP_DEFER_ACCEPT` (up to `defer`): a connection is
 /// accepted once its request has arrived, so the head is read and parsed
 /// at once in the shard's scratch buffer. Without it a burst of clients is
 /// accepted before their requests, and each connection allocates read state
@@ -94,6 +94,21 @@ pub fn send_now(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
 pub fn send_vectored_now(stream: &TcpStream, parts: &[IoSlice<'_>]) -> io::Result<usize> {
     let fd = fd(stream);
     SockRef::from(&fd).send_vectored_with_flags(parts, SEND_FLAGS)
+}
+
+/// Answers a connection that is refused at once, without waiting: what
+/// the client sent so far is read away first (closing with unread bytes
+/// would reset the connection and lose the answer), then `answer` is sent
+/// as far as the socket takes it. The caller closes the stream.
+pub fn answer_now(stream: &TcpStream, answer: &[u8]) {
+    let mut scratch = [0u8; 4096];
+    for _ in 0..4 {
+        match recv_now(stream, &mut scratch) {
+            Ok(Some(n)) if n == scratch.len() => continue,
+            _ => break,
+        }
+    }
+    let _ = send_now(stream, answer);
 }
 
 /// One non-blocking `recv`: `None` when nothing has arrived yet.

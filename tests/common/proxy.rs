@@ -45,10 +45,36 @@ impl Proxy {
 
     /// Starts the proxy and waits only until it listens.
     pub fn start_unready(config: &str, cpus: &str) -> Proxy {
+        Self::launch(config, cpus, None)
+    }
+
+    /// Starts the proxy with at most `fds` open descriptors (util-linux
+    /// `prlimit`, which then runs it in its place) and waits until it is
+    /// ready.
+    pub fn start_with_fd_limit(config: &str, cpus: &str, fds: u64) -> Proxy {
+        let proxy = Self::launch(config, cpus, Some(fds));
+        wait_until("the proxy to be ready", || {
+            http_get(proxy.admin, "/health/ready")
+                .map(|r| r.starts_with("HTTP/1.1 200"))
+                .unwrap_or(false)
+        });
+        proxy
+    }
+
+    fn launch(config: &str, cpus: &str, fds: Option<u64>) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sse-kafka.yaml");
         std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sse-kafka"))
+        let bin = env!("CARGO_BIN_EXE_sse-kafka");
+        let mut command = match fds {
+            None => Command::new(bin),
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(bin);
+                c
+            }
+        };
+        let mut child = command
             .arg("run")
             .arg("--config")
             .arg(&path)

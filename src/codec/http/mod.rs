@@ -14,4 +14,7 @@ pub use request::{
     parse_request, query_param, Method, RequestError, RequestHead, MAX_HEADERS, MAX_HEAD_BYTES,
     MAX_REQUEST_LINE,
 };
-pub use response::{cors_allow_origin, reason, write_error, write_preflight, write_stream_head};
+pub use response::{
+    cors_allow_origin, reason, write_error, write_error_allowing, write_preflight,
+    write_stream_head,
+};

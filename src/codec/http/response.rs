@@ -30,6 +30,23 @@ pub fn write_stream_head(out: &mut Vec<u8>, allow_origin: Option<&[u8]>) {
 /// `connection: close`, `retry-after: <secs>` if given, `allow: GET, OPTIONS`
 /// for 405 (RFC 9110 §15.5.6 requires it), and the body `message` + `"\n"`.
 pub fn write_error(out: &mut Vec<u8>, status: u16, message: &str, retry_after_secs: Option<u64>) {
+    let allow = (status == 405).then_some("GET, OPTIONS");
+    write_error_allowing(out, status, message, retry_after_secs, allow);
+}
+
+/// [`write_error`] with the `allow` header of a 405 given (the stream
+/// listener serves GET and OPTIONS, the admin listener GET alone).
+///
+/// The message is one line of text: control characters in it (a request
+/// may put CR, LF or NUL into a name it echoes) are written `\xNN`.
+pub fn write_error_allowing(
+    out: &mut Vec<u8>,
+    status: u16,
+    message: &str,
+    retry_after_secs: Option<u64>,
+    allow: Option<&str>,
+) {
+    let message = one_line(message);
     push_status_line(out, status);
     out.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\ncontent-length: ");
     // The trailing newline makes `curl` output end cleanly in a terminal.
@@ -40,12 +57,30 @@ pub fn write_error(out: &mut Vec<u8>, status: u16, message: &str, retry_after_se
         push_decimal(out, secs);
         out.extend_from_slice(b"\r\n");
     }
-    if status == 405 {
-        out.extend_from_slice(b"allow: GET, OPTIONS\r\n");
+    if let Some(allow) = allow {
+        out.extend_from_slice(b"allow: ");
+        out.extend_from_slice(allow.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(message.as_bytes());
     out.push(b'\n');
+}
+
+/// `text` with every control character written `\xNN`.
+fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control()) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// The headers allowed when the preflight did not list any: the two a
@@ -206,6 +241,19 @@ mod tests {
                 "{origin:?}"
             );
         }
+    }
+
+    #[test]
+    fn error_messages_are_one_line_of_text() {
+        let out = written(|out| write_error(out, 404, "topic 'a\r\nb\0' is bad", None));
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert_eq!(body, "topic 'a\\x0d\\x0ab\\x00' is bad\n");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        let admin = written(|out| write_error_allowing(out, 405, "only GET", None, Some("GET")));
+        assert!(admin.contains("\r\nallow: GET\r\n"), "{admin}");
     }
 
     #[test]

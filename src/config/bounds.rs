@@ -1,0 +1,166 @@
+//! Bounds on the config input itself, checked before the YAML parser sees
+//! it: the file's size (a config is a few KB; `--config /dev/zero` must not
+//! grow memory for ever) and its nesting depth (the parser takes quadratic
+//! time on deep nesting: 200,000 levels in 400 KB took 103 s). Both errors
+//! name the file and line, as every config error does.
+
+use std::io::Read;
+use std::path::Path;
+
+use super::error::ConfigError;
+
+/// The largest config file read.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The deepest nesting of mappings and sequences accepted (a real config
+/// nests five or six levels).
+pub const MAX_NESTING: usize = 64;
+
+/// The file's text, refused past [`MAX_CONFIG_BYTES`] without reading more.
+pub(super) fn read(path: &Path, file: &str) -> Result<String, ConfigError> {
+    let cannot = |e: std::io::Error| {
+        ConfigError::new(file, (0, 0), "-", format!("cannot read the file: {e}"))
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(cannot)?
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ConfigError::new(
+            file,
+            (0, 0),
+            "-",
+            format!("the file is larger than {MAX_CONFIG_BYTES} bytes; a config is a few KB"),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        ConfigError::new(file, (line, 0), "-", "the file is not UTF-8".to_owned())
+    })
+}
+
+/// Refuses text nested deeper than [`MAX_NESTING`]: block indentation
+/// levels, sequence dashes and flow brackets together, outside quotes,
+/// comments and block scalars. Errs on the side of counting: it is a guard
+/// against hostile input, and real configs are far below the bound.
+pub(super) fn check_nesting(text: &str, file: &str) -> Result<(), ConfigError> {
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    // A block scalar (`|`, `>`) holds text, not structure, down to the
+    // first line indented no deeper than its key.
+    let mut scalar_at: Option<usize> = None;
+    for (i, line) in text.lines().enumerate() {
+        let body = line.trim_start_matches(' ');
+        let indent = line.len() - body.len();
+        if body.is_empty() || (flow == 0 && body.starts_with('#')) {
+            continue;
+        }
+        if let Some(at) = scalar_at {
+            if indent > at {
+                continue;
+            }
+            scalar_at = None;
+        }
+        let mut rest = body;
+        let mut dashes = 0;
+        if flow == 0 {
+            while indents.last().is_some_and(|&last| last >= indent) {
+                indents.pop();
+            }
+            indents.push(indent);
+            while let Some(after) = rest.strip_prefix("- ").or((rest == "-").then_some("")) {
+                dashes += 1;
+                rest = after.trim_start_matches(' ');
+            }
+        }
+        let too_deep = |depth: usize| {
+            (depth > MAX_NESTING).then(|| {
+                ConfigError::new(
+                    file,
+                    (i + 1, 0),
+                    "-",
+                    format!("nested deeper than {MAX_NESTING} levels"),
+                )
+            })
+        };
+        if let Some(e) = too_deep(indents.len() + dashes + flow) {
+            return Err(e);
+        }
+        let mut quote: Option<char> = None;
+        let mut previous = ' ';
+        let mut chars = rest.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (quote, c) {
+                (Some('"'), '\\') => {
+                    chars.next();
+                }
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '#') if previous == ' ' => break,
+                (None, '[' | '{') => {
+                    flow += 1;
+                    if let Some(e) = too_deep(indents.len() + dashes + flow) {
+                        return Err(e);
+                    }
+                }
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+            previous = c;
+        }
+        if flow == 0 {
+            let value = rest.split(" #").next().unwrap_or("").trim_end();
+            let last = value.rsplit([' ', ':']).next().unwrap_or("");
+            if !last.is_empty() && (last.starts_with('|') || last.starts_with('>')) {
+                scalar_at = Some(indent);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn depth_error(text: &str) -> Option<(usize, String)> {
+        check_nesting(text, "f.yaml")
+            .err()
+            .map(|e| (e.line, e.message))
+    }
+
+    #[test]
+    fn real_configs_pass() {
+        let text = "kafka:\n  bootstrap: [\"a:1\", \"b:2\"]\nroutes:\n  - path: /x\n    topic: t\n    filters:\n      - { key: \"[{\" }\n      - value: { \"/a\": 1 }  # a [ comment\ndescription: |\n  [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\nlast: 1\n";
+        assert_eq!(depth_error(text), None);
+    }
+
+    #[test]
+    fn deep_flow_block_and_dash_nesting_are_refused_with_a_line() {
+        let flow = format!("a: 1\nb: {}{}\n", "[".repeat(200_000), "]".repeat(200_000));
+        let start = std::time::Instant::now();
+        let (line, message) = depth_error(&flow).unwrap();
+        assert_eq!(line, 2);
+        assert!(message.contains("deeper than 64"), "{message}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        let dashes = format!("x:\n{}1\n", "- ".repeat(100));
+        assert_eq!(depth_error(&dashes).unwrap().0, 2);
+        let block: String = (0..100)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
+        assert_eq!(depth_error(&block).unwrap().0, 65);
+    }
+
+    #[test]
+    fn a_file_past_the_size_bound_is_refused_without_reading_it_all() {
+        let err = read(Path::new("/dev/zero"), "/dev/zero").unwrap_err();
+        assert_eq!(err.file, "/dev/zero");
+        assert!(err.message.contains("larger than 1048576 bytes"), "{err}");
+    }
+}
