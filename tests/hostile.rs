@@ -535,3 +535,35 @@ fn check_warns_about_any_origin() {
     ));
     assert!(!narrowed.contains("warning"), "{narrowed}");
 }
+
+/// After Kafka deleted records (DeleteRecords, or retention) that the
+/// proxy still had cached, a resume below the new log start was served
+/// them, with no `event:gap`, for up to `cache.max_age`. The proxy learns
+/// the log start from its fetches and drops what the cache holds below
+/// it: such a resume is told of the gap, then continues.
+#[test]
+fn a_resume_below_the_log_start_gets_a_gap_not_deleted_records() {
+    let broker = Broker::start();
+    broker.create_topic("items", 1);
+    let proxy = Proxy::start(&config_for(&broker, ROUTES), "0,1");
+    let mut live = SseClient::connect(proxy.addr, "/all", &[]);
+    assert_eq!(live.status(), 200);
+    for i in 0..10 {
+        broker.produce("items", 0, None, Some(format!("v{i}").as_bytes()));
+    }
+    let events = live.take(10);
+    let after_v4 = events[4].id.clone().unwrap();
+    // Served from the cache while Kafka still holds them.
+    let mut cached = SseClient::connect(proxy.addr, "/all", &[("last-event-id", &after_v4)]);
+    assert_eq!(data(&cached.take(1)), ["v5"]);
+    broker.delete_records("items", 0, 7);
+    let gap = r#"{"partition":0,"requested":5,"resumed_at":7}"#;
+    wait_until("resumes below the log start to be told of the gap", || {
+        let mut c = SseClient::connect(proxy.addr, "/all", &[("last-event-id", &after_v4)]);
+        c.next_event().data == gap
+    });
+    let mut resumed = SseClient::connect(proxy.addr, "/all", &[("last-event-id", &after_v4)]);
+    let events = resumed.take(4);
+    assert_eq!(events[0].event.as_deref(), Some("gap"));
+    assert_eq!(data(&events), [gap, "v7", "v8", "v9"]);
+}

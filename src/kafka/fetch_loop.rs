@@ -118,10 +118,20 @@ impl Running {
         // The last record delivered (offset, timestamp): tells whether the
         // log is still the same one after the topic went missing.
         let mut last_seen: Option<(Offset, i64)> = None;
+        // The partition's log start as last told to the shard.
+        let mut log_start: Option<Offset> = None;
         loop {
             match fetch_from(pos.fetch_at).await {
                 Ok(answer) => {
                     delay = RETRY_INITIAL;
+                    // Records below it were deleted (retention,
+                    // DeleteRecords): the shards' caches must not serve them.
+                    let moved = answer
+                        .log_start
+                        .filter(|&start| log_start.is_none_or(|known| start > known));
+                    if moved.is_some() {
+                        log_start = moved;
+                    }
                     let records = answer.records;
                     if let Some(r) = records.last() {
                         last_seen = Some((r.offset, r.record.timestamp.timestamp_millis()));
@@ -163,6 +173,21 @@ impl Running {
                             {
                                 return;
                             }
+                        } else if moved.is_some() {
+                            // Nothing new to send but the log start: a
+                            // notice at the fetch position, where the heads
+                            // are.
+                            let notice = Batch {
+                                log_start: moved,
+                                ..Batch::announcement(topic, partition, pos.next)
+                            };
+                            let sent = self
+                                .spec
+                                .to_shard
+                                .send_async(ToShard::Batch(Arc::new(notice)));
+                            if sent.await.is_err() {
+                                return;
+                            }
                         }
                         continue;
                     };
@@ -179,6 +204,7 @@ impl Running {
                         to: pos.next,
                         records,
                         skipped,
+                        log_start: moved,
                     };
                     let sent = self
                         .spec

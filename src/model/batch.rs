@@ -26,6 +26,10 @@ pub struct Batch {
     /// `records`. Every stream reading the partition is told with
     /// `event:gap`. Almost always empty (no allocation).
     pub skipped: Vec<Skip>,
+    /// The partition's log start offset as Kafka answered it with this
+    /// fetch, when it moved (records below it were deleted: retention,
+    /// DeleteRecords); caches drop what they hold below it.
+    pub log_start: Option<Offset>,
 }
 
 /// Offsets `from..to` of a partition the proxy could not read.
@@ -45,6 +49,7 @@ impl Batch {
             to: at,
             records: Vec::new(),
             skipped: Vec::new(),
+            log_start: None,
         }
     }
 

@@ -236,12 +236,11 @@ async fn run(spec: ShardSpec) {
                         Ok(admitted) => {
                             // Keep-alive ticks are set once the route is known.
                             let outbox = Rc::new(Outbox::new(stream, 1));
-                            let serve = life::serve(Rc::clone(&shard), Rc::clone(&front), outbox);
-                            glommio::spawn_local(async move {
-                                let _counted = admitted;
-                                serve.await;
-                            })
-                            .detach();
+                            // The count is held by the stream's own task
+                            // (see `life::serve`).
+                            let serve =
+                                life::serve(Rc::clone(&shard), Rc::clone(&front), outbox, admitted);
+                            glommio::spawn_local(serve).detach();
                         }
                         Err(refused) => {
                             match refused {

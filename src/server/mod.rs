@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::kafka::Sidecar;
 use crate::model::ShardId;
 use crate::shard::mesh::MESH_CAPACITY;
+use crate::stream::plan::defer_accept;
 use crate::sys::socket::client_listener;
 mod admission;
 mod executor;
@@ -23,14 +24,6 @@ use self::executor::{Control, ShardSpec, Shared};
 /// Batches a sidecar may have in flight to its shard before its fetch loops
 /// wait (backpressure on fetching, never loss).
 const SIDECAR_CHANNEL: usize = 1024;
-
-/// How long the kernel holds a connection that has sent nothing before it
-/// is accepted anyway (`TCP_DEFER_ACCEPT`). Short: the kernel rounds it up
-/// to its SYN-ACK retransmissions (about 3 s for 1 s), and the request
-/// timeout only starts at accept, so a silent client lives about this
-/// much longer than `connections.request_timeout` (with the timeout as
-/// the defer, 10 s made 25-42 s).
-const DEFER_ACCEPT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// On-demand Kafka requests queued per shard.
 const REQUEST_CHANNEL: usize = 4096;
@@ -61,7 +54,7 @@ pub fn run(config: Config, cpus: &[usize]) -> Result<(), ServerError> {
     let shards = cpus.len();
     let listen = config.listen;
     let admin_listen = config.admin_listen;
-    let defer = DEFER_ACCEPT;
+    let defer = defer_accept(config.connections.request_timeout);
     for warning in config.warnings() {
         warn!("{warning}");
     }

@@ -248,6 +248,22 @@ impl Cache {
         }
     }
 
+    /// Forgets what a partition's log holds below `start`, Kafka's log start
+    /// offset (retention or DeleteRecords deleted those records): a reader
+    /// below it goes to Kafka and is told of the gap. A segment that
+    /// straddles `start` goes whole; Kafka serves its rest again if asked.
+    pub fn trim_below(&mut self, topic: TopicId, p: Partition, start: Offset) {
+        let below: Vec<Offset> = self
+            .log_mut(topic, p)
+            .segs
+            .range(..start)
+            .map(|(&from, _)| from)
+            .collect();
+        for from in below {
+            self.remove(topic, p, from);
+        }
+    }
+
     /// Forgets a partition's cached records (its log was replaced).
     pub fn clear_partition(&mut self, topic: TopicId, p: Partition) {
         let froms: Vec<Offset> = self.log_mut(topic, p).segs.keys().copied().collect();
@@ -313,6 +329,7 @@ impl Cache {
             to,
             records,
             skipped,
+            log_start: None,
         });
         self.insert(&batch, now);
         Some(batch)
@@ -354,6 +371,7 @@ mod tests {
             to: Offset(to),
             records: (from..to).map(|o| rec(o, 100)).collect(),
             skipped: Vec::new(),
+            log_start: None,
         })
     }
 
@@ -363,6 +381,25 @@ mod tests {
             total_bytes: usize::MAX,
             max_age: Duration::from_secs(3600),
         }
+    }
+
+    /// Kafka deleted records below its log start: nothing below it is
+    /// served from the cache any more, a segment across it included.
+    #[test]
+    fn trimming_below_the_log_start_drops_what_kafka_deleted() {
+        let mut c = Cache::new(unbounded(), 1, 0, 1);
+        let now = Instant::now();
+        for (from, to) in [(0, 5), (5, 9), (9, 12)] {
+            assert!(c.insert(&batch(0, from, to), now));
+        }
+        let before = c.total_bytes();
+        c.trim_below(T, P0, offset(7));
+        assert_eq!(c.log(T, P0).unwrap().ranges(), [(9, 12)]);
+        assert!(c.total_bytes() < before);
+        // Idempotent, and a start below everything keeps everything.
+        c.trim_below(T, P0, offset(7));
+        c.trim_below(T, P0, offset(0));
+        assert_eq!(c.log(T, P0).unwrap().ranges(), [(9, 12)]);
     }
 
     #[test]

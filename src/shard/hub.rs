@@ -136,6 +136,9 @@ pub async fn apply_batch(hub: &RefCell<Hub>, batch: &Arc<Batch>, metrics: &Shard
         // the heads (see `cursor`), so it never sees a record the live
         // stream has not passed, and the batch is there for every cursor
         // the moment the heads pass it.
+        if let Some(start) = batch.log_start {
+            hub.cache.trim_below(batch.topic, p, start);
+        }
         if !batch.is_announcement() {
             hub.cache.insert(batch, Instant::now());
             metrics.cache_bytes.set(hub.cache.owned_bytes() as u64);

@@ -117,6 +117,7 @@ mod tests {
             to: Offset(to),
             records: Vec::new(),
             skipped: Vec::new(),
+            log_start: None,
         })
     }
 

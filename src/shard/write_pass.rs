@@ -139,6 +139,7 @@ mod tests {
             to: Offset(to),
             records: offsets.map(|o| record(o, &format!("r{o}"))).collect(),
             skipped: Vec::new(),
+            log_start: None,
         })
     }
 
@@ -191,6 +192,7 @@ mod tests {
             to: Offset(400),
             records: (0..400).map(|o| record(o, &value(o))).collect(),
             skipped: Vec::new(),
+            log_start: None,
         })
     }
 
@@ -270,6 +272,7 @@ mod tests {
                         from: Offset(1),
                         to: Offset(5),
                     }],
+                    log_start: None,
                 };
                 apply_w(&hub, &Arc::new(b), 1 << 20, &m).await;
                 let gap = |from: i64, to: i64| {
@@ -291,6 +294,7 @@ mod tests {
                         from: Offset(6),
                         to: Offset(9),
                     }],
+                    log_start: None,
                 };
                 apply_w(&hub, &Arc::new(b), 1 << 20, &m).await;
                 assert_eq!(received(&mut peer), [gap(6, 9)]);

@@ -205,6 +205,7 @@ mod tests {
                 })
                 .collect(),
             skipped: Vec::new(),
+            log_start: None,
         }
     }
 
