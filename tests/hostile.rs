@@ -567,3 +567,45 @@ fn a_resume_below_the_log_start_gets_a_gap_not_deleted_records() {
     assert_eq!(events[0].event.as_deref(), Some("gap"));
     assert_eq!(data(&events), [gap, "v7", "v8", "v9"]);
 }
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without `Host`, or with two, is a
+/// 400 (both were served). HTTP/1.0 needs none.
+#[test]
+fn an_http_1_1_request_names_its_host_once() {
+    let broker = Broker::start();
+    broker.create_topic("items", 1);
+    let proxy = Proxy::start(&config_for(&broker, ROUTES), "0");
+    for bad in [
+        &b"GET /all HTTP/1.1\r\naccept: text/event-stream\r\n\r\n"[..],
+        &b"GET /all HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n"[..],
+    ] {
+        let answer = common::raw_request(proxy.addr, bad);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+        assert!(answer.contains("Host"), "{answer}");
+    }
+    let mut old = std::net::TcpStream::connect(proxy.addr).unwrap();
+    std::io::Write::write_all(&mut old, b"GET /all HTTP/1.0\r\n\r\n").unwrap();
+    let mut head = [0u8; 12];
+    std::io::Read::read_exact(&mut old, &mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+}
+
+/// `HEAD` on a stream's path was a 405; it gets the head a GET would get,
+/// with no events, and a missing topic's 404 like a GET.
+#[test]
+fn head_gets_the_stream_head() {
+    let broker = Broker::start();
+    broker.create_topic("items", 1);
+    let proxy = Proxy::start(&config_for(&broker, ROUTES), "0");
+    let answer = common::raw_request(proxy.addr, b"HEAD /all HTTP/1.1\r\nhost: a\r\n\r\n");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(
+        answer.contains("content-type: text/event-stream\r\n"),
+        "{answer}"
+    );
+    assert!(answer.ends_with("\r\n\r\n"), "no body: {answer:?}");
+    let missing = common::raw_request(proxy.addr, b"HEAD /nope HTTP/1.1\r\nhost: a\r\n\r\n");
+    assert!(missing.starts_with(b"HTTP/1.1 404 "));
+}

@@ -20,7 +20,7 @@ use tracing::debug;
 
 use super::cursor::{self, CaughtUp, Resume};
 use super::lag::Origin;
-use super::plan::{self, Plan, TopicRef};
+use super::plan::{self, Body, Plan, TopicRef};
 use super::routes::RouteInfo;
 use super::start::{self, Requested, StartAt};
 use super::Front;
@@ -64,6 +64,16 @@ pub async fn serve<H>(shard: Rc<Shard>, front: Rc<Front>, outbox: Rc<Outbox>, _h
             Err(refusal) => return answer(&shard, &outbox, &refusal.response()).await,
         },
     };
+    if plan.body == Body::HeadOnly {
+        // What a GET would get first, and no events.
+        let mut head = Vec::new();
+        http::write_stream_head(&mut head, plan.allow_origin.as_deref());
+        if let Some(mut stream) = outbox.close() {
+            let _ = stream.write_all(&head).await;
+            let _ = stream.close().await;
+        }
+        return;
+    }
     let routes = &front.requests.routes;
     let route = &RouteInfo {
         topic,

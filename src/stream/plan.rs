@@ -106,6 +106,16 @@ pub struct StreamPlan {
     pub topic: TopicRef,
     /// The route's filters resolved for this request.
     pub filter: Option<Filter>,
+    pub body: Body,
+}
+
+/// Whether the client wants the events or only the stream's response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// GET: the stream.
+    Events,
+    /// HEAD: the response head a GET would get, then the connection ends.
+    HeadOnly,
 }
 
 /// What the request head asked for.
@@ -232,7 +242,7 @@ fn plan_for(requests: &Requests, shard: &Shard, head: &http::RequestHead<'_>) ->
     };
     let allow_origin = http::cors_allow_origin(&routes.config().cors.allow_origins, head.origin);
     match head.method {
-        Method::Get => {}
+        Method::Get | Method::Head => {}
         Method::Options => {
             let Some(origin) = allow_origin else {
                 return Refusal::new(403, "origin not allowed").into();
@@ -291,6 +301,11 @@ fn plan_for(requests: &Requests, shard: &Shard, head: &http::RequestHead<'_>) ->
         allow_origin: allow_origin.map(<[u8]>::to_vec),
         topic,
         filter,
+        body: if head.method == Method::Head {
+            Body::HeadOnly
+        } else {
+            Body::Events
+        },
     })
 }
 

@@ -119,7 +119,8 @@ pub struct RequestHead<'a> {
 /// HTTP/1.1 are accepted. `Last-Event-ID`, `Origin` and
 /// `Access-Control-Request-Method` are single-valued, and a repeated one is
 /// `Malformed`: two resume positions or two origins are ambiguous, and
-/// picking one could differ from what an intermediary checked.
+/// picking one could differ from what an intermediary checked. An HTTP/1.1
+/// request without `Host`, or with two, is `Malformed` (RFC 9112 §3.2).
 pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead<'_>>, RequestError> {
     // Never hand httparse more than the limit: a head that does not complete
     // inside this window is too large, whatever follows, so the answer does
@@ -160,9 +161,12 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead<'_>>, RequestError
         access_control_request_headers: None,
         head_len,
     };
+    let mut host = None;
     for field in req.headers.iter() {
         let name = field.name;
-        if name.eq_ignore_ascii_case("last-event-id") {
+        if name.eq_ignore_ascii_case("host") {
+            set_once(&mut host, field.value, "repeated Host")?;
+        } else if name.eq_ignore_ascii_case("last-event-id") {
             set_once(
                 &mut head.last_event_id,
                 field.value,
@@ -181,6 +185,10 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead<'_>>, RequestError
         {
             head.access_control_request_headers = Some(field.value);
         }
+    }
+    // RFC 9112 §3.2: an HTTP/1.1 request names its host exactly once.
+    if req.version == Some(1) && host.is_none() {
+        return Err(RequestError::Malformed("HTTP/1.1 request without Host"));
     }
     Ok(Some(head))
 }
@@ -337,36 +345,36 @@ mod tests {
     fn valid_cases() -> Vec<(&'static str, &'static [u8], RequestHead<'static>)> {
         let cases: Vec<(&'static str, &'static [u8], RequestHead<'static>, usize)> =
             vec![
-            ("simple", b"GET /items HTTP/1.1\r\nHost: x\r\n\r\n", get("/items", None), 0),
+            ("simple", b"GET /items HTTP/1.1\r\nHost: h\r\n\r\n", get("/items", None), 0),
             (
                 "query and fragment",
-                b"GET /items/a%2Fb?since=1&x=y#frag HTTP/1.1\r\n\r\n",
+                b"GET /items/a%2Fb?since=1&x=y#frag HTTP/1.1\r\nHost: h\r\n\r\n",
                 get("/items/a%2Fb", Some("since=1&x=y")),
                 0,
             ),
-            ("bare ?", b"GET /? HTTP/1.1\r\n\r\n", get("/", Some("")), 0),
+            ("bare ?", b"GET /? HTTP/1.1\r\nHost: h\r\n\r\n", get("/", Some("")), 0),
             ("http/1.0", b"GET / HTTP/1.0\r\n\r\n", get("/", None), 0),
             (
                 "absolute form",
-                b"GET http://example.com:8080/items?a=1 HTTP/1.1\r\n\r\n",
+                b"GET http://example.com:8080/items?a=1 HTTP/1.1\r\nHost: h\r\n\r\n",
                 get("/items", Some("a=1")),
                 0,
             ),
             (
                 "absolute form without path",
-                b"GET HTTPS://example.com HTTP/1.1\r\n\r\n",
+                b"GET HTTPS://example.com HTTP/1.1\r\nHost: h\r\n\r\n",
                 get("/", None),
                 0,
             ),
             (
                 "leading empty lines are skipped and counted",
-                b"\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+                b"\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
                 get("/", None),
                 0,
             ),
             (
                 "bare LF line endings",
-                b"GET / HTTP/1.1\nLast-Event-ID: 7\n\n",
+                b"GET / HTTP/1.1\nHost: h\nLast-Event-ID: 7\n\n",
                 RequestHead {
                     last_event_id: Some(b"7"),
                     ..get("/", None)
@@ -375,13 +383,13 @@ mod tests {
             ),
             (
                 "pipelined bytes after the head are ignored",
-                b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+                b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n",
                 get("/a", None),
-                19,
+                28,
             ),
             (
                 "header names are case-insensitive, values trimmed",
-                b"GET /s HTTP/1.1\r\nlast-event-id:  abc  \r\nORIGIN: https://a.example\r\n\r\n",
+                b"GET /s HTTP/1.1\r\nHost: h\r\nlast-event-id:  abc  \r\nORIGIN: https://a.example\r\n\r\n",
                 RequestHead {
                     last_event_id: Some(b"abc"),
                     origin: Some(b"https://a.example"),
@@ -391,7 +399,7 @@ mod tests {
             ),
             (
                 "preflight, first Access-Control-Request-Headers wins",
-                b"OPTIONS /s HTTP/1.1\r\nOrigin: https://a.example\r\n\
+                b"OPTIONS /s HTTP/1.1\r\nHost: h\r\nOrigin: https://a.example\r\n\
                   Access-Control-Request-Method: GET\r\n\
                   Access-Control-Request-Headers: last-event-id\r\n\
                   Access-Control-Request-Headers: x-second\r\n\r\n",
@@ -406,7 +414,7 @@ mod tests {
             ),
             (
                 "options asterisk",
-                b"OPTIONS * HTTP/1.1\r\n\r\n",
+                b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
                 RequestHead {
                     method: Method::Options,
                     ..get("*", None)
@@ -415,7 +423,7 @@ mod tests {
             ),
             (
                 "methods are case-sensitive",
-                b"get / HTTP/1.1\r\n\r\n",
+                b"get / HTTP/1.1\r\nHost: h\r\n\r\n",
                 RequestHead {
                     method: Method::Other,
                     ..get("/", None)
@@ -424,7 +432,7 @@ mod tests {
             ),
             (
                 "head",
-                b"HEAD / HTTP/1.1\r\n\r\n",
+                b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n",
                 RequestHead {
                     method: Method::Head,
                     ..get("/", None)
@@ -473,6 +481,16 @@ mod tests {
                 UnsupportedVersion,
             ),
             ("http/1.2", b"GET / HTTP/1.2\r\n\r\n", UnsupportedVersion),
+            (
+                "http/1.1 without host",
+                b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n",
+                Malformed("HTTP/1.1 request without Host"),
+            ),
+            (
+                "two hosts",
+                b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",
+                Malformed("repeated Host"),
+            ),
             ("http/3 cut short", b"GET / HTTP/3", UnsupportedVersion),
             (
                 "garbage version",
@@ -481,37 +499,37 @@ mod tests {
             ),
             (
                 "relative target",
-                b"GET items HTTP/1.1\r\n\r\n",
+                b"GET items HTTP/1.1\r\nHost: h\r\n\r\n",
                 Malformed("request target is not a path"),
             ),
             (
                 "ftp target",
-                b"GET ftp://h/x HTTP/1.1\r\n\r\n",
+                b"GET ftp://h/x HTTP/1.1\r\nHost: h\r\n\r\n",
                 Malformed("request target is not a path"),
             ),
             (
                 "empty authority",
-                b"GET http:///x HTTP/1.1\r\n\r\n",
+                b"GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n",
                 Malformed("request target is not a path"),
             ),
             (
                 "asterisk with GET",
-                b"GET * HTTP/1.1\r\n\r\n",
+                b"GET * HTTP/1.1\r\nHost: h\r\n\r\n",
                 Malformed("'*' target outside OPTIONS"),
             ),
             (
                 "space in header name",
-                b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+                b"GET / HTTP/1.1\r\nHost: h\r\nBad Name: x\r\n\r\n",
                 Malformed("invalid header name"),
             ),
             (
                 "control byte in value",
-                b"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n",
+                b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x01b\r\n\r\n",
                 Malformed("invalid header value"),
             ),
             (
                 "bad method byte",
-                b"G(T / HTTP/1.1\r\n\r\n",
+                b"G(T / HTTP/1.1\r\nHost: h\r\n\r\n",
                 Malformed("invalid method or request target"),
             ),
             (
@@ -521,17 +539,17 @@ mod tests {
             ),
             (
                 "repeated last-event-id",
-                b"GET / HTTP/1.1\r\nLast-Event-ID: a\r\nlast-event-id: b\r\n\r\n",
+                b"GET / HTTP/1.1\r\nHost: h\r\nLast-Event-ID: a\r\nlast-event-id: b\r\n\r\n",
                 Malformed("repeated Last-Event-ID"),
             ),
             (
                 "repeated origin",
-                b"GET / HTTP/1.1\r\nOrigin: a\r\nOrigin: a\r\n\r\n",
+                b"GET / HTTP/1.1\r\nHost: h\r\nOrigin: a\r\nOrigin: a\r\n\r\n",
                 Malformed("repeated Origin"),
             ),
             (
                 "repeated request method",
-                b"OPTIONS / HTTP/1.1\r\nAccess-Control-Request-Method: GET\r\n\
+                b"OPTIONS / HTTP/1.1\r\nHost: h\r\nAccess-Control-Request-Method: GET\r\n\
                   Access-Control-Request-Method: GET\r\n\r\n",
                 Malformed("repeated Access-Control-Request-Method"),
             ),
@@ -541,9 +559,10 @@ mod tests {
         }
     }
 
+    /// `count` header fields, `Host` the first of them.
     fn request_with_fields(count: usize) -> Vec<u8> {
-        let mut req = b"GET / HTTP/1.1\r\n".to_vec();
-        for i in 0..count {
+        let mut req = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
+        for i in 1..count {
             req.extend_from_slice(format!("x-{i}: v\r\n").as_bytes());
         }
         req.extend_from_slice(b"\r\n");
@@ -555,7 +574,7 @@ mod tests {
         let target_len = line_len - "GET  HTTP/1.1".len();
         let mut req = b"GET /".to_vec();
         req.resize(4 + target_len, b'a');
-        req.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+        req.extend_from_slice(b" HTTP/1.1\r\nHost: h\r\n\r\n");
         req
     }
 
@@ -586,7 +605,7 @@ mod tests {
 
         // A complete head of exactly MAX_HEAD_BYTES is accepted, even with
         // more bytes behind it; one byte more never completes in the window.
-        let mut head = b"GET / HTTP/1.1\r\nx: ".to_vec();
+        let mut head = b"GET / HTTP/1.1\r\nHost: h\r\nx: ".to_vec();
         head.resize(MAX_HEAD_BYTES - 4, b'v');
         head.extend_from_slice(b"\r\n\r\n");
         let mut with_body = head.clone();
