@@ -181,11 +181,7 @@ impl Running {
                                 log_start: moved,
                                 ..Batch::announcement(topic, partition, pos.next)
                             };
-                            let sent = self
-                                .spec
-                                .to_shard
-                                .send_async(ToShard::Batch(Arc::new(notice)));
-                            if sent.await.is_err() {
+                            if !self.send(notice).await {
                                 return;
                             }
                         }
@@ -206,11 +202,7 @@ impl Running {
                         skipped,
                         log_start: moved,
                     };
-                    let sent = self
-                        .spec
-                        .to_shard
-                        .send_async(ToShard::Batch(Arc::new(batch)));
-                    if sent.await.is_err() {
+                    if !self.send(batch).await {
                         return;
                     }
                 }
@@ -314,7 +306,12 @@ impl Running {
     /// Tells the shard the partition's fetch position (an empty batch).
     /// Returns false when the shard is gone.
     async fn announce(&self, at: Place<'_>, offset: Offset) -> bool {
-        let batch = Batch::announcement(at.topic, at.partition, offset);
+        self.send(Batch::announcement(at.topic, at.partition, offset))
+            .await
+    }
+
+    /// Sends a batch to the shard. Returns false when the shard is gone.
+    async fn send(&self, batch: Batch) -> bool {
         self.spec
             .to_shard
             .send_async(ToShard::Batch(Arc::new(batch)))
