@@ -61,7 +61,13 @@ pub async fn serve<H>(shard: Rc<Shard>, front: Rc<Front>, outbox: Rc<Outbox>, _h
         TopicRef::Known(topic) => topic,
         TopicRef::Named(ref name) => match front.opener.open(&shard, name).await {
             Ok(topic) => topic,
-            Err(refusal) => return answer(&shard, &outbox, &refusal.response()).await,
+            Err(refusal) => {
+                let mut bytes = refusal.response();
+                if plan.body == Body::HeadOnly {
+                    bytes = http::without_body(bytes);
+                }
+                return answer(&shard, &outbox, &bytes).await;
+            }
         },
     };
     if plan.body == Body::HeadOnly {

@@ -235,7 +235,18 @@ fn bad_request(e: &http::RequestError) -> Plan {
     Refusal::new(e.status(), e.to_string()).into()
 }
 
+/// The plan for a complete head; a HEAD request's answer has no body
+/// (RFC 9110 §9.3.2).
 fn plan_for(requests: &Requests, shard: &Shard, head: &http::RequestHead<'_>) -> Plan {
+    match plan_for_method(requests, shard, head) {
+        Plan::Respond(bytes) if head.method == Method::Head => {
+            Plan::Respond(http::without_body(bytes))
+        }
+        plan => plan,
+    }
+}
+
+fn plan_for_method(requests: &Requests, shard: &Shard, head: &http::RequestHead<'_>) -> Plan {
     let routes = &requests.routes;
     let Some((route, params)) = routes.router().route(head.path) else {
         return Refusal::new(404, "no route for this path").into();

@@ -67,6 +67,16 @@ pub fn write_error_allowing(
     out.push(b'\n');
 }
 
+/// A response's status line and header fields alone, for a HEAD request:
+/// everything through the blank line (`content-length` still says what a
+/// GET would get).
+pub fn without_body(mut response: Vec<u8>) -> Vec<u8> {
+    if let Some(end) = memchr::memmem::find(&response, b"\r\n\r\n") {
+        response.truncate(end + 4);
+    }
+    response
+}
+
 /// `text` with every control character written `\xNN`.
 fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(|c| c.is_control()) {
@@ -241,6 +251,14 @@ mod tests {
                 "{origin:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_head_answer_is_the_head_alone() {
+        let full = written(|out| write_error(out, 404, "no route", None)).into_bytes();
+        let head = String::from_utf8(without_body(full)).unwrap();
+        assert!(head.ends_with("connection: close\r\n\r\n"), "{head:?}");
+        assert!(head.contains("content-length: 9\r\n"), "{head:?}");
     }
 
     #[test]
