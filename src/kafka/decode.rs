@@ -21,7 +21,7 @@ use std::io::Read;
 use rskafka::chrono::DateTime;
 
 use super::error::DecodeError;
-use crate::model::{Offset, Record, RecordAndOffset};
+use crate::model::{Offset, Record, RecordAndOffset, Skip};
 
 /// The largest a batch may be once decompressed (a bound on what a
 /// hostile or broken compressed batch makes the proxy allocate).
@@ -47,6 +47,16 @@ pub struct Skipped {
     pub from: Offset,
     pub to: Offset,
     pub why: DecodeError,
+}
+
+impl Skipped {
+    /// The offsets skipped, as batches carry them.
+    pub fn range(&self) -> Skip {
+        Skip {
+            from: self.from,
+            to: self.to,
+        }
+    }
 }
 
 /// What one answer's batches hold.

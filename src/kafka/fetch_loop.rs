@@ -145,10 +145,7 @@ impl Running {
                         .map(|s| {
                             self.spec.metrics.batches_skipped.inc();
                             warn!(topic = %name, partition = partition.0, from = s.from.0, to = s.to.0, error = %s.why, "skipping a record batch that cannot be decoded");
-                            Skip {
-                                from: s.from,
-                                to: s.to,
-                            }
+                            s.range()
                         })
                         .collect();
                     let end = records

@@ -18,6 +18,7 @@ use rskafka::client::{Client, ClientBuilder};
 use rskafka::BackoffConfig;
 use tracing::{debug, warn};
 
+use super::decode::Skipped;
 use super::error::{FetchError, KafkaError};
 use super::fetcher::{Fetcher, Lane};
 use super::messages::{Fetched, OffsetQuery, Request};
@@ -25,7 +26,7 @@ use super::running::{
     answered, clamp_i32, partition_client, Running, Sidecar, RETRY_INITIAL, RETRY_MAX,
 };
 use super::topics::TopicTable;
-use crate::model::{Offset, Partition, Skip, TopicId};
+use crate::model::{Offset, Partition, TopicId};
 use crate::sys::cpus;
 
 /// The wait of a catch-up fetch. The records exist (the owner fetched
@@ -193,14 +194,7 @@ impl Running {
                 metrics.records_fetched.add(answer.records.len() as u64);
                 // Logged and counted by the live fetch loop, which met
                 // every skipped batch first.
-                let skipped = answer
-                    .skipped
-                    .iter()
-                    .map(|s| Skip {
-                        from: s.from,
-                        to: s.to,
-                    })
-                    .collect();
+                let skipped = answer.skipped.iter().map(Skipped::range).collect();
                 Ok(Fetched {
                     records: answer.records,
                     skipped,

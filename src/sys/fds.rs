@@ -1,5 +1,5 @@
-//! The process's file descriptor budget: its limit (`RLIMIT_NOFILE`) and
-//! how many it has open. Every client connection costs one descriptor; so
+//! The process's file descriptor budget: its limit (`RLIMIT_NOFILE`).
+//! Every client connection costs one descriptor; so
 //! do Kafka connections, the admin listener's, io_uring rings and event
 //! fds. The connection cap keeps a reserve for those (see
 //! `server::admission`).
@@ -21,21 +21,14 @@ pub fn descriptor_limit() -> io::Result<Option<u64>> {
     Ok((limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur))
 }
 
-/// Descriptors the process has open now (the entries of `/proc/self/fd`).
-pub fn open_descriptors() -> io::Result<usize> {
-    // The directory's own descriptor is among the entries read.
-    Ok(std::fs::read_dir("/proc/self/fd")?
-        .count()
-        .saturating_sub(1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_limit_bounds_what_is_open() {
-        let open = open_descriptors().unwrap();
+        // The descriptors open now; the directory's own is among them.
+        let open = std::fs::read_dir("/proc/self/fd").unwrap().count() - 1;
         assert!(open >= 3, "stdin, stdout, stderr at least: {open}");
         if let Some(limit) = descriptor_limit().unwrap() {
             assert!(open as u64 <= limit, "{open} open, limit {limit}");

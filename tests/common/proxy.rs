@@ -34,13 +34,17 @@ pub fn config_for(broker: &Broker, rest: &str) -> String {
 impl Proxy {
     /// Starts the proxy and waits until it reports ready.
     pub fn start(config: &str, cpus: &str) -> Proxy {
-        let proxy = Self::start_unready(config, cpus);
+        Self::launch(config, cpus, None).ready()
+    }
+
+    /// Waits until the proxy reports ready.
+    fn ready(self) -> Proxy {
         wait_until("the proxy to be ready", || {
-            http_get(proxy.admin, "/health/ready")
+            http_get(self.admin, "/health/ready")
                 .map(|r| r.starts_with("HTTP/1.1 200"))
                 .unwrap_or(false)
         });
-        proxy
+        self
     }
 
     /// Starts the proxy and waits only until it listens.
@@ -52,13 +56,7 @@ impl Proxy {
     /// `prlimit`, which then runs it in its place) and waits until it is
     /// ready.
     pub fn start_with_fd_limit(config: &str, cpus: &str, fds: u64) -> Proxy {
-        let proxy = Self::launch(config, cpus, Some(fds));
-        wait_until("the proxy to be ready", || {
-            http_get(proxy.admin, "/health/ready")
-                .map(|r| r.starts_with("HTTP/1.1 200"))
-                .unwrap_or(false)
-        });
-        proxy
+        Self::launch(config, cpus, Some(fds)).ready()
     }
 
     fn launch(config: &str, cpus: &str, fds: Option<u64>) -> Proxy {
