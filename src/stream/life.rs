@@ -11,7 +11,15 @@
 //!   stream exactly when it reaches the heads (see `cursor`).
 //!
 //! This is the one place that switches between the two.
+//!
+//! An idle stream's memory is mostly its task's future, sized by the
+//! largest state it can be in: the start (request, topic opening, offset
+//! look-ups) runs in a boxed future that is freed when the stream runs, and
+//! the functions that stay resident are written as `async move` blocks
+//! rather than `async fn`s, whose arguments the future would hold twice
+//! (as its inputs and as the body's locals).
 
+use std::future::Future;
 use std::io;
 use std::rc::Rc;
 
@@ -29,44 +37,92 @@ use crate::shard::audiences::Selection;
 use crate::shard::outbox::Outbox;
 use crate::shard::Shard;
 
-/// The two states of a started stream (see the module doc).
+/// The states of a started stream (see the module doc).
 #[derive(Debug)]
 enum State {
     Live,
     Behind(Resume, Origin),
+    /// Over before it ran: its start failed and said so on the stream,
+    /// with this outcome of writing that.
+    Ended(io::Result<()>),
+}
+
+/// A started stream: what it reads, for the rest of its life.
+struct Stream {
+    /// The route's index, for the log.
+    route_index: usize,
+    route: RouteInfo,
+    selection: Selection,
 }
 
 /// Serves one accepted connection to the end. Its outbox owns the socket
 /// from the start, so the task's own future holds none (it lives as long
-/// as the stream). `_held` is whatever the caller needs kept until then
+/// as the stream). `held` is whatever the caller needs kept until then
 /// (the connection's place in the process's count): taken here rather
 /// than by a wrapping future, which would hold this one twice (rustc
 /// keeps both the moved-in future and its awaited copy: +1.1 KB of RSS per
 /// idle stream, measured).
-pub async fn serve<H>(shard: Rc<Shard>, front: Rc<Front>, outbox: Rc<Outbox>, _held: H) {
-    // The hub may hold the outbox (in a group) after this task ends: it is
-    // marked closed then, so nothing is sent on it any more, even if the
-    // task is dropped mid-stream.
-    let closing = CloseOnDrop(&outbox);
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would hold its arguments twice (see the module doc)"
+)]
+pub fn serve<H>(
+    shard: Rc<Shard>,
+    front: Rc<Front>,
+    outbox: Rc<Outbox>,
+    held: H,
+) -> impl Future<Output = ()> {
+    async move {
+        // The hub may hold the outbox (in a group) after this task ends: it
+        // is marked closed then, so nothing is sent on it any more, even if
+        // the task is dropped mid-stream.
+        let closing = CloseOnDrop(&outbox);
+        // `None`: the request got an answer instead of a stream, or the
+        // client left before asking.
+        let Some((stream, state)) = Box::pin(begin(&shard, &front, &outbox)).await else {
+            return;
+        };
+        if let Err(e) = run(&shard, &front, &outbox, &stream, state).await {
+            let path = &front.requests.routes.route(stream.route_index).path;
+            debug!(error = %e, route = %path, "stream ended");
+        }
+        let socket = outbox.close();
+        drop(closing);
+        shard.metrics.connections_open.sub(1);
+        if let Some(mut socket) = socket {
+            let _ = socket.close().await;
+        }
+        drop(held);
+    }
+}
+
+/// Everything up to the stream's first state: the request, the topic, the
+/// stream head and where the stream starts. A stream (counted open from
+/// here) and its state, or `None` when the request got an answer instead.
+async fn begin(shard: &Rc<Shard>, front: &Front, outbox: &Rc<Outbox>) -> Option<(Stream, State)> {
     let _ = outbox.set_nodelay(front.nodelay);
-    let plan = match plan::read(&front.requests, &shard, &outbox).await {
+    let plan = match plan::read(&front.requests, shard, outbox).await {
         Ok(Plan::Stream(plan)) => plan,
-        Ok(Plan::Respond(bytes)) => return answer(&shard, &outbox, &bytes).await,
+        Ok(Plan::Respond(bytes)) => {
+            answer(shard, outbox, &bytes).await;
+            return None;
+        }
         Err(e) => {
             debug!(error = %e, "connection closed before a request");
-            return;
+            return None;
         }
     };
     let topic = match plan.topic {
         TopicRef::Known(topic) => topic,
-        TopicRef::Named(ref name) => match front.opener.open(&shard, name).await {
+        TopicRef::Named(ref name) => match front.opener.open(shard, name).await {
             Ok(topic) => topic,
             Err(refusal) => {
                 let mut bytes = refusal.response();
                 if plan.body == Body::HeadOnly {
                     bytes = http::without_body(bytes);
                 }
-                return answer(&shard, &outbox, &bytes).await;
+                answer(shard, outbox, &bytes).await;
+                return None;
             }
         },
     };
@@ -78,10 +134,10 @@ pub async fn serve<H>(shard: Rc<Shard>, front: Rc<Front>, outbox: Rc<Outbox>, _h
             let _ = stream.write_all(&head).await;
             let _ = stream.close().await;
         }
-        return;
+        return None;
     }
     let routes = &front.requests.routes;
-    let route = &RouteInfo {
+    let route = RouteInfo {
         topic,
         ..*routes.info(plan.route)
     };
@@ -94,30 +150,54 @@ pub async fn serve<H>(shard: Rc<Shard>, front: Rc<Front>, outbox: Rc<Outbox>, _h
     outbox.set_keepalive(shard.streams.keepalive_ticks(route.keepalive));
     shard.metrics.connections_open.inc();
     shard.metrics.connections_total.inc();
-    shard.streams.add(Rc::clone(&outbox));
+    shard.streams.add(Rc::clone(outbox));
     let requested = Requested {
         last_event_id: plan.last_event_id,
         since: plan.since,
     };
-    let result = stream_events(
-        &shard,
-        &front,
-        &outbox,
+    let metrics = &shard.metrics;
+    let mut head = Vec::with_capacity(256);
+    http::write_stream_head(&mut head, plan.allow_origin.as_deref());
+    sse::encode_retry(&mut head, front.retry_millis());
+    let start = if requested.is_plain_live(&route) {
+        Ok(StartAt::Live)
+    } else {
+        start::start(
+            shard,
+            &front.catchup,
+            &route,
+            &selection,
+            requested,
+            &mut head,
+        )
+        .await
+    };
+    let state = match start {
+        Err(e) => {
+            // Kafka did not answer an offset look-up: say so on the stream.
+            sse::error_event(&mut head, &e.to_string());
+            outbox.push(Rc::from(head), 0);
+            State::Ended(outbox.flush(metrics).await)
+        }
+        Ok(start) => {
+            outbox.send_or_queue(&head, metrics);
+            match start {
+                StartAt::Live => {
+                    let mut hub = shard.hub.borrow_mut();
+                    hub.topic_mut(route.topic)
+                        .join(Rc::clone(outbox), route.render, &selection);
+                    State::Live
+                }
+                StartAt::Behind(resume) => State::Behind(resume, Origin::Request),
+            }
+        }
+    };
+    let stream = Stream {
+        route_index: plan.route,
         route,
-        &selection,
-        requested,
-        plan.allow_origin,
-    )
-    .await;
-    if let Err(e) = result {
-        debug!(error = %e, route = %routes.route(plan.route).path, "stream ended");
-    }
-    let socket = outbox.close();
-    drop(closing);
-    shard.metrics.connections_open.sub(1);
-    if let Some(mut socket) = socket {
-        let _ = socket.close().await;
-    }
+        selection,
+    };
+    Some((stream, state))
 }
 
 /// Writes an HTTP answer instead of a stream, and closes.
@@ -138,86 +218,60 @@ impl Drop for CloseOnDrop<'_> {
     }
 }
 
-async fn stream_events(
-    shard: &Rc<Shard>,
-    front: &Front,
-    outbox: &Rc<Outbox>,
-    route: &RouteInfo,
-    selection: &Selection,
-    requested: Requested,
-    allow_origin: Option<Vec<u8>>,
-) -> io::Result<()> {
-    let metrics = &shard.metrics;
-    let mut head = Vec::with_capacity(256);
-    http::write_stream_head(&mut head, allow_origin.as_deref());
-    sse::encode_retry(&mut head, front.retry_millis());
-    let start = if requested.is_plain_live(route) {
-        Ok(StartAt::Live)
-    } else {
-        // Boxed: a live stream's resident future stays small.
-        let catchup = &front.catchup;
-        Box::pin(start::start(
-            shard, catchup, route, selection, requested, &mut head,
-        ))
-        .await
-    };
-    let start = match start {
-        Ok(start) => start,
-        Err(e) => {
-            // Kafka did not answer an offset look-up: say so on the stream.
-            sse::error_event(&mut head, &e.to_string());
-            outbox.push(Rc::from(head), 0);
-            return outbox.flush(metrics).await;
-        }
-    };
-    outbox.send_or_queue(&head, metrics);
-    drop(head);
-    let mut state = match start {
-        StartAt::Live => {
-            let mut hub = shard.hub.borrow_mut();
-            hub.topic_mut(route.topic)
-                .join(Rc::clone(outbox), route.render, selection);
-            State::Live
-        }
-        StartAt::Behind(resume) => State::Behind(resume, Origin::Request),
-    };
-    loop {
-        state = match state {
-            State::Behind(resume, origin) => {
-                // Boxed: a live stream's resident future stays small.
-                let reader = cursor::catch_up(
-                    shard,
-                    &front.catchup,
-                    outbox,
-                    route,
-                    selection,
-                    resume,
-                    origin,
-                );
-                match Box::pin(reader).await? {
-                    CaughtUp::Joined => State::Live,
-                    CaughtUp::Stopped => {
-                        outbox.flush_within(metrics, cursor::STUCK_CHECK).await?;
+/// A started stream, from `state` to its end.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would hold its arguments twice (see the module doc)"
+)]
+fn run<'a>(
+    shard: &'a Rc<Shard>,
+    front: &'a Front,
+    outbox: &'a Rc<Outbox>,
+    stream: &'a Stream,
+    mut state: State,
+) -> impl Future<Output = io::Result<()>> + 'a {
+    async move {
+        let metrics = &shard.metrics;
+        loop {
+            state = match state {
+                State::Ended(result) => return result,
+                State::Behind(resume, origin) => {
+                    // Boxed: a live stream's resident future stays small.
+                    let reader = cursor::catch_up(
+                        shard,
+                        &front.catchup,
+                        outbox,
+                        &stream.route,
+                        &stream.selection,
+                        resume,
+                        origin,
+                    );
+                    match Box::pin(reader).await? {
+                        CaughtUp::Joined => State::Live,
+                        CaughtUp::Stopped => {
+                            outbox.flush_within(metrics, cursor::STUCK_CHECK).await?;
+                            return Ok(());
+                        }
+                    }
+                }
+                State::Live => {
+                    outbox.notified().await;
+                    // A full socket: keep waiting while the stream is live;
+                    // once the hub has demoted it, the cursor takes over the
+                    // waiting (and checks `slow_client.max_lag` while it
+                    // does).
+                    while !outbox.flush_within(metrics, cursor::STUCK_CHECK).await? {
+                        if outbox.is_demoted() || outbox.is_ending() {
+                            break;
+                        }
+                    }
+                    if shard.streams.is_shutting_down() || outbox.is_ending() {
                         return Ok(());
                     }
-                }
-            }
-            State::Live => {
-                outbox.notified().await;
-                // A full socket: keep waiting while the stream is live; once
-                // the hub has demoted it, the cursor takes over the waiting
-                // (and checks `slow_client.max_lag` while it does).
-                while !outbox.flush_within(metrics, cursor::STUCK_CHECK).await? {
-                    if outbox.is_demoted() || outbox.is_ending() {
-                        break;
+                    match outbox.take_demotion() {
+                        Some(position) => State::Behind(position.into(), Origin::Demoted),
+                        None => State::Live,
                     }
-                }
-                if shard.streams.is_shutting_down() || outbox.is_ending() {
-                    return Ok(());
-                }
-                match outbox.take_demotion() {
-                    Some(position) => State::Behind(position.into(), Origin::Demoted),
-                    None => State::Live,
                 }
             }
         }
