@@ -13,8 +13,9 @@
 //! This is the one place that switches between the two.
 //!
 //! An idle stream's memory is mostly its task's future, sized by the
-//! largest state it can be in: the start (request, topic opening, offset
-//! look-ups) runs in a boxed future that is freed when the stream runs, and
+//! largest state it can be in: the start (topic opening, offset look-ups,
+//! errors' answers) runs in boxed futures that are freed when the stream
+//! runs, and
 //! the functions that stay resident are written as `async move` blocks
 //! rather than `async fn`s, whose arguments the future would hold twice
 //! (as its inputs and as the body's locals).
@@ -77,9 +78,18 @@ pub fn serve<H>(
         // is marked closed then, so nothing is sent on it any more, even if
         // the task is dropped mid-stream.
         let closing = CloseOnDrop(&outbox);
-        // `None`: the request got an answer instead of a stream, or the
-        // client left before asking.
-        let Some((stream, state)) = Box::pin(begin(&shard, &front, &outbox)).await else {
+        let _ = outbox.set_nodelay(front.nodelay);
+        // Not boxed: while a request is awaited (thousands of connections
+        // arriving at once) the task holds no more than this.
+        let plan = match plan::read(&front.requests, &shard, &outbox).await {
+            Ok(plan) => plan,
+            Err(e) => {
+                debug!(error = %e, "connection closed before a request");
+                return;
+            }
+        };
+        // `None`: the request got an answer instead of a stream.
+        let Some((stream, state)) = Box::pin(begin(&shard, &front, &outbox, plan)).await else {
             return;
         };
         if let Err(e) = run(&shard, &front, &outbox, &stream, state).await {
@@ -96,19 +106,20 @@ pub fn serve<H>(
     }
 }
 
-/// Everything up to the stream's first state: the request, the topic, the
-/// stream head and where the stream starts. A stream (counted open from
-/// here) and its state, or `None` when the request got an answer instead.
-async fn begin(shard: &Rc<Shard>, front: &Front, outbox: &Rc<Outbox>) -> Option<(Stream, State)> {
-    let _ = outbox.set_nodelay(front.nodelay);
-    let plan = match plan::read(&front.requests, shard, outbox).await {
-        Ok(Plan::Stream(plan)) => plan,
-        Ok(Plan::Respond(bytes)) => {
+/// Everything from the request to the stream's first state: the answer
+/// to a request that gets no stream, or the topic, the stream head and
+/// where the stream starts. A stream (counted open from here) and its
+/// state, or `None` when the request got an answer instead.
+async fn begin(
+    shard: &Rc<Shard>,
+    front: &Front,
+    outbox: &Rc<Outbox>,
+    plan: Plan,
+) -> Option<(Stream, State)> {
+    let plan = match plan {
+        Plan::Stream(plan) => plan,
+        Plan::Respond(bytes) => {
             answer(shard, outbox, &bytes).await;
-            return None;
-        }
-        Err(e) => {
-            debug!(error = %e, "connection closed before a request");
             return None;
         }
     };

@@ -134,10 +134,10 @@ impl From<Refusal> for Plan {
 
 /// Reads and plans a connection's request.
 pub async fn read(requests: &Requests, shard: &Shard, outbox: &Outbox) -> io::Result<Plan> {
-    match plan_now(requests, shard, outbox)? {
-        Head::Complete(plan) => Ok(plan),
-        // Boxed: the read buffer lives on the heap only while the head is
-        // read, not in the connection's future for the life of the stream.
+    // Decided in one statement, so that no head or plan is held in the
+    // connection's future while the rest of the head is awaited.
+    let (buf, deadline) = match plan_now(requests, shard, outbox)? {
+        Head::Complete(plan) => return Ok(plan),
         Head::Partial(buf) => {
             // Nothing at all: the kernel's deferred accept stopped waiting
             // for it, after `defer_accept(request_timeout)` at least, which
@@ -149,10 +149,12 @@ pub async fn read(requests: &Requests, shard: &Shard, outbox: &Outbox) -> io::Re
             } else {
                 requests.request_timeout
             };
-            let deadline = Instant::now() + wait;
-            Box::pin(read_plan(requests, shard, outbox, buf, deadline)).await
+            (buf, Instant::now() + wait)
         }
-    }
+    };
+    // Boxed: the read buffer lives on the heap only while the head is read,
+    // not in the connection's future for the life of the stream.
+    Box::pin(read_plan(requests, shard, outbox, buf, deadline)).await
 }
 
 /// How long the kernel holds a new connection back until its request has
