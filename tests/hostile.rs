@@ -611,3 +611,63 @@ fn head_gets_the_stream_head() {
     assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
     assert!(missing.ends_with("\r\n\r\n"), "no body: {missing:?}");
 }
+
+/// Thousands of requests for distinct missing topics at once (a scan, or
+/// a client bug) once became one metadata request each, listing every
+/// topic, while live delivery on a served topic paused for seconds. Now
+/// the names are gathered and asked about together, by name, one request
+/// at a time: every request still gets its 404, Kafka gets a few metadata
+/// requests, and the live stream gets every record produced meanwhile.
+#[test]
+fn a_flood_of_missing_topics_is_a_few_metadata_requests() {
+    const NAMES: usize = 3000;
+    let routes = r#"routes:
+  - path: /live
+    topic: news
+  - path: /topics/{name}
+    topic: "${params.name}"
+    topics: ["public.*"]
+"#;
+    let broker = Broker::start();
+    broker.create_topic("news", 1);
+    let proxy = Proxy::start(&config_for(&broker, routes), "0,1");
+    let mut live = SseClient::connect(proxy.addr, "/live", &[]);
+    assert_eq!(live.status(), 200);
+    let lookups_before = proxy.metric("sse_kafka_topic_lookups_total");
+    let requests_before = proxy.metric("sse_kafka_topic_metadata_requests_total");
+
+    // Every request is sent before any answer is read, so they are all
+    // waiting at once.
+    let mut pending: Vec<std::net::TcpStream> = (0..NAMES)
+        .map(|i| {
+            let mut s = std::net::TcpStream::connect(proxy.addr).unwrap();
+            let request = format!("GET /topics/public.missing-{i} HTTP/1.1\r\nhost: test\r\n\r\n");
+            std::io::Write::write_all(&mut s, request.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    for i in 0..20 {
+        broker.produce("news", 0, None, Some(format!("n{i}").as_bytes()));
+    }
+    for (i, s) in pending.iter_mut().enumerate() {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut answer = String::new();
+        std::io::Read::read_to_string(s, &mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 404 "), "name {i}: {answer}");
+        assert!(
+            answer.contains(&format!("topic 'public.missing-{i}' does not exist")),
+            "name {i}: {answer}"
+        );
+    }
+    let want: Vec<String> = (0..20).map(|i| format!("n{i}")).collect();
+    assert_eq!(data(&live.take(20)), want);
+
+    let lookups = proxy.metric("sse_kafka_topic_lookups_total") - lookups_before;
+    let requests = proxy.metric("sse_kafka_topic_metadata_requests_total") - requests_before;
+    assert_eq!(lookups, NAMES as u64, "every name is looked up once");
+    assert!(
+        requests >= 1 && requests * 10 <= lookups,
+        "{requests} metadata requests for {lookups} look-ups"
+    );
+}

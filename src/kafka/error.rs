@@ -153,13 +153,16 @@ pub enum KafkaError {
         #[source]
         source: Arc<ClientError>,
     },
-    /// rskafka's client failed to list the topics.
+    /// The metadata request asking whether the topic exists failed.
     #[error("topic {topic}: {source}")]
     Metadata {
         topic: Arc<str>,
         #[source]
-        source: Arc<ClientError>,
+        source: FetchError,
     },
+    /// Too many topic names are waiting to be looked up.
+    #[error("too many topic look-ups waiting")]
+    LookupsFull,
     /// The sidecar is gone (the shard is shutting down).
     #[error("kafka client unavailable")]
     Unavailable,

@@ -28,7 +28,9 @@ use std::time::Duration;
 
 use rskafka::messenger::Messenger;
 use rskafka::protocol::error::Error as ApiError;
-use rskafka::protocol::messages::{IsolationLevel, MetadataRequest, MetadataRequestTopic};
+use rskafka::protocol::messages::{
+    IsolationLevel, MetadataRequest, MetadataRequestTopic, MetadataResponse,
+};
 use rskafka::protocol::primitives::{Boolean, String_};
 use tokio::io::BufStream;
 use tokio::net::TcpStream;
@@ -262,6 +264,70 @@ impl Fetcher {
     /// metadata, records its brokers and partition leaders, and returns
     /// the leader of `partition`. Never creates the topic.
     async fn load_metadata(&self, topic: &str, partition: Partition) -> Result<i32, Failed> {
+        let response = self.metadata(&[topic]).await.map_err(Failed::Retry)?;
+        let Some(t) = response.topics.iter().find(|t| t.name.0 == topic) else {
+            return Err(Failed::Final(FetchError::UnknownTopicOrPartition));
+        };
+        match &t.error {
+            None => {}
+            Some(ApiError::UnknownTopicOrPartition) => {
+                return Err(Failed::Final(FetchError::UnknownTopicOrPartition))
+            }
+            Some(code) => {
+                return Err(Failed::Retry(FetchError::Topic {
+                    topic: topic.to_owned(),
+                    code: *code,
+                }))
+            }
+        }
+        let mut leaders = self.leaders.borrow_mut();
+        for p in &t.partitions {
+            let Ok(index) = u32::try_from(p.partition_index.0) else {
+                // A negative partition number names nothing to fetch.
+                continue;
+            };
+            let key = (topic.to_owned(), Partition(index));
+            if p.error.is_none() && p.leader_id.0 >= 0 {
+                leaders.insert(key, p.leader_id.0);
+            } else {
+                leaders.remove(&key);
+            }
+        }
+        match t
+            .partitions
+            .iter()
+            .find(|p| p.partition_index.0 == partition.to_kafka())
+        {
+            None => Err(Failed::Final(FetchError::UnknownTopicOrPartition)),
+            Some(_) => match leaders.get(&(topic.to_owned(), partition)) {
+                Some(node) => Ok(*node),
+                None => Err(Failed::Retry(FetchError::NoLeader {
+                    topic: topic.to_owned(),
+                    partition,
+                })),
+            },
+        }
+    }
+
+    /// Which of `topics` exist, in their order: one metadata request naming
+    /// them (never all topics, and never creating one). A topic exists when
+    /// Kafka answers it without an error and with partitions.
+    pub async fn topics_exist(&self, topics: &[&str]) -> Result<Vec<bool>, FetchError> {
+        let response = self.metadata(topics).await?;
+        Ok(topics
+            .iter()
+            .map(|name| {
+                response
+                    .topics
+                    .iter()
+                    .any(|t| t.name.0 == *name && t.error.is_none() && !t.partitions.is_empty())
+            })
+            .collect())
+    }
+
+    /// A metadata request for `topics` (never creating one), from a known
+    /// broker or else a bootstrap one; records the brokers it lists.
+    async fn metadata(&self, topics: &[&str]) -> Result<MetadataResponse, FetchError> {
         let mut candidates: Vec<String> = self.brokers.borrow().values().cloned().collect();
         candidates.sort();
         for addr in &self.bootstrap {
@@ -273,16 +339,20 @@ impl Fetcher {
         for addr in candidates {
             let connection = match self.connection(&addr, Lane::Catchup).await {
                 Ok(c) => c,
-                Err(Failed::Retry(why)) => {
+                Err(Failed::Retry(why) | Failed::Final(why)) => {
                     last = why;
                     continue;
                 }
-                Err(other) => return Err(other),
             };
             let request = MetadataRequest {
-                topics: Some(vec![MetadataRequestTopic {
-                    name: String_(topic.to_owned()),
-                }]),
+                topics: Some(
+                    topics
+                        .iter()
+                        .map(|name| MetadataRequestTopic {
+                            name: String_((*name).to_owned()),
+                        })
+                        .collect(),
+                ),
                 allow_auto_topic_creation: Some(Boolean(false)),
             };
             let response =
@@ -307,56 +377,13 @@ impl Fetcher {
                         continue;
                     }
                 };
-            {
-                let mut brokers = self.brokers.borrow_mut();
-                for b in &response.brokers {
-                    brokers.insert(b.node_id.0, format!("{}:{}", b.host.0, b.port.0));
-                }
+            let mut brokers = self.brokers.borrow_mut();
+            for b in &response.brokers {
+                brokers.insert(b.node_id.0, format!("{}:{}", b.host.0, b.port.0));
             }
-            let Some(t) = response.topics.iter().find(|t| t.name.0 == topic) else {
-                return Err(Failed::Final(FetchError::UnknownTopicOrPartition));
-            };
-            match &t.error {
-                None => {}
-                Some(ApiError::UnknownTopicOrPartition) => {
-                    return Err(Failed::Final(FetchError::UnknownTopicOrPartition))
-                }
-                Some(code) => {
-                    return Err(Failed::Retry(FetchError::Topic {
-                        topic: topic.to_owned(),
-                        code: *code,
-                    }))
-                }
-            }
-            let mut leaders = self.leaders.borrow_mut();
-            for p in &t.partitions {
-                let Ok(index) = u32::try_from(p.partition_index.0) else {
-                    // A negative partition number names nothing to fetch.
-                    continue;
-                };
-                let key = (topic.to_owned(), Partition(index));
-                if p.error.is_none() && p.leader_id.0 >= 0 {
-                    leaders.insert(key, p.leader_id.0);
-                } else {
-                    leaders.remove(&key);
-                }
-            }
-            return match t
-                .partitions
-                .iter()
-                .find(|p| p.partition_index.0 == partition.to_kafka())
-            {
-                None => Err(Failed::Final(FetchError::UnknownTopicOrPartition)),
-                Some(_) => match leaders.get(&(topic.to_owned(), partition)) {
-                    Some(node) => Ok(*node),
-                    None => Err(Failed::Retry(FetchError::NoLeader {
-                        topic: topic.to_owned(),
-                        partition,
-                    })),
-                },
-            };
+            return Ok(response);
         }
-        Err(Failed::Retry(last))
+        Err(last)
     }
 
     fn forget_leader(&self, topic: &str, partition: Partition) {

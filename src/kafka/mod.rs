@@ -26,6 +26,7 @@ mod decode;
 mod error;
 mod fetch_loop;
 mod fetcher;
+mod lookups;
 mod messages;
 mod protocol;
 mod running;

@@ -16,6 +16,7 @@ use rskafka::messenger::RequestError;
 use tracing::warn;
 
 use super::fetcher::{Fetcher, ANSWER_GRACE};
+use super::lookups::Lookups;
 use super::messages::{Request, ToShard};
 use super::topics::TopicTable;
 use crate::config::KafkaConfig;
@@ -48,6 +49,8 @@ pub(super) struct Running {
     pub(super) fetcher: Fetcher,
     /// Per topic, what the metadata watch last saw.
     pub(super) watches: RefCell<Vec<Rc<TopicWatch>>>,
+    /// Topic names requests asked about (see `lookups`).
+    pub(super) lookups: Lookups,
 }
 
 /// What a sidecar's metadata watch knows about a topic; read by the topic's

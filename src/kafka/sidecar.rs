@@ -3,7 +3,8 @@
 //! [`Fetcher`]. It starts a metadata watch per topic (see `watch`), which
 //! starts the fetch loops of the partitions the shard owns (see
 //! `fetch_loop`), and answers the shard's [`Request`]s: catch-up fetches,
-//! offset look-ups, whether a topic exists, and topics to start watching.
+//! offset look-ups, whether a topic exists (see `lookups`), and topics to
+//! start watching.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use tracing::{debug, warn};
 use super::decode::Skipped;
 use super::error::{FetchError, KafkaError};
 use super::fetcher::{Fetcher, Lane};
+use super::lookups::Lookups;
 use super::messages::{Fetched, OffsetQuery, Request};
 use super::running::{
     answered, clamp_i32, partition_client, Running, Sidecar, RETRY_INITIAL, RETRY_MAX,
@@ -82,6 +84,7 @@ impl Sidecar {
             client: Arc::new(client),
             fetcher,
             watches: RefCell::default(),
+            lookups: Lookups::default(),
         });
         for i in 0..me.spec.topics.len() {
             me.start_watch(TopicId(i as u32));
@@ -90,23 +93,7 @@ impl Sidecar {
         while let Ok(req) = me.spec.requests.recv_async().await {
             match req {
                 Request::Watch { topic } => me.start_watch(topic),
-                Request::Exists { name, reply } => {
-                    let client = Arc::clone(&me.client);
-                    tokio::task::spawn_local(async move {
-                        let found = answered(client.list_topics())
-                            .await
-                            .map(|topics| {
-                                topics
-                                    .iter()
-                                    .any(|t| t.name == name && !t.partitions.is_empty())
-                            })
-                            .map_err(|e| KafkaError::Metadata {
-                                topic: Arc::from(name.as_str()),
-                                source: Arc::new(e),
-                            });
-                        let _ = reply.send(found);
-                    });
-                }
+                Request::Exists { name, reply } => me.exists(name, reply),
                 Request::Fetch {
                     topic,
                     partition,

@@ -89,9 +89,12 @@ pub struct ShardMetrics {
     pub slow_clients_ended: Counter,
     /// Streams ended because their client closed its end.
     pub hang_ups: Counter,
-    /// Kafka metadata requests asking whether a topic a request named
-    /// exists.
+    /// Topic names a request named through a route's topic template that
+    /// the shard asked its sidecar about.
     pub topic_lookups: Counter,
+    /// Kafka metadata requests the sidecar sent for those look-ups (each
+    /// answers many; see `kafka::lookups`).
+    pub topic_metadata_requests: Counter,
     /// Streams ended because their topic was unavailable for longer than
     /// `kafka.unavailable_timeout`.
     pub topic_unavailable_ends: Counter,
@@ -205,9 +208,15 @@ const FAMILIES: &[Family] = &[
     },
     Family {
         name: "sse_kafka_topic_lookups_total",
-        help: "Kafka metadata requests asking whether a topic a request named through a route's topic template exists.",
+        help: "Topic names a request named through a route's topic template that were looked up in Kafka (names Kafka said were missing are remembered until the next metadata refresh).",
         kind: "counter",
         get: |m| m.topic_lookups.get(),
+    },
+    Family {
+        name: "sse_kafka_topic_metadata_requests_total",
+        help: "Kafka metadata requests sent for those look-ups: one at a time, each asking about every name waiting (up to 256).",
+        kind: "counter",
+        get: |m| m.topic_metadata_requests.get(),
     },
     Family {
         name: "sse_kafka_hang_ups_total",
