@@ -6,19 +6,16 @@
 //! never listing every topic), answering every request waiting on each;
 //! requests follow each other no faster than one per [`REQUEST_INTERVAL`],
 //! and past [`MAX_WAITING`] names a look-up is refused at once (the stream
-//! request gets a 503 with `retry-after`).
+//! request gets a 503 with `retry-after`). The sidecar's task that sends
+//! the requests is `Running::look_up`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::oneshot;
-use tokio::time::Instant;
 
 use super::error::KafkaError;
-use super::running::Running;
 
 /// Names one metadata request asks about.
 pub const NAMES_PER_REQUEST: usize = 256;
@@ -30,7 +27,7 @@ pub const REQUEST_INTERVAL: Duration = Duration::from_millis(50);
 /// Distinct names waiting for a look-up, past which a new one is refused.
 pub const MAX_WAITING: usize = 8192;
 
-type Reply = oneshot::Sender<Result<bool, KafkaError>>;
+pub(super) type Reply = oneshot::Sender<Result<bool, KafkaError>>;
 
 /// A sidecar's look-ups: the names waiting, in arrival order, each with the
 /// requests waiting on it.
@@ -46,7 +43,7 @@ pub(super) struct Lookups {
 impl Lookups {
     /// Queues a request waiting on `name`. Returns whether the task that
     /// sends the look-ups must be started.
-    fn add(&self, name: String, reply: Reply) -> bool {
+    pub(super) fn add(&self, name: String, reply: Reply) -> bool {
         let mut waiting = self.waiting.borrow_mut();
         let mut index = self.index.borrow_mut();
         match index.get(&name) {
@@ -65,7 +62,7 @@ impl Lookups {
 
     /// The next names to ask about (oldest first), taken off the queue;
     /// empty when none is waiting, and the task stops.
-    fn next_batch(&self) -> Vec<(String, Vec<Reply>)> {
+    pub(super) fn next_batch(&self) -> Vec<(String, Vec<Reply>)> {
         let mut waiting = self.waiting.borrow_mut();
         let mut index = self.index.borrow_mut();
         let n = waiting.len().min(NAMES_PER_REQUEST);
@@ -78,43 +75,6 @@ impl Lookups {
             self.running.set(false);
         }
         batch
-    }
-}
-
-impl Running {
-    /// Answers `reply` with whether Kafka has a topic named `name` (see the
-    /// module doc).
-    pub(super) fn exists(self: &Rc<Self>, name: String, reply: Reply) {
-        if self.lookups.add(name, reply) {
-            tokio::task::spawn_local(Rc::clone(self).look_up());
-        }
-    }
-
-    /// Sends look-ups while names wait.
-    async fn look_up(self: Rc<Self>) {
-        loop {
-            let batch = self.lookups.next_batch();
-            if batch.is_empty() {
-                return;
-            }
-            let next = Instant::now() + REQUEST_INTERVAL;
-            self.spec.metrics.topic_metadata_requests.inc();
-            let names: Vec<&str> = batch.iter().map(|(name, _)| name.as_str()).collect();
-            let found = self.fetcher.topics_exist(&names).await;
-            for (i, (name, replies)) in batch.into_iter().enumerate() {
-                let answer = match &found {
-                    Ok(found) => Ok(found[i]),
-                    Err(e) => Err(KafkaError::Metadata {
-                        topic: Arc::from(name.as_str()),
-                        source: e.clone(),
-                    }),
-                };
-                for reply in replies {
-                    let _ = reply.send(answer.clone());
-                }
-            }
-            tokio::time::sleep_until(next).await;
-        }
     }
 }
 

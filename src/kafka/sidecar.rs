@@ -17,12 +17,13 @@ use rskafka::client::error::Error as ClientError;
 use rskafka::client::partition::{OffsetAt, PartitionClient};
 use rskafka::client::{Client, ClientBuilder};
 use rskafka::BackoffConfig;
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::decode::Skipped;
 use super::error::{FetchError, KafkaError};
 use super::fetcher::{Fetcher, Lane};
-use super::lookups::Lookups;
+use super::lookups::{Lookups, Reply, REQUEST_INTERVAL};
 use super::messages::{Fetched, OffsetQuery, Request};
 use super::running::{
     answered, clamp_i32, partition_client, Running, Sidecar, RETRY_INITIAL, RETRY_MAX,
@@ -199,6 +200,43 @@ impl Running {
                 partition,
                 source,
             }),
+        }
+    }
+}
+
+impl Running {
+    /// Answers `reply` with whether Kafka has a topic named `name` (see
+    /// `lookups`).
+    pub(super) fn exists(self: &Rc<Self>, name: String, reply: Reply) {
+        if self.lookups.add(name, reply) {
+            tokio::task::spawn_local(Rc::clone(self).look_up());
+        }
+    }
+
+    /// Sends look-ups while names wait.
+    async fn look_up(self: Rc<Self>) {
+        loop {
+            let batch = self.lookups.next_batch();
+            if batch.is_empty() {
+                return;
+            }
+            let next = Instant::now() + REQUEST_INTERVAL;
+            self.spec.metrics.topic_metadata_requests.inc();
+            let names: Vec<&str> = batch.iter().map(|(name, _)| name.as_str()).collect();
+            let found = self.fetcher.topics_exist(&names).await;
+            for (i, (name, replies)) in batch.into_iter().enumerate() {
+                let answer = match &found {
+                    Ok(found) => Ok(found[i]),
+                    Err(e) => Err(KafkaError::Metadata {
+                        topic: Arc::from(name.as_str()),
+                        source: e.clone(),
+                    }),
+                };
+                for reply in replies {
+                    let _ = reply.send(answer.clone());
+                }
+            }
+            tokio::time::sleep_until(next).await;
         }
     }
 }
