@@ -10,8 +10,13 @@
 #            records behind: to the same instance (its cache serves), and to
 #            a second instance with the cache disabled (Kafka serves, with
 #            shared fetches); time to catch up and broker fetches
+#   stall    STALL_K clients that ask for a cached topic of STALL_RECORDS
+#            records from its start and then never read: the live clients'
+#            p99 with them against without, and the proxy's RSS before,
+#            while they are connected, and after they left
 #
-# Usage: perf/resume.sh [cache|slow|storm]...   (default: all three)
+# Usage: perf/resume.sh [cache|slow|storm|stall]...   (default: the first
+# three; PROXY_BIN picks the proxy binary, as in perf/compare.sh)
 # Output: a table on stdout and perf/results/resume.jsonl (one JSON per row).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +28,8 @@ SLOW=${SLOW:-200}
 SECS=${SECS:-10}
 STORM_K=${STORM_K:-15000}
 STORM_BEHIND=${STORM_BEHIND:-4000}
+STALL_K=${STALL_K:-10000}
+STALL_RECORDS=${STALL_RECORDS:-200000}
 OUT=${OUT:-perf/results/resume.jsonl}
 what=("$@"); [ ${#what[@]} -gt 0 ] || what=(cache slow storm)
 
@@ -47,22 +54,22 @@ fresh_proxy() {
   start_proxy "$admin"
 }
 
-# Holds N connections that send a request and never read, with a 4 KiB
-# receive buffer, for S seconds.
+# Holds N connections that send a request for PATH (default /items) and
+# never read, with a 4 KiB receive buffer, for S seconds.
 slow_clients() {
-  python3 - "$port" "$1" "$2" <<'PY' &
+  python3 - "$port" "$1" "$2" "${3:-/items}" <<'PY' &
 import socket, sys, time
-port, n, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+port, n, secs, path = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 held = []
 for i in range(n):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.connect(("127.0.0.1", port))
-    s.sendall(b"GET /items HTTP/1.1\r\nhost: x\r\n\r\n")
+    s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nhost: x\r\n\r\n")
     held.append(s)
 time.sleep(secs)
 PY
-  pids+=($!)
+  SLOW_PID=$!; pids+=($SLOW_PID)
 }
 
 for w in "${what[@]}"; do case $w in
@@ -124,5 +131,43 @@ YAML
   row "$(storm --resume-url "http://127.0.0.1:$port2/items" --resume-admin "127.0.0.1:$admin2" \
     | python3 -c 'import json,sys; r=json.load(sys.stdin); r["row"]="storm, other instance (no cache)"; print(json.dumps(r))')"
   ;;
-*) echo "unknown measurement: $w (cache, slow or storm)" >&2; exit 2 ;;
+stall)
+  PROXY_CONFIG_EXTRA="cache: {partition_bytes: 256MiB, total_bytes: 1GiB, max_age: 1h}" fresh_proxy
+  fetched0=$(metric "$admin" sse_kafka_records_fetched_total)
+  $load produce --brokers "127.0.0.1:$broker" --topic items --partitions 4 --value-size 100 \
+    --rate $((STALL_RECORDS / 4)) --seconds 4 --producer-cpu 1 >/dev/null
+  for _ in $(seq 300); do
+    [ "$(( $(metric "$admin" sse_kafka_records_fetched_total) - fetched0 ))" -ge "$STALL_RECORDS" ] && break; sleep 0.1
+  done
+  run_live() {
+    $load run --brokers "127.0.0.1:$broker" --topic items --partitions 4 --rate 100 --value-size 100 \
+      --producer-cpu 1 --url "http://127.0.0.1:$port/items" --connections 1000 --cpus 1 \
+      --warmup 3 --seconds "$SECS" --spin-us 200 2>/dev/null | tail -1
+  }
+  base=$(run_live)
+  rss_before=$(rss_kb "$PROXY")
+  open0=$(metric "$admin" sse_kafka_connections_open)
+  slow_clients "$STALL_K" $((SECS + 40)) "/items?since=0"
+  for _ in $(seq 600); do
+    [ "$(( $(metric "$admin" sse_kafka_connections_open) - open0 ))" -ge "$STALL_K" ] && break; sleep 0.1
+  done
+  with=$(run_live)
+  rss_during=$(rss_kb "$PROXY")
+  kill "$SLOW_PID"; wait "$SLOW_PID" 2>/dev/null || true
+  for _ in $(seq 600); do
+    [ "$(metric "$admin" sse_kafka_connections_open)" -le "$open0" ] && break; sleep 0.1
+  done
+  # Two ticks of the proxy after the last stream ended.
+  sleep 3
+  rss_after=$(rss_kb "$PROXY")
+  row "$(python3 -c "
+import json,sys
+b,w=json.loads(sys.argv[1]),json.loads(sys.argv[2])
+k,r0,r1,r2=map(int,sys.argv[3:7])
+print(json.dumps({'row':'stall','stalled':k,'live_p99_ms_without':b['latency_ms']['p99'],
+ 'live_p99_ms_with':w['latency_ms']['p99'],'ratio':round(w['latency_ms']['p99']/b['latency_ms']['p99'],2),
+ 'live_loss':w['loss'],'rss_mib_before':round(r0/1024,1),'rss_mib_during':round(r1/1024,1),
+ 'rss_mib_after':round(r2/1024,1),'kib_per_stalled':round((r1-r0)/k,1)}))" "$base" "$with" "$STALL_K" "$rss_before" "$rss_during" "$rss_after")"
+  ;;
+*) echo "unknown measurement: $w (cache, slow, storm or stall)" >&2; exit 2 ;;
 esac; done

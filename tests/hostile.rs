@@ -671,3 +671,53 @@ fn a_flood_of_missing_topics_is_a_few_metadata_requests() {
         "{requests} metadata requests for {lookups} look-ups"
     );
 }
+
+/// Thousands of clients that resume from the start of a cached topic and
+/// then never read once held ~68 KiB each (their encoder's buffers grown to
+/// twice a chunk, a chunk queued, the batches they held), and the memory
+/// stayed with the process after they left. Now a reader whose client
+/// takes nothing for a second is parked with its queued chunk alone, is
+/// counted as stalled, and what the readers freed goes back to the kernel.
+#[test]
+fn readers_that_never_read_hold_one_chunk_and_give_it_back() {
+    const READERS: usize = 1000;
+    let routes = r#"cache: {partition_bytes: 256MiB, total_bytes: 1GiB, max_age: 1h}
+routes:
+  - path: /items
+    topic: items
+"#;
+    let broker = Broker::start();
+    broker.create_topic("items", 1);
+    let proxy = Proxy::start(&config_for(&broker, routes), "0");
+    let value = vec![b'v'; 200];
+    for _ in 0..20 {
+        let records = (0..1000).map(|_| (None, Some(value.clone()))).collect();
+        broker.produce_many("items", 0, records);
+    }
+    wait_until("the proxy cached every record", || {
+        proxy.metric("sse_kafka_records_fetched_total") >= 20_000
+    });
+    let before = proxy.rss_bytes();
+
+    let readers: Vec<SseClient> = (0..READERS)
+        .map(|_| SseClient::connect_small_buffer(proxy.addr, "/items?since=0"))
+        .collect();
+    wait_until("every reader is stalled", || {
+        proxy.metric("sse_kafka_stalled_readers") == READERS as u64
+    });
+    let during = proxy.rss_bytes();
+    let per_reader = during.saturating_sub(before) / READERS as u64;
+    assert!(
+        per_reader < 40 << 10,
+        "{per_reader} bytes of RSS per stalled reader ({before} before, {during} during)"
+    );
+
+    drop(readers);
+    wait_until("the readers are gone", || {
+        proxy.metric("sse_kafka_connections_open") == 0
+    });
+    assert_eq!(proxy.metric("sse_kafka_stalled_readers"), 0);
+    wait_until("the memory they held is back with the kernel", || {
+        proxy.rss_bytes().saturating_sub(before) < (8 << 10) * READERS as u64
+    });
+}

@@ -49,6 +49,9 @@ impl Counter {
 pub struct ShardMetrics {
     /// Gauge: SSE streams open on this shard.
     pub connections_open: Counter,
+    /// Gauge: catch-up readers whose clients took nothing for a whole wait
+    /// for room (parked; see `Outbox::wait_room`).
+    pub stalled_readers: Counter,
     pub connections_total: Counter,
     /// Responses that were not a stream, by class.
     pub http_errors: Counter,
@@ -115,6 +118,12 @@ const FAMILIES: &[Family] = &[
         help: "SSE streams currently open.",
         kind: "gauge",
         get: |m| m.connections_open.get(),
+    },
+    Family {
+        name: "sse_kafka_stalled_readers",
+        help: "Catch-up readers whose clients took nothing for a whole second: each holds at most one 32 KiB chunk until its client reads or max_lag ends it.",
+        kind: "gauge",
+        get: |m| m.stalled_readers.get(),
     },
     Family {
         name: "sse_kafka_connections_total",

@@ -1,8 +1,9 @@
 //! The shard's ticker: every tick it drops cached records past their age,
 //! sends progress ids to filtered streams that records passed by, ends the
 //! live streams of topics Kafka has not served for too long, queues
-//! keep-alive comments on silent streams, and ends the streams whose
-//! clients hung up.
+//! keep-alive comments on silent streams, ends the streams whose clients
+//! hung up, and returns freed memory to the kernel after many streams
+//! ended.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -10,7 +11,12 @@ use std::time::{Duration, Instant};
 use super::outbox::Outbox;
 use super::Shard;
 use crate::codec::sse;
+use crate::sys::memory;
 use crate::sys::socket::HangUps;
+
+/// Streams that end, from the most the shard had open since the last trim,
+/// before the freed memory is returned to the kernel (see `sys::memory`).
+const ENDED_BEFORE_TRIM: usize = 256;
 
 /// What the ticker is set to.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +33,8 @@ pub async fn run(shard: Rc<Shard>, settings: TickerSettings) {
     let frame: Rc<[u8]> = Rc::from(sse::KEEPALIVE);
     let mut polls = HangUps::default();
     let mut polled = Vec::new();
+    // The most streams open since the memory was last trimmed.
+    let mut most_open = 0usize;
     loop {
         glommio::timer::sleep(shard.streams.tick()).await;
         if shard.streams.is_shutting_down() {
@@ -46,6 +54,11 @@ pub async fn run(shard: Rc<Shard>, settings: TickerSettings) {
             }
         }
         hang_ups(&shard, &open, &mut polls, &mut polled);
+        most_open = most_open.max(open.len());
+        if most_open - open.len() >= ENDED_BEFORE_TRIM {
+            memory::release_free_memory();
+            most_open = open.len();
+        }
     }
 }
 
@@ -70,7 +83,8 @@ fn end_unavailable(shard: &Shard, timeout: Duration, now: Instant) {
 
 /// Ends the streams whose clients closed their end: one `poll` over every
 /// stream per tick (an SSE client sends nothing after its request, so
-/// end-of-input means it is gone, as nginx also takes it).
+/// end-of-input means it is gone, as nginx also takes it). The same poll
+/// wakes the parked streams whose sockets have room (`Outbox::wait_room`).
 fn hang_ups(shard: &Shard, open: &[Rc<Outbox>], polls: &mut HangUps, polled: &mut Vec<usize>) {
     polls.clear();
     polled.clear();
@@ -86,6 +100,8 @@ fn hang_ups(shard: &Shard, open: &[Rc<Outbox>], polls: &mut HangUps, polled: &mu
         if polls.hung_up(at) && !outbox.is_ending() {
             shard.metrics.hang_ups.inc();
             outbox.hang_up();
+        } else if polls.has_room(at) {
+            outbox.room();
         }
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! A cursor encodes its own frames, a chunk at a time and only once the
 //! socket has taken the previous chunk, so a slow client holds at most one
-//! chunk besides references to shared batches, and its pace costs nobody
-//! else anything.
+//! chunk ([`CHUNK_BYTES`](super::encoder::CHUNK_BYTES) and the frame of the
+//! record that filled it): while its socket is full it keeps no buffer and
+//! no batch of its own, and its pace costs nobody else anything.
 //!
 //! INVARIANT (exact switch to live): a cursor reads a partition only below
 //! the hub's head of that partition, and it joins the live stream only when
@@ -33,6 +34,7 @@ use super::routes::RouteInfo;
 use crate::codec::sse;
 use crate::kafka::{KafkaError, OffsetQuery};
 use crate::model::{Batch, Offset, Partition, Position, TopicId};
+use crate::ops::metrics::ShardMetrics;
 use crate::shard::audiences::Selection;
 use crate::shard::outbox::Outbox;
 use crate::shard::Shard;
@@ -134,23 +136,45 @@ pub async fn catch_up(
     // This cursor's turn to encode (see CATCHUP_SLOTS): kept while its
     // client takes what it is given, handed back whenever it waits.
     let mut slot = None;
+    // Whether the client took nothing during the last wait for room.
+    let mut stalled = Stalled::new(&shard.metrics);
     loop {
         if !outbox.try_send(&shard.metrics)? {
-            // The socket is full: wait for room without a turn. A client
-            // that stops reading must still meet `max_lag`: the flush gives
-            // up waiting every STUCK_CHECK to look at the lag.
+            // The socket is full: wait for room without a turn, and without
+            // buffers: a client that stopped reading costs its queued chunk
+            // and no more (batches read from Kafka are fetched again, those
+            // of the cache looked up again). It must still meet `max_lag`:
+            // the wait gives up every STUCK_CHECK to look at the lag. A
+            // client that took nothing for a whole wait is then waited for
+            // parked (see `Outbox::wait_room`) until it takes something.
             slot = None;
-        }
-        if slot.is_none() && !outbox.flush_within(&shard.metrics, STUCK_CHECK).await? {
-            let behind_by = position.behind(shard.hub.borrow().topic(topic).heads());
-            let age_ms = pending_since.map(|ts| (now_millis() - ts).max(0) as u64);
-            if let Some(reason) = lag.exceeded(behind_by, age_ms) {
-                // Its socket is full: the error event cannot reach it. It
-                // sees the stream end and resumes from its last id.
-                shard.metrics.slow_clients_ended.inc();
-                return Err(io::Error::other(reason));
+            enc.release();
+            held.iter_mut().for_each(|h| *h = None);
+            let room = if stalled.get() {
+                let queued = outbox.queued_bytes();
+                outbox.wait_room(STUCK_CHECK).await;
+                let room = outbox.try_send(&shard.metrics)?;
+                stalled.set(!room && outbox.queued_bytes() == queued);
+                room
+            } else {
+                let room = outbox.flush_within(&shard.metrics, STUCK_CHECK).await?;
+                stalled.set(!room);
+                room
+            };
+            if !room {
+                if shard.streams.is_shutting_down() || outbox.is_ending() {
+                    return Ok(CaughtUp::Stopped);
+                }
+                let behind_by = position.behind(shard.hub.borrow().topic(topic).heads());
+                let age_ms = pending_since.map(|ts| (now_millis() - ts).max(0) as u64);
+                if let Some(reason) = lag.exceeded(behind_by, age_ms) {
+                    // Its socket is full: the error event cannot reach it.
+                    // It sees the stream end and resumes from its last id.
+                    shard.metrics.slow_clients_ended.inc();
+                    return Err(io::Error::other(reason));
+                }
+                continue;
             }
-            continue;
         }
         if shard.streams.is_shutting_down() || outbox.is_ending() {
             return Ok(CaughtUp::Stopped);
@@ -364,6 +388,39 @@ pub async fn catch_up(
         if failed {
             glommio::timer::sleep(CATCHUP_RETRY).await;
         }
+    }
+}
+
+/// Whether a cursor's client took nothing during its last wait for room,
+/// counted in `sse_kafka_stalled_readers` while it is so (and no longer
+/// once the cursor ends, however it ends).
+struct Stalled<'a> {
+    metrics: &'a ShardMetrics,
+    on: bool,
+}
+
+impl<'a> Stalled<'a> {
+    fn new(metrics: &'a ShardMetrics) -> Self {
+        Self { metrics, on: false }
+    }
+
+    fn get(&self) -> bool {
+        self.on
+    }
+
+    fn set(&mut self, on: bool) {
+        match (self.on, on) {
+            (false, true) => self.metrics.stalled_readers.inc(),
+            (true, false) => self.metrics.stalled_readers.sub(1),
+            _ => {}
+        }
+        self.on = on;
+    }
+}
+
+impl Drop for Stalled<'_> {
+    fn drop(&mut self) {
+        self.set(false);
     }
 }
 

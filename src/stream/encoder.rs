@@ -160,6 +160,16 @@ impl Encoder {
         n
     }
 
+    /// Frees the encoder's buffers (nothing is encoded and not queued
+    /// then): a reader whose client stopped taking its frames holds no
+    /// more than the chunk queued on its outbox while it waits.
+    pub fn release(&mut self) {
+        debug_assert!(self.frames.is_empty());
+        self.frames = Vec::new();
+        self.scratch = Vec::new();
+        self.id = Vec::new();
+    }
+
     /// Queues the encoded chunk on the outbox, ending it with an id-only
     /// event at `position` when the cursor passed over records after its
     /// last frame (the client's id then covers them).

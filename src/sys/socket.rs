@@ -150,11 +150,17 @@ impl HangUps {
         self.polled.clear();
     }
 
-    /// Adds a stream; the answer for it is at this index.
-    pub fn add(&mut self, stream: &TcpStream) {
+    /// Adds a stream, asking whether it has room too when `room`; the
+    /// answer for it is at this index.
+    pub fn add(&mut self, stream: &TcpStream, room: bool) {
+        let events = if room {
+            libc::POLLRDHUP | libc::POLLOUT
+        } else {
+            libc::POLLRDHUP
+        };
         self.polled.push(libc::pollfd {
             fd: stream.as_raw_fd(),
-            events: libc::POLLRDHUP,
+            events,
             revents: 0,
         });
     }
@@ -181,5 +187,11 @@ impl HangUps {
     /// `poll`.
     pub fn hung_up(&self, i: usize) -> bool {
         self.polled[i].revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+    }
+
+    /// Whether the `i`-th stream's socket has room, as of the last `poll`
+    /// (asked only when added with `room`).
+    pub fn has_room(&self, i: usize) -> bool {
+        self.polled[i].revents & libc::POLLOUT != 0
     }
 }
