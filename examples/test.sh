@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs the nisshi broker when missing, the npm
-# EventSource client and the Python Kafka client (the tests start their own
-# brokers and proxies on ephemeral ports), then runs every test.
+# EventSource client, the Python Kafka client and HAProxy (the tests start
+# their own brokers, proxies and load balancers on ephemeral ports), then
+# runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./examples/install-nisshi.sh
@@ -35,6 +36,15 @@ else
   export PATH="$venv/bin:$PATH"
 fi
 export SSE_KAFKA_PYTHON
+# A real load balancer, HAProxy (Debian package `haproxy`), for the tests
+# that kill one of two instances behind it (tests/failover.rs). Installed
+# once (Debian puts it in /usr/sbin, not on every user's PATH); a test that
+# finds it missing fails and says so.
+if ! command -v haproxy >/dev/null && [ ! -x /usr/sbin/haproxy ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq haproxy
+fi
 # The load generator is its own package; one of the server's tests runs
 # its binary (tests/server.rs), which cargo does not build for them.
 cargo build --release -p sse-kafka-load

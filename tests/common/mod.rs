@@ -13,6 +13,7 @@
 
 mod broker;
 mod corrupter;
+mod haproxy;
 mod http;
 mod producer;
 mod proxy;
@@ -27,6 +28,8 @@ use rskafka::chrono::Utc;
 
 #[allow(unused_imports)]
 pub use broker::{spawn_nisshi, Broker};
+#[allow(unused_imports)]
+pub use haproxy::{HaProxy, SERVED_BY};
 #[allow(unused_imports)]
 pub use http::{http_get, raw_request};
 #[allow(unused_imports)]
