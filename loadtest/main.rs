@@ -122,6 +122,11 @@ struct ProduceArgs {
     /// it off the CPUs of the proxy and the subscribers.
     #[arg(long, env = "SSE_KAFKA_LOAD_PRODUCER_CPU")]
     producer_cpu: Option<usize>,
+    /// Number each partition's records from its high watermark instead of
+    /// 0, continuing the sequence of an earlier producer that wrote the
+    /// topic alone (e.g. across a broker restart).
+    #[arg(long = "continue", env = "SSE_KAFKA_LOAD_CONTINUE")]
+    continue_sequence: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -251,6 +256,7 @@ impl ProduceArgs {
             partitions: self.partitions,
             spread: self.partitions_spread,
             headers: self.headers.clone(),
+            continue_sequence: self.continue_sequence,
         }
     }
 }
@@ -347,6 +353,9 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 "produce_failed": stats.failed.load(Ordering::Relaxed),
                 "skipped": stats.skipped.load(Ordering::Relaxed),
                 "records_per_s": produced as f64 / seconds.max(f64::MIN_POSITIVE),
+                // One past the last acknowledged sequence number, per
+                // partition: where a subscriber that saw everything stands.
+                "heads": stats.heads(),
             });
             println!("{out}");
             result.map(|()| 0)

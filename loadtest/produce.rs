@@ -13,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
+use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::Record;
 use rskafka::BackoffConfig;
@@ -76,6 +76,12 @@ pub struct ProduceConfig {
     pub partitions: i32,
     pub spread: Spread,
     pub headers: BTreeMap<String, Vec<u8>>,
+    /// Start each partition's sequence at its high watermark instead of 0:
+    /// a producer that wrote the topic alone from offset 0 numbers record
+    /// `n` of a partition `n`, so a second one continues the sequence the
+    /// first left (perf/soak.sh stops producing, restarts the broker and
+    /// goes on, and its subscribers see one unbroken sequence).
+    pub continue_sequence: bool,
 }
 
 /// Counters shared with the progress display and the report.
@@ -250,13 +256,27 @@ async fn produce(
         .partitions
         .set(partitions.iter().map(|&p| p as u32).collect());
 
-    let mut senders = Vec::with_capacity(partitions.len());
-    let mut tasks = Vec::with_capacity(partitions.len());
+    let mut clients = Vec::with_capacity(partitions.len());
     for &p in &partitions {
         let pc = client
             .partition_client(cfg.topic.clone(), p, UnknownTopicHandling::Retry)
             .await
             .with_context(|| format!("partition client for {}/{p}", cfg.topic))?;
+        clients.push(pc);
+    }
+    let mut seqs = vec![0u64; partitions.len()];
+    if cfg.continue_sequence {
+        for (seq, pc) in seqs.iter_mut().zip(&clients) {
+            let watermark = pc
+                .get_offset(OffsetAt::Latest)
+                .await
+                .with_context(|| format!("high watermark of {}/{}", cfg.topic, pc.partition()))?;
+            *seq = u64::try_from(watermark).context("negative high watermark")?;
+        }
+    }
+    let mut senders = Vec::with_capacity(partitions.len());
+    let mut tasks = Vec::with_capacity(partitions.len());
+    for pc in clients {
         let (tx, rx) = mpsc::unbounded_channel();
         senders.push(tx);
         tasks.push(tokio::spawn(partition_loop(pc, rx, Arc::clone(&stats))));
@@ -265,7 +285,6 @@ async fn produce(
     let keys: Vec<Vec<u8>> = (0..cfg.keys)
         .map(|k| format!("key-{k}").into_bytes())
         .collect();
-    let mut seqs = vec![0u64; partitions.len()];
     let mut next_partition = 0usize;
     let mut next_key = 0usize;
     let mut batches: Vec<Vec<Record>> = vec![Vec::new(); partitions.len()];

@@ -3,6 +3,8 @@
 //! and the two renderings — a human table for stderr and one JSON object for
 //! stdout, so that scripts can read stdout whole.
 
+use std::collections::BTreeMap;
+
 use hdrhistogram::Histogram;
 use serde_json::json;
 
@@ -86,6 +88,11 @@ pub struct Summary {
     pub produce_failed: u64,
     /// The extra clients that connect during the window, if any were asked.
     pub extra: Option<Extra>,
+    /// Per partition, the lowest last sequence number over the connections
+    /// that saw the partition: compared with the producer's heads once it
+    /// has stopped, it shows whether every connection got the tail too
+    /// (a gap inside the stream is counted as loss, a missing tail is not).
+    pub lowest_last: BTreeMap<u32, u64>,
 }
 
 /// Clients that connect once during the window and measure how long the
@@ -134,6 +141,7 @@ impl Summary {
             "resume_errors": self.resume_errors,
             "errors": self.errors,
             "warmup_errors": self.warmup_errors,
+            "lowest_last_seq": self.lowest_last,
         });
         if let Some(produced) = self.produced {
             v["produced"] = json!(produced);
@@ -249,6 +257,7 @@ mod tests {
             produced: Some(5100),
             produce_failed: 0,
             extra: None,
+            lowest_last: BTreeMap::from([(0, 41), (3, 7)]),
         }
     }
 
@@ -325,6 +334,7 @@ mod tests {
         assert_eq!(v["events_per_s"].as_f64(), Some(500.0));
         assert!(close(v["latency_ms"]["p50"].as_f64().unwrap(), 2.5));
         assert_eq!(v["duplicates"].as_u64(), Some(2));
+        assert_eq!(v["lowest_last_seq"], json!({"0": 41, "3": 7}));
         // One line: safe to print as the only stdout line.
         assert!(!v.to_string().contains('\n'));
         assert!(v.get("extra").is_none());

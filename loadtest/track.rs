@@ -88,6 +88,14 @@ impl SeqTracker {
             .and_then(|state| state.last)
     }
 
+    /// Every partition seen, with its last number.
+    pub fn lasts(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.partitions
+            .iter()
+            .enumerate()
+            .filter_map(|(p, state)| Some((p as u32, state.last?)))
+    }
+
     /// Marks a reconnection with `Last-Event-ID`: every partition seen so far
     /// must continue exactly. Partitions never seen before get their baseline
     /// from their first event, as on a fresh connection (the tracker cannot
@@ -129,6 +137,8 @@ mod tests {
         t.observe(2, 9);
         t.observe(2, 3);
         assert_eq!((t.last(0), t.last(2), t.last(9)), (None, Some(9), None));
+        t.observe(5, 1);
+        assert_eq!(t.lasts().collect::<Vec<_>>(), [(2, 9), (5, 1)]);
     }
 
     #[test]

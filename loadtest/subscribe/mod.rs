@@ -136,6 +136,7 @@ pub fn run(cfg: SubscribeConfig, live: Arc<Live>) -> anyhow::Result<Summary> {
         warmup_errors: 0,
         produced: None,
         produce_failed: 0,
+        lowest_last: Default::default(),
         extra: (cfg.extra > 0).then(|| report::Extra {
             connections: cfg.extra as u64,
             first_byte: report::merge(results.iter().map(|r| &r.first_byte)),
@@ -151,6 +152,10 @@ pub fn run(cfg: SubscribeConfig, live: Arc<Live>) -> anyhow::Result<Summary> {
             summary.per_connection_max = summary.per_connection_max.max(n);
         }
         for t in &r.trackers {
+            for (p, last) in t.lasts() {
+                let lowest = summary.lowest_last.entry(p).or_insert(last);
+                *lowest = (*lowest).min(last);
+            }
             summary.loss += t.loss;
             summary.duplicates += t.duplicates;
             summary.resumes += t.resumes;
