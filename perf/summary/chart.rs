@@ -9,8 +9,9 @@
 
 use crate::input::{Record, Scenario, Server, SERVERS};
 use crate::measures::lines_of;
-use crate::scale::{tick_label, Axis};
 use crate::text::thousands;
+use plot::scale::{tick_label, Axis};
+use plot::svg::{self, Plot};
 
 fn colour(server: Server) -> &'static str {
     match server {
@@ -64,11 +65,7 @@ pub fn render_svg(records: &[Record]) -> String {
         .flat_map(|s| s.points.iter().map(|p| p.0))
         .collect();
     let x = Axis::fit(&ks, false, true);
-    let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{SVG_W}\" height=\"{SVG_H}\" \
-         viewBox=\"0 0 {SVG_W} {SVG_H}\" font-family=\"Helvetica, Arial, sans-serif\" font-size=\"12\">\n\
-         <rect width=\"{SVG_W}\" height=\"{SVG_H}\" fill=\"white\"/>\n"
-    );
+    let mut out = svg::open(SVG_W, SVG_H);
     out.push_str(&panel(
         0,
         "delivered events/s",
@@ -99,17 +96,18 @@ fn panel(
     series: &[Series],
     may_log: bool,
 ) -> String {
-    let left = index as f64 * PANEL_W + PLOT_LEFT;
-    let right = (index as f64 + 1.0) * PANEL_W - PLOT_RIGHT;
-    let mid = (left + right) / 2.0;
+    let plot = Plot {
+        left: index as f64 * PANEL_W + PLOT_LEFT,
+        right: (index as f64 + 1.0) * PANEL_W - PLOT_RIGHT,
+        top: PLOT_TOP,
+        bottom: PLOT_BOTTOM,
+    };
+    let left = plot.left;
+    let mid = (plot.left + plot.right) / 2.0;
     let mut out = format!(
         "<g>\n<text x=\"{mid}\" y=\"28\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">{title}</text>\n"
     );
-    out.push_str(&format!(
-        "<rect x=\"{left}\" y=\"{PLOT_TOP}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>\n",
-        right - left,
-        PLOT_BOTTOM - PLOT_TOP
-    ));
+    out.push_str(&plot.frame());
     if series.is_empty() {
         out.push_str(&format!(
             "<text x=\"{mid}\" y=\"{}\" text-anchor=\"middle\" font-size=\"16\" fill=\"#888\">no data</text>\n</g>\n",
@@ -122,8 +120,8 @@ fn panel(
         .flat_map(|s| s.points.iter().map(|p| p.1))
         .collect();
     let y = Axis::fit(&values, true, may_log);
-    out.push_str(&x_ticks(x, left, right));
-    out.push_str(&y_ticks(&y, left, right));
+    out.push_str(&plot.x_ticks(x));
+    out.push_str(&plot.y_ticks(&y));
     let y_title_x = left - 55.0;
     let y_mid = (PLOT_TOP + PLOT_BOTTOM) / 2.0;
     let scale = if y.log { " (log scale)" } else { "" };
@@ -136,63 +134,23 @@ fn panel(
         PLOT_BOTTOM + 38.0
     ));
     for s in series {
-        out.push_str(&polyline(s, x, &y, left, right));
+        out.push_str(&polyline(s, x, &y, &plot));
     }
     out.push_str("</g>\n");
     out
 }
 
-fn x_ticks(x: &Axis, left: f64, right: f64) -> String {
-    let mut out = String::new();
-    for &t in &x.ticks {
-        let px = x.map(t, left, right);
-        out.push_str(&format!(
-            "<line x1=\"{px:.1}\" y1=\"{PLOT_BOTTOM}\" x2=\"{px:.1}\" y2=\"{}\" stroke=\"#333\"/>\n\
-             <text x=\"{px:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
-            PLOT_BOTTOM + 5.0,
-            PLOT_BOTTOM + 18.0,
-            tick_label(t)
-        ));
-    }
-    out
-}
-
-fn y_ticks(y: &Axis, left: f64, right: f64) -> String {
-    let mut out = String::new();
-    for &t in &y.ticks {
-        let py = y.map(t, PLOT_BOTTOM, PLOT_TOP);
-        out.push_str(&format!(
-            "<line x1=\"{left}\" y1=\"{py:.1}\" x2=\"{right}\" y2=\"{py:.1}\" stroke=\"#e5e5e5\"/>\n\
-             <line x1=\"{}\" y1=\"{py:.1}\" x2=\"{left}\" y2=\"{py:.1}\" stroke=\"#333\"/>\n\
-             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n",
-            left - 5.0,
-            left - 8.0,
-            py + 4.0,
-            tick_label(t)
-        ));
-    }
-    out
-}
-
-fn polyline(s: &Series, x: &Axis, y: &Axis, left: f64, right: f64) -> String {
+fn polyline(s: &Series, x: &Axis, y: &Axis, plot: &Plot) -> String {
     let colour = colour(s.server);
     let dash = if dashed(s.server) {
         " stroke-dasharray=\"6 4\""
     } else {
         ""
     };
-    let pixels: Vec<(f64, f64)> = s
-        .points
-        .iter()
-        .map(|&(k, v)| (x.map(k, left, right), y.map(v, PLOT_BOTTOM, PLOT_TOP)))
-        .collect();
-    let coords: Vec<String> = pixels
-        .iter()
-        .map(|(a, b)| format!("{a:.1},{b:.1}"))
-        .collect();
+    let pixels: Vec<(f64, f64)> = s.points.iter().map(|&p| plot.pixel(x, y, p)).collect();
     let mut out = format!(
         "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"{dash}/>\n",
-        coords.join(" ")
+        svg::points(&pixels)
     );
     for ((px, py), (k, v)) in pixels.iter().zip(&s.points) {
         out.push_str(&format!(

@@ -7,8 +7,9 @@
 //! interesting numbers are the within-run ratios; this program only reads
 //! and formats, it measures nothing. `input` reads the file, `measures`
 //! derives what the tables and goals need, `markdown` and `goals` write
-//! RESULTS.md (with `text` for numbers and tables), `chart` and `scale`
-//! draw results.svg.
+//! RESULTS.md (with `text` for numbers and tables), `chart` draws
+//! results.svg (with the axes and SVG pieces of the `plot` library, which
+//! soak_chart shares).
 //!
 //! `cargo run --release -p sse-kafka-perf --bin perf_summary -- perf/results/run.jsonl perf`
 
@@ -17,7 +18,6 @@ mod goals;
 mod input;
 mod markdown;
 mod measures;
-mod scale;
 mod text;
 
 use anyhow::{Context, Result};

@@ -1,4 +1,4 @@
-//! The chart's scales: whether an axis is linear or logarithmic (a span
+//! A chart's scales: whether an axis is linear or logarithmic (a span
 //! wider than 50× goes on a log scale), where it ends (round numbers just
 //! past the data) and where its ticks go (1, 2, 2.5 or 5 × 10^n apart;
 //! decades, with 2× and 5× on a short log axis), and how a tick reads
