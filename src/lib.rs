@@ -57,9 +57,10 @@
 //! 3. [`config`] — the validated model every front end builds, and its YAML
 //!    front end with file:line:field errors.
 //! 4. [`ops`] — Prometheus counters and the admin listener.
-//! 5. `kafka` — the sidecar thread of each shard: metadata watches, fetch
+//! 5. [`kafka`] — the sidecar thread of each shard: metadata watches, fetch
 //!    loops, the fetcher and its record decoding, the topic table, and the
-//!    messages between sidecar and shard.
+//!    messages between sidecar and shard. Its record-batch decoder is
+//!    public so the fuzz targets (`tests/fuzz/`) can reach it.
 //! 6. [`shard`] — the shard runtime: intake and mesh, the hub with its
 //!    topic streams, audiences, groups and feeds, the partition cache, the
 //!    outboxes, the write pass and the ticker.
@@ -77,7 +78,7 @@
 
 pub mod codec;
 pub mod config;
-mod kafka;
+pub mod kafka;
 pub mod model;
 pub mod ops;
 pub mod server;

@@ -44,6 +44,31 @@ pub(super) fn read(path: &Path, file: &str) -> Result<String, ConfigError> {
     })
 }
 
+/// Refuses a carriage return that no line feed follows. YAML takes a lone
+/// CR for a line break while `file:line` counts (and most tools show) LF
+/// line breaks, so an error in such a file would name a line the file
+/// does not seem to have; a lone CR in a config is corruption anyway (the
+/// fuzz target found the mismatch).
+pub(super) fn check_line_breaks(text: &str, file: &str) -> Result<(), ConfigError> {
+    let bytes = text.as_bytes();
+    let Some(at) = memchr::memchr_iter(b'\r', bytes).find(|&i| bytes.get(i + 1) != Some(&b'\n'))
+    else {
+        return Ok(());
+    };
+    let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
+    let column = 1 + at
+        - bytes[..at]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+    Err(ConfigError::new(
+        file,
+        (line, column),
+        "-",
+        "a carriage return without a line feed after it: line breaks are LF or CRLF".to_owned(),
+    ))
+}
+
 /// Refuses text nested deeper than [`MAX_NESTING`]: block indentation
 /// levels, sequence dashes and flow brackets together, outside quotes,
 /// comments and block scalars. Errs on the side of counting: it is a guard
@@ -155,6 +180,15 @@ mod tests {
             .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
             .collect();
         assert_eq!(depth_error(&block).unwrap().0, 65);
+    }
+
+    #[test]
+    fn a_lone_carriage_return_is_refused_with_its_line_and_column() {
+        assert!(check_line_breaks("a: 1\r\nb: 2\r\n", "f.yaml").is_ok());
+        let err = check_line_breaks("a: 1\r\nb: 2\rc: 3\n", "f.yaml").unwrap_err();
+        assert_eq!((err.line, err.column), (2, 5));
+        assert!(err.message.contains("carriage return"), "{err}");
+        assert_eq!(check_line_breaks("a: 1\r", "f.yaml").unwrap_err().line, 1);
     }
 
     #[test]

@@ -90,6 +90,7 @@ fn parse_with(text: &str, file: &str, overrides: &Overrides) -> Result<Config, C
             "the file is empty; it needs at least `kafka.bootstrap` and `routes`".to_string(),
         ));
     }
+    bounds::check_line_breaks(text, file)?;
     bounds::check_nesting(text, file)?;
     let raw: RawConfig =
         serde_yaml_ng::from_str(text).map_err(|e| ConfigError::from_yaml(&e, text, file))?;

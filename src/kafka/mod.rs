@@ -22,7 +22,7 @@
 //! sidecar), `topics`, `sidecar` (the thread and its request loop),
 //! `watch`, `fetch_loop`, `fetcher`, `protocol`, `decode`.
 
-mod decode;
+pub mod decode;
 mod error;
 mod fetch_loop;
 mod fetcher;
