@@ -31,13 +31,37 @@ wait_port() {
   echo "nothing listens on port $1" >&2; return 1
 }
 
-# start_broker PORT: a nisshi broker with memory storage, run from $work
-# (it reads .env from its working directory); on CPU $BROKER_CPU if set.
+# start_broker PORT: a nisshi broker run from $work (it reads .env from its
+# working directory), with memory storage unless $BROKER_STORAGE names
+# another (sqlite://FILE keeps the log across a restart); on CPU
+# $BROKER_CPU if set. Sets BROKER to its PID.
 start_broker() {
   (cd "$work" && exec ${BROKER_CPU:+taskset -c "$BROKER_CPU"} "${NISSHI_BIN:-$HOME/.cargo/bin/nisshi}" broker --listener-url "tcp://127.0.0.1:$1" \
-    --advertised-listener-url "tcp://127.0.0.1:$1" --storage-engine memory://nisshi/ >"$work/broker.log" 2>&1) &
-  pids+=($!)
+    --advertised-listener-url "tcp://127.0.0.1:$1" --storage-engine "${BROKER_STORAGE:-memory://nisshi/}" >>"$work/broker.log" 2>&1) &
+  BROKER=$!; pids+=($BROKER)
   wait_port "$1"
+}
+
+# metric ADMIN_PORT NAME: the value of one unlabelled metric of the proxy.
+metric() { curl -sf "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {print $2}'; }
+
+# slow_clients PORT N SECONDS [PATH]: in the background, N connections that
+# send a request for PATH (default /items) and never read, with a 4 KiB
+# receive buffer, held for SECONDS; sets SLOW_PID.
+slow_clients() {
+  ${SLOW_CPU:+taskset -c "$SLOW_CPU"} python3 - "$1" "$2" "$3" "${4:-/items}" <<'PY' &
+import socket, sys, time
+port, n, secs, path = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+held = []
+for i in range(n):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nhost: x\r\n\r\n")
+    held.append(s)
+time.sleep(secs)
+PY
+  SLOW_PID=$!; pids+=($SLOW_PID)
 }
 
 # write_proxy_config PORT ADMIN_PORT BROKER_PORT: $work/proxy.yaml, one

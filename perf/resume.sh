@@ -40,7 +40,6 @@ BROKER_CPU=1 start_broker "$broker"
 load=./target/release/sse-kafka-load
 # The topic (nisshi creates it with 4 partitions on first produce).
 taskset -c 1 $load produce --brokers "127.0.0.1:$broker" --topic items --rate 1 --seconds 0 >/dev/null
-metric() { curl -sf "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {print $2}'; }
 row() { echo "$1" | tee -a "$OUT"; }
 
 # A proxy on CPU 0 with $work/proxy.yaml; PROXY_CONFIG_EXTRA adds YAML.
@@ -52,24 +51,6 @@ fresh_proxy() {
   fi
   write_proxy_config "$port" "$admin" "$broker"
   start_proxy "$admin"
-}
-
-# Holds N connections that send a request for PATH (default /items) and
-# never read, with a 4 KiB receive buffer, for S seconds.
-slow_clients() {
-  python3 - "$port" "$1" "$2" "${3:-/items}" <<'PY' &
-import socket, sys, time
-port, n, secs, path = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
-held = []
-for i in range(n):
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.connect(("127.0.0.1", port))
-    s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nhost: x\r\n\r\n")
-    held.append(s)
-time.sleep(secs)
-PY
-  SLOW_PID=$!; pids+=($SLOW_PID)
 }
 
 for w in "${what[@]}"; do case $w in
@@ -94,7 +75,7 @@ slow)
   }
   base=$(run_fast)
   demoted0=$(metric "$admin" sse_kafka_demotions_total)
-  slow_clients "$SLOW" $((SECS + 6))
+  slow_clients "$port" "$SLOW" $((SECS + 6))
   with=$(run_fast)
   demoted=$(( $(metric "$admin" sse_kafka_demotions_total) - demoted0 ))
   row "$(python3 -c "
@@ -147,7 +128,7 @@ stall)
   base=$(run_live)
   rss_before=$(rss_kb "$PROXY")
   open0=$(metric "$admin" sse_kafka_connections_open)
-  slow_clients "$STALL_K" $((SECS + 40)) "/items?since=0"
+  slow_clients "$port" "$STALL_K" $((SECS + 40)) "/items?since=0"
   for _ in $(seq 600); do
     [ "$(( $(metric "$admin" sse_kafka_connections_open) - open0 ))" -ge "$STALL_K" ] && break; sleep 0.1
   done
