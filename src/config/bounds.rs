@@ -44,28 +44,34 @@ pub(super) fn read(path: &Path, file: &str) -> Result<String, ConfigError> {
     })
 }
 
-/// Refuses a carriage return that no line feed follows. YAML takes a lone
-/// CR for a line break while `file:line` counts (and most tools show) LF
-/// line breaks, so an error in such a file would name a line the file
-/// does not seem to have; a lone CR in a config is corruption anyway (the
-/// fuzz target found the mismatch).
+/// Refuses the line breaks YAML counts and `file:line` does not: a
+/// carriage return that no line feed follows, NEL (U+0085), and the line
+/// and paragraph separators (U+2028, U+2029). With one of them an error
+/// would name a line the file does not seem to have; in a config they are
+/// corruption anyway (the fuzz target found both mismatches).
 pub(super) fn check_line_breaks(text: &str, file: &str) -> Result<(), ConfigError> {
     let bytes = text.as_bytes();
-    let Some(at) = memchr::memchr_iter(b'\r', bytes).find(|&i| bytes.get(i + 1) != Some(&b'\n'))
-    else {
+    let Some((at, what)) = text.char_indices().find_map(|(i, c)| match c {
+        '\r' if bytes.get(i + 1) != Some(&b'\n') => {
+            Some((i, "a carriage return without a line feed after it"))
+        }
+        '\u{85}' => Some((i, "a NEL (U+0085)")),
+        '\u{2028}' | '\u{2029}' => Some((i, "a line or paragraph separator (U+2028, U+2029)")),
+        _ => None,
+    }) else {
         return Ok(());
     };
     let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
-    let column = 1 + at
-        - bytes[..at]
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |p| p + 1);
+    let line_start = bytes[..at]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    let column = 1 + text[line_start..at].chars().count();
     Err(ConfigError::new(
         file,
         (line, column),
         "-",
-        "a carriage return without a line feed after it: line breaks are LF or CRLF".to_owned(),
+        format!("{what}: line breaks are LF or CRLF"),
     ))
 }
 
@@ -183,12 +189,21 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_carriage_return_is_refused_with_its_line_and_column() {
+    fn line_breaks_yaml_counts_and_file_lines_do_not_are_refused_at_their_place() {
         assert!(check_line_breaks("a: 1\r\nb: 2\r\n", "f.yaml").is_ok());
         let err = check_line_breaks("a: 1\r\nb: 2\rc: 3\n", "f.yaml").unwrap_err();
         assert_eq!((err.line, err.column), (2, 5));
         assert!(err.message.contains("carriage return"), "{err}");
         assert_eq!(check_line_breaks("a: 1\r", "f.yaml").unwrap_err().line, 1);
+        let err = check_line_breaks("a: 1\nb: \"é\u{85}\"\n", "f.yaml").unwrap_err();
+        assert_eq!((err.line, err.column), (2, 6));
+        assert!(err.message.contains("NEL"), "{err}");
+        assert_eq!(
+            check_line_breaks("a: \u{2028}", "f.yaml")
+                .unwrap_err()
+                .column,
+            4
+        );
     }
 
     #[test]
