@@ -31,14 +31,14 @@ pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 /// leader epoch (4), magic (1), crc (4), attributes (2), last offset delta
 /// (4), first and max timestamp (8 + 8), producer id (8), epoch (2), base
 /// sequence (4), record count (4).
-const HEADER_BYTES: usize = 61;
+pub const HEADER_BYTES: usize = 61;
 /// Where the length field stops counting (base offset and length itself).
-const LENGTH_OFFSET: usize = 12;
-const MAGIC_AT: usize = 16;
-const CRC_AT: usize = 17;
+pub const LENGTH_OFFSET: usize = 12;
+pub const MAGIC_AT: usize = 16;
+pub const CRC_AT: usize = 17;
 /// The checksum covers the batch from its attributes on.
-const ATTRIBUTES_AT: usize = 21;
-const LAST_DELTA_AT: usize = 23;
+pub const ATTRIBUTES_AT: usize = 21;
+pub const LAST_DELTA_AT: usize = 23;
 
 /// A run of offsets the decoder could not read: `from..to` of the batch
 /// (from the offset asked for, if the batch started below it).

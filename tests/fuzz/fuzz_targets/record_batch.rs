@@ -16,17 +16,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sse_kafka::kafka::decode::records_from;
+use sse_kafka::kafka::decode::{
+    records_from, ATTRIBUTES_AT, CRC_AT, HEADER_BYTES, LAST_DELTA_AT, LENGTH_OFFSET, MAGIC_AT,
+};
 use sse_kafka::model::Offset;
-
-/// Base offset (8) and length (4): the bytes the length does not count.
-const LENGTH_OFFSET: usize = 12;
-/// The batch header up to the records (see `kafka/decode.rs`).
-const HEADER_BYTES: usize = 61;
-const CRC_AT: usize = 17;
-const ATTRIBUTES_AT: usize = 21;
-const MAGIC_AT: usize = 16;
-const LAST_DELTA_AT: usize = 23;
 
 fn take_i64(data: &mut &[u8]) -> Option<i64> {
     let (head, rest) = data.split_first_chunk::<8>()?;
