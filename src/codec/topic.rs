@@ -13,8 +13,10 @@ pub const MAX_TOPIC_NAME_LEN: usize = 249;
 pub enum TopicNameError {
     #[error("topic name must not be empty")]
     Empty,
-    /// The name's length in bytes (every allowed character is one byte).
-    #[error("topic name is {0} characters long; Kafka allows at most {MAX_TOPIC_NAME_LEN}")]
+    /// The name's length in bytes, counted before its characters are
+    /// checked (every allowed character is one byte, so Kafka's limit in
+    /// characters is one in bytes).
+    #[error("topic name is {0} bytes long; Kafka allows at most {MAX_TOPIC_NAME_LEN}")]
     TooLong(usize),
     /// `.` or `..`, which Kafka keeps for itself.
     #[error("'{0}' is not a valid Kafka topic name")]
@@ -107,6 +109,7 @@ mod tests {
     fn topic_names() {
         let longest = "t".repeat(MAX_TOPIC_NAME_LEN);
         let too_long = "t".repeat(MAX_TOPIC_NAME_LEN + 1);
+        let wide = "é".repeat(125);
         // (name, the error's text, or None when valid)
         let cases: &[(&str, Option<&str>)] = &[
             ("items", None),
@@ -116,7 +119,13 @@ mod tests {
             ("", Some("topic name must not be empty")),
             (
                 &too_long,
-                Some("topic name is 250 characters long; Kafka allows at most 249"),
+                Some("topic name is 250 bytes long; Kafka allows at most 249"),
+            ),
+            // 125 characters, 250 bytes: refused for its length in bytes,
+            // which is what the message says.
+            (
+                &wide,
+                Some("topic name is 250 bytes long; Kafka allows at most 249"),
             ),
             (".", Some("'.' is not a valid Kafka topic name")),
             ("..", Some("'..' is not a valid Kafka topic name")),

@@ -455,7 +455,7 @@ mod tests {
             ("topic with a space", format!("{HEAD}routes:\n  - path: /a\n    topic: my items\n"),
                 5, 12, "routes[0].topic", "invalid topic name 'my items': ' ' is not allowed"),
             ("topic too long", format!("{HEAD}routes:\n  - path: /a\n    topic: {}\n", "t".repeat(250)),
-                5, 12, "routes[0].topic", "topic name is 250 characters long; Kafka allows at most 249"),
+                5, 12, "routes[0].topic", "topic name is 250 bytes long; Kafka allows at most 249"),
             ("empty topic", format!("{HEAD}routes:\n  - path: /a\n    topic: \"\"\n"),
                 5, 12, "routes[0].topic", "topic name must not be empty"),
             ("path without '/'", format!("{HEAD}routes:\n  - path: items\n    topic: items\n"),
