@@ -11,9 +11,10 @@
 #            a second instance with the cache disabled (Kafka serves, with
 #            shared fetches); time to catch up and broker fetches
 #   stall    STALL_K clients that ask for a cached topic of STALL_RECORDS
-#            records from its start and then never read: the live clients'
-#            p99 with them against without, and the proxy's RSS before,
-#            while they are connected, and after they left
+#            records from its start and then never read: how long until all
+#            are stalled (parked with a full socket), the live clients' p99
+#            beside them against without, and the proxy's RSS before, while
+#            they are connected, and after they left
 #
 # Usage: perf/resume.sh [cache|slow|storm|stall]...   (default: the first
 # three; PROXY_BIN picks the proxy binary, as in perf/compare.sh)
@@ -128,10 +129,19 @@ stall)
   base=$(run_live)
   rss_before=$(rss_kb "$PROXY")
   open0=$(metric "$admin" sse_kafka_connections_open)
-  slow_clients "$port" "$STALL_K" $((SECS + 40)) "/items?since=0"
+  slow_clients "$port" "$STALL_K" $((SECS + 180)) "/items?since=0"
   for _ in $(seq 600); do
     [ "$(( $(metric "$admin" sse_kafka_connections_open) - open0 ))" -ge "$STALL_K" ] && break; sleep 0.1
   done
+  # Until every reader has filled its socket and been parked (at most 2
+  # minutes): the live clients are measured beside readers that take
+  # nothing, not beside their catch-up.
+  t0=$(date +%s.%N)
+  for _ in $(seq 1200); do
+    [ "$(metric "$admin" sse_kafka_stalled_readers)" -ge "$STALL_K" ] && break; sleep 0.1
+  done
+  stalled_after=$(python3 -c "import sys,time; print(round(time.time()-float(sys.argv[1]),1))" "$t0")
+  stalled_n=$(metric "$admin" sse_kafka_stalled_readers)
   with=$(run_live)
   rss_during=$(rss_kb "$PROXY")
   kill "$SLOW_PID"; wait "$SLOW_PID" 2>/dev/null || true
@@ -144,11 +154,11 @@ stall)
   row "$(python3 -c "
 import json,sys
 b,w=json.loads(sys.argv[1]),json.loads(sys.argv[2])
-k,r0,r1,r2=map(int,sys.argv[3:7])
-print(json.dumps({'row':'stall','stalled':k,'live_p99_ms_without':b['latency_ms']['p99'],
+k,r0,r1,r2,n=map(int,sys.argv[3:8])
+print(json.dumps({'row':'stall','readers':k,'stalled':n,'all_stalled_after_s':float(sys.argv[8]),'live_p99_ms_without':b['latency_ms']['p99'],
  'live_p99_ms_with':w['latency_ms']['p99'],'ratio':round(w['latency_ms']['p99']/b['latency_ms']['p99'],2),
  'live_loss':w['loss'],'rss_mib_before':round(r0/1024,1),'rss_mib_during':round(r1/1024,1),
- 'rss_mib_after':round(r2/1024,1),'kib_per_stalled':round((r1-r0)/k,1)}))" "$base" "$with" "$STALL_K" "$rss_before" "$rss_during" "$rss_after")"
+ 'rss_mib_after':round(r2/1024,1),'kib_per_stalled':round((r1-r0)/k,1)}))" "$base" "$with" "$STALL_K" "$rss_before" "$rss_during" "$rss_after" "$stalled_n" "$stalled_after")"
   ;;
 *) echo "unknown measurement: $w (cache, slow, storm or stall)" >&2; exit 2 ;;
 esac; done

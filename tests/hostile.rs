@@ -721,3 +721,63 @@ routes:
         proxy.rss_bytes().saturating_sub(before) < (8 << 10) * READERS as u64
     });
 }
+
+/// Kafka's ListOffsets API key.
+const LIST_OFFSETS: i16 = 2;
+
+/// A reconnect storm of `since` readers asked Kafka one offset look-up per
+/// client per partition; queued at the broker ahead of the live fetches,
+/// they held every live stream back (10,000 such readers: live p99 from
+/// 70 ms to about a second). Readers that ask while the same look-up is
+/// under way now share its answer, and each still reads every record from
+/// its start.
+#[test]
+fn a_storm_of_since_readers_shares_its_offset_look_ups() {
+    const READERS: usize = 300;
+    const PARTITIONS: usize = 4;
+    let routes = "routes:\n  - path: /items\n    topic: items\n";
+    let broker = Broker::start_counting();
+    broker.create_topic("items", PARTITIONS as i32);
+    for p in 0..PARTITIONS {
+        broker.produce("items", p as i32, None, Some(format!("p{p}").as_bytes()));
+    }
+    let proxy = Proxy::start(&config_for(&broker, routes), "0");
+    let before = broker.requests(LIST_OFFSETS);
+
+    // Connected first, then every request sent before any answer is read:
+    // the proxy has them all at once.
+    let mut readers: Vec<std::net::TcpStream> = (0..READERS)
+        .map(|_| std::net::TcpStream::connect(proxy.addr).unwrap())
+        .collect();
+    for s in &mut readers {
+        std::io::Write::write_all(s, b"GET /items?since=0 HTTP/1.1\r\nhost: test\r\n\r\n").unwrap();
+    }
+    for (i, s) in readers.iter_mut().enumerate() {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while (0..PARTITIONS)
+            .any(|p| memchr::memmem::find(&got, format!("data:p{p}\n").as_bytes()).is_none())
+        {
+            let n = std::io::Read::read(s, &mut buf).unwrap();
+            assert!(
+                n > 0,
+                "reader {i} ended early: {}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got.starts_with(b"HTTP/1.1 200 "), "reader {i}");
+    }
+    let lookups = broker.requests(LIST_OFFSETS) - before;
+    assert!(
+        lookups * 10 <= (READERS * PARTITIONS) as u64,
+        "{lookups} ListOffsets requests for {READERS} readers of {PARTITIONS} partitions"
+    );
+    assert_eq!(
+        proxy.metric("sse_kafka_offset_lookups_total")
+            + proxy.metric("sse_kafka_offset_lookup_joins_total"),
+        (READERS * PARTITIONS) as u64
+    );
+}

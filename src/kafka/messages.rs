@@ -35,7 +35,7 @@ pub enum ToShard {
 }
 
 /// Where to look up an offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OffsetQuery {
     Earliest,
     Latest,

@@ -87,6 +87,10 @@ pub struct ShardMetrics {
     /// Catch-up readers that waited for a fetch another reader had asked
     /// for instead of asking Kafka themselves.
     pub catchup_fetch_joins: Counter,
+    /// Offset look-ups (a stream's start: earliest, or by `since`) asked of
+    /// Kafka, and those that shared one already under way.
+    pub offset_lookups: Counter,
+    pub offset_lookup_joins: Counter,
     /// Streams ended because their client fell behind by more than
     /// `slow_client.max_lag`.
     pub slow_clients_ended: Counter,
@@ -190,6 +194,18 @@ const FAMILIES: &[Family] = &[
         help: "Catch-up reads that shared a Kafka fetch already under way.",
         kind: "counter",
         get: |m| m.catchup_fetch_joins.get(),
+    },
+    Family {
+        name: "sse_kafka_offset_lookups_total",
+        help: "Offset look-ups (a stream's start: earliest, or by since) asked of Kafka.",
+        kind: "counter",
+        get: |m| m.offset_lookups.get(),
+    },
+    Family {
+        name: "sse_kafka_offset_lookup_joins_total",
+        help: "Offset look-ups that shared one already under way for the same partition and query.",
+        kind: "counter",
+        get: |m| m.offset_lookup_joins.get(),
     },
     Family {
         name: "sse_kafka_catchup_cached_records_total",

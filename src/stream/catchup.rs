@@ -19,7 +19,7 @@ use futures::future::{FutureExt, Shared};
 use smallvec::SmallVec;
 
 use crate::config::MaxLag;
-use crate::kafka::{KafkaError, SidecarLink};
+use crate::kafka::{KafkaError, OffsetQuery, SidecarLink};
 use crate::model::{Batch, Offset, Partition, TopicId};
 use crate::shard::Shard;
 
@@ -46,6 +46,8 @@ type FetchResult = Result<Backfilled, KafkaError>;
 type FetchFuture = Pin<Box<dyn Future<Output = FetchResult>>>;
 type SharedFetch = Shared<FetchFuture>;
 type InFlight = SmallVec<[(Offset, SharedFetch); FETCHES_PER_PARTITION]>;
+type LookupFuture = Pin<Box<dyn Future<Output = Result<Offset, KafkaError>>>>;
+type SharedLookup = Shared<LookupFuture>;
 
 /// How far behind a reader may fall, and how long a topic may be
 /// unavailable, before its stream ends.
@@ -66,6 +68,8 @@ pub struct Catchup {
     /// The Kafka fetches in flight, per partition, keyed by the offset
     /// each starts at.
     inflight: RefCell<HashMap<(TopicId, Partition), InFlight>>,
+    /// The offset look-ups in flight, per partition and query.
+    lookups: RefCell<HashMap<(TopicId, Partition, OffsetQuery), SharedLookup>>,
 }
 
 impl std::fmt::Debug for Catchup {
@@ -84,6 +88,7 @@ impl Catchup {
             bounds,
             slots: glommio::sync::Semaphore::new(CATCHUP_SLOTS),
             inflight: RefCell::default(),
+            lookups: RefCell::default(),
         }
     }
 
@@ -140,6 +145,52 @@ impl Catchup {
                 }
             }
         }
+    }
+
+    /// A stream's start in a partition: its earliest offset, or the first
+    /// at or after a timestamp. Streams that ask while the same look-up is
+    /// under way share its answer, so a reconnect storm of `since` or
+    /// earliest readers costs Kafka one look-up per partition, not one per
+    /// client per partition (which, queued at the broker ahead of the live
+    /// fetches, held every live stream back). A shared answer is at most
+    /// one look-up's time older than the stream's request: as if it had
+    /// come that much earlier. The log's end is not looked up here: an
+    /// older end could take an id for one ahead of the log.
+    pub async fn start_offset(
+        &self,
+        metrics: &crate::ops::metrics::ShardMetrics,
+        topic: TopicId,
+        p: Partition,
+        query: OffsetQuery,
+    ) -> Result<Offset, KafkaError> {
+        debug_assert!(query != OffsetQuery::Latest);
+        let key = (topic, p, query);
+        let lookup = {
+            let mut lookups = self.lookups.borrow_mut();
+            match lookups.get(&key) {
+                Some(f) => {
+                    metrics.offset_lookup_joins.inc();
+                    f.clone()
+                }
+                None => {
+                    metrics.offset_lookups.inc();
+                    let sidecar = self.sidecar.clone();
+                    let f: LookupFuture =
+                        Box::pin(async move { sidecar.offset(topic, p, query).await });
+                    let f = f.shared();
+                    lookups.insert(key, f.clone());
+                    f
+                }
+            }
+        };
+        let answer = lookup.clone().await;
+        // The first to see the answer retires the look-up; a later stream
+        // asks Kafka again.
+        let mut lookups = self.lookups.borrow_mut();
+        if lookups.get(&key).is_some_and(|f| f.ptr_eq(&lookup)) {
+            lookups.remove(&key);
+        }
+        answer
     }
 
     fn start_fetch(

@@ -212,8 +212,7 @@ pub async fn catch_up(
         unresolved.retain(|p| selection.reads(*p));
         while let Some(&p) = unresolved.last() {
             match catchup
-                .sidecar
-                .offset(topic, p, OffsetQuery::Earliest)
+                .start_offset(&shard.metrics, topic, p, OffsetQuery::Earliest)
                 .await
             {
                 Ok(earliest) => {

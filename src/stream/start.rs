@@ -144,8 +144,7 @@ async fn start_without_id(
     let lookups = Partition::all(partitions).map(|p| async move {
         if selection.reads(p) {
             catchup
-                .sidecar
-                .offset(route.topic, p, query)
+                .start_offset(&shard.metrics, route.topic, p, query)
                 .await
                 .map(Some)
         } else {

@@ -6,6 +6,7 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 
 use rskafka::client::partition::Compression;
 
@@ -70,6 +71,8 @@ pub struct Broker {
     pub addr: SocketAddr,
     _dir: tempfile::TempDir,
     producer: ProducerOnly,
+    /// The requests that passed the middle, for a broker started with one.
+    requests: Option<Arc<corrupter::Requests>>,
 }
 
 impl Broker {
@@ -82,6 +85,7 @@ impl Broker {
             addr,
             _dir: dir,
             producer: ProducerOnly::connect(addr),
+            requests: None,
         }
     }
 
@@ -89,17 +93,37 @@ impl Broker {
     /// record batch holding `marker` arrives with a bad checksum. `addr`
     /// is the corrupter's.
     pub fn start_corrupting(marker: &'static [u8]) -> Broker {
+        Self::start_behind_middle(Some(marker))
+    }
+
+    /// A broker whose clients reach it through a middle that counts their
+    /// requests (see [`Broker::requests`]).
+    pub fn start_counting() -> Broker {
+        Self::start_behind_middle(None)
+    }
+
+    /// Requests of this Kafka API key its clients sent so far (a broker
+    /// started behind a middle only).
+    pub fn requests(&self, api_key: i16) -> u64 {
+        self.requests
+            .as_ref()
+            .expect("a broker started behind a middle")
+            .of(api_key)
+    }
+
+    fn start_behind_middle(marker: Option<&'static [u8]>) -> Broker {
         let dir = tempfile::tempdir().unwrap();
         let real: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let middle = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = middle.local_addr().unwrap();
         let child = spawn_nisshi_advertising(real, addr, "memory://nisshi/", dir.path());
-        corrupter::spawn(middle, real, marker);
+        let requests = corrupter::spawn(middle, real, marker);
         Broker {
             child,
             addr,
             _dir: dir,
             producer: ProducerOnly::connect(addr),
+            requests: Some(requests),
         }
     }
 
