@@ -50,47 +50,22 @@ pub fn spawn(
 
 /// Kafka request frames, each counted by its API key (the frame's first
 /// two bytes) before it is passed on.
-fn forward_requests(mut from: TcpStream, mut to: TcpStream, counts: &Requests) {
-    let mut frame = Vec::new();
-    loop {
-        let mut len = [0u8; 4];
-        if from.read_exact(&mut len).is_err() {
-            break;
-        }
-        frame.resize(u32::from_be_bytes(len) as usize, 0);
-        if from.read_exact(&mut frame).is_err() {
-            break;
-        }
+fn forward_requests(from: TcpStream, mut to: TcpStream, counts: &Requests) {
+    forward_frames(from, &mut to, |frame| {
         if let Some(key) = frame.get(..2) {
             let key = i16::from_be_bytes([key[0], key[1]]);
             if let Some(n) = usize::try_from(key).ok().and_then(|k| counts.0.get(k)) {
                 n.fetch_add(1, Ordering::Relaxed);
             }
         }
-        if to
-            .write_all(&len)
-            .and_then(|()| to.write_all(&frame))
-            .is_err()
-        {
-            break;
-        }
-    }
+    });
     let _ = to.shutdown(std::net::Shutdown::Write);
 }
 
-/// Kafka frames (a 4-byte length, then the frame) from the broker, each
-/// searched for the marker whole, whatever the reads split.
-fn forward_answers(mut from: TcpStream, mut to: TcpStream, marker: Option<&[u8]>) {
-    let mut frame = Vec::new();
-    loop {
-        let mut len = [0u8; 4];
-        if from.read_exact(&mut len).is_err() {
-            break;
-        }
-        frame.resize(u32::from_be_bytes(len) as usize, 0);
-        if from.read_exact(&mut frame).is_err() {
-            break;
-        }
+/// Kafka frames from the broker, each searched for the marker whole,
+/// whatever the reads split.
+fn forward_answers(from: TcpStream, mut to: TcpStream, marker: Option<&[u8]>) {
+    forward_frames(from, &mut to, |frame| {
         if let Some(marker) = marker {
             let mut at = 0;
             while let Some(i) = memchr::memmem::find(&frame[at..], marker) {
@@ -99,6 +74,24 @@ fn forward_answers(mut from: TcpStream, mut to: TcpStream, marker: Option<&[u8]>
                 at = end;
             }
         }
+    });
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
+/// Kafka frames (a 4-byte length, then the frame) from `from` to `to`, each
+/// handed whole to `each` before it is passed on, until either side ends.
+fn forward_frames(mut from: TcpStream, to: &mut TcpStream, mut each: impl FnMut(&mut [u8])) {
+    let mut frame = Vec::new();
+    loop {
+        let mut len = [0u8; 4];
+        if from.read_exact(&mut len).is_err() {
+            break;
+        }
+        frame.resize(u32::from_be_bytes(len) as usize, 0);
+        if from.read_exact(&mut frame).is_err() {
+            break;
+        }
+        each(&mut frame);
         if to
             .write_all(&len)
             .and_then(|()| to.write_all(&frame))
@@ -107,5 +100,4 @@ fn forward_answers(mut from: TcpStream, mut to: TcpStream, marker: Option<&[u8]>
             break;
         }
     }
-    let _ = to.shutdown(std::net::Shutdown::Both);
 }
