@@ -129,6 +129,10 @@ stall)
   base=$(run_live)
   rss_before=$(rss_kb "$PROXY")
   open0=$(metric "$admin" sse_kafka_connections_open)
+  # The live clients measured a second time from the moment the readers
+  # come: beside their connects and catch-up, not only beside them parked.
+  run_live >"$work/live-start.json" &
+  live_pid=$!
   slow_clients "$port" "$STALL_K" $((SECS + 180)) "/items?since=0"
   for _ in $(seq 600); do
     [ "$(( $(metric "$admin" sse_kafka_connections_open) - open0 ))" -ge "$STALL_K" ] && break; sleep 0.1
@@ -142,6 +146,7 @@ stall)
   done
   stalled_after=$(python3 -c "import sys,time; print(round(time.time()-float(sys.argv[1]),1))" "$t0")
   stalled_n=$(metric "$admin" sse_kafka_stalled_readers)
+  wait "$live_pid"; starting=$(cat "$work/live-start.json")
   with=$(run_live)
   rss_during=$(rss_kb "$PROXY")
   kill "$SLOW_PID"; wait "$SLOW_PID" 2>/dev/null || true
@@ -155,10 +160,12 @@ stall)
 import json,sys
 b,w=json.loads(sys.argv[1]),json.loads(sys.argv[2])
 k,r0,r1,r2,n=map(int,sys.argv[3:8])
+s=json.loads(sys.argv[9])
 print(json.dumps({'row':'stall','readers':k,'stalled':n,'all_stalled_after_s':float(sys.argv[8]),'live_p99_ms_without':b['latency_ms']['p99'],
+ 'live_p99_ms_while_starting':s['latency_ms']['p99'],'ratio_starting':round(s['latency_ms']['p99']/b['latency_ms']['p99'],2),
  'live_p99_ms_with':w['latency_ms']['p99'],'ratio':round(w['latency_ms']['p99']/b['latency_ms']['p99'],2),
- 'live_loss':w['loss'],'rss_mib_before':round(r0/1024,1),'rss_mib_during':round(r1/1024,1),
- 'rss_mib_after':round(r2/1024,1),'kib_per_stalled':round((r1-r0)/k,1)}))" "$base" "$with" "$STALL_K" "$rss_before" "$rss_during" "$rss_after" "$stalled_n" "$stalled_after")"
+ 'live_loss':w['loss']+s['loss'],'rss_mib_before':round(r0/1024,1),'rss_mib_during':round(r1/1024,1),
+ 'rss_mib_after':round(r2/1024,1),'kib_per_stalled':round((r1-r0)/k,1)}))" "$base" "$with" "$STALL_K" "$rss_before" "$rss_during" "$rss_after" "$stalled_n" "$stalled_after" "$starting")"
   ;;
 *) echo "unknown measurement: $w (cache, slow, storm or stall)" >&2; exit 2 ;;
 esac; done
