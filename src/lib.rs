@@ -53,6 +53,7 @@
 //!    hang-up polls), the only place `unsafe` is allowed.
 //! 2. [`codec`] — pure functions of bytes: HTTP requests and responses, SSE
 //!    frames, control events and a parser, event ids, path templates,
+//!    JWT verification against a key set,
 //!    filters, Kafka's key partitioner, topic names.
 //! 3. [`config`] — the validated model every front end builds, and its YAML
 //!    front end with file:line:field errors.

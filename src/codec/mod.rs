@@ -4,6 +4,7 @@ pub mod base64;
 pub mod event_id;
 pub mod filter;
 pub mod http;
+pub mod jwt;
 pub mod partitioner;
 pub mod router;
 pub mod sse;
