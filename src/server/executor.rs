@@ -21,7 +21,7 @@ use crate::shard::cache::Limits;
 use crate::shard::hub::Hub;
 use crate::shard::intake::Intake;
 use crate::shard::mesh::Forwarder;
-use crate::shard::outbox::Outbox;
+use crate::shard::outbox::{Outbox, NO_KEEPALIVE};
 use crate::shard::streams::Streams;
 use crate::shard::ticker::{self, TickerSettings};
 use crate::shard::{write_pass, Shard};
@@ -234,8 +234,8 @@ async fn run(spec: ShardSpec) {
                         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
                     match shared.admission.admit(ip) {
                         Ok(admitted) => {
-                            // Keep-alive ticks are set once the route is known.
-                            let outbox = Rc::new(Outbox::new(stream, 1));
+                            // No keep-alive until the stream head is out (see `life::begin`).
+                            let outbox = Rc::new(Outbox::new(stream, NO_KEEPALIVE));
                             // The count is held by the stream's own task
                             // (see `life::serve`).
                             let serve =

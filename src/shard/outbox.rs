@@ -147,6 +147,10 @@ impl Wake {
     }
 }
 
+/// The keep-alive of a stream whose head is not out yet: none, so that no
+/// comment can go before the status line.
+pub const NO_KEEPALIVE: u32 = u32::MAX;
+
 /// A stream's sending end (see the module doc).
 #[derive(Debug)]
 pub struct Outbox {
@@ -169,9 +173,12 @@ impl Outbox {
         Self::with_socket(Socket::Ready(stream), keepalive_ticks)
     }
 
-    /// Keep-alive ticks that make up the stream's route's `keepalive`.
+    /// Keep-alive ticks that make up the stream's route's `keepalive`; an
+    /// outbox made with [`NO_KEEPALIVE`] gets none until this is set. The
+    /// silence counts from here (the stream head just went out).
     pub fn set_keepalive(&self, ticks: u32) {
         self.keepalive_ticks.set(ticks);
+        self.idle_ticks.set(0);
     }
 
     /// Sets `TCP_NODELAY` on the socket.
@@ -423,7 +430,7 @@ impl Outbox {
     /// sooner, and a live stream's own frames must not get ahead of its
     /// feed.
     pub fn tick(&self, keepalive_frame: &Rc<[u8]>) -> bool {
-        let idle = self.idle_ticks.get() + 1;
+        let idle = self.idle_ticks.get().saturating_add(1);
         self.idle_ticks.set(idle);
         if idle >= self.keepalive_ticks.get() && self.queued_bytes() == 0 {
             self.push(Rc::clone(keepalive_frame), 0);
@@ -625,5 +632,22 @@ mod tests {
         assert_eq!(own.advance(3), 2);
         assert!(own.queue.is_empty());
         assert_eq!(own.bytes, 0);
+    }
+
+    #[test]
+    fn no_keep_alive_before_the_stream_head() {
+        let frame: Rc<[u8]> = Rc::from(&b":\n\n"[..]);
+        // A stream still waiting on its start (Kafka look-ups): the ticker
+        // must put nothing before its status line.
+        let outbox = Outbox::in_memory(NO_KEEPALIVE);
+        for _ in 0..10_000 {
+            assert!(!outbox.tick(&frame));
+        }
+        assert_eq!(outbox.queued_bytes(), 0);
+        // Its head is out: keep-alives from now on.
+        outbox.set_keepalive(2);
+        assert!(!outbox.tick(&frame));
+        assert!(outbox.tick(&frame));
+        assert_eq!(outbox.queued_frames(), 1);
     }
 }

@@ -158,7 +158,6 @@ async fn begin(
         let placement = routes.route(plan.route).partitioner;
         ts.intern(plan::select(plan.filter, placement, ts.partitions()))
     };
-    outbox.set_keepalive(shard.streams.keepalive_ticks(route.keepalive));
     shard.metrics.connections_open.inc();
     shard.metrics.connections_total.inc();
     shard.streams.add(Rc::clone(outbox));
@@ -192,6 +191,10 @@ async fn begin(
         }
         Ok(start) => {
             outbox.send_or_queue(&head, metrics);
+            // Only now: the ticker's keep-alives must come after the
+            // stream head (the start may wait on Kafka for longer than a
+            // keep-alive).
+            outbox.set_keepalive(shard.streams.keepalive_ticks(route.keepalive));
             match start {
                 StartAt::Live => {
                     let mut hub = shard.hub.borrow_mut();

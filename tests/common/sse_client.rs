@@ -85,7 +85,10 @@ impl SseClient {
     }
 
     pub fn status(&self) -> u16 {
-        self.head[9..12].parse().unwrap()
+        self.head
+            .get(9..12)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in the head {:?}", self.head))
     }
 
     /// Reads once (up to the deadline); false on EOF or timeout.
