@@ -248,6 +248,7 @@ fn filters(c: &mut Criterion) {
         let vars = Vars {
             params: &no_params,
             query: None,
+            guard: None,
         };
         filter::resolve(&[spec], &vars).unwrap().unwrap()
     };

@@ -9,17 +9,20 @@ cd "$(dirname "$0")/.."
 # A real EventSource client (the npm `eventsource` package) for the tests.
 npm ci --prefix tests/clients --no-audit --no-fund
 # A real Kafka producer, Python `confluent-kafka` (bundled librdkafka), for
-# the tests that check where keys land (tests/clients/produce_keys.py).
+# the tests that check where keys land (tests/clients/produce_keys.py), and
+# PyJWT (with `cryptography`), which mints the guard tests' keys and tokens
+# (tests/clients/mint.py), independently of the server's verifier.
 # Tests run "$SSE_KAFKA_PYTHON", exported here: the system python3 when it
-# already imports the client, else a venv in target/python, created once and
+# already imports both, else a venv in target/python, created once and
 # reused (Debian's python3 refuses `pip install --user`, PEP 668). The venv's
-# bin/ also goes first on PATH, so a plain `python3` finds the client too.
+# bin/ also goes first on PATH, so a plain `python3` finds them too.
 CONFLUENT_KAFKA_VERSION=2.16.1
-if python3 -c 'import confluent_kafka' 2>/dev/null; then
+PYJWT_VERSION=2.10.1
+if python3 -c 'import confluent_kafka, jwt' 2>/dev/null; then
   SSE_KAFKA_PYTHON="$(command -v python3)"
 else
   venv="$PWD/target/python"
-  if ! "$venv/bin/python3" -c 'import confluent_kafka' 2>/dev/null; then
+  if ! "$venv/bin/python3" -c 'import confluent_kafka, jwt' 2>/dev/null; then
     rm -rf "$venv"
     if ! python3 -m venv "$venv"; then
       # Debian ships venv (and the pip it bootstraps) as python3-venv.
@@ -30,7 +33,7 @@ else
       python3 -m venv "$venv"
     fi
     "$venv/bin/python3" -m pip install --quiet --disable-pip-version-check \
-      "confluent-kafka==$CONFLUENT_KAFKA_VERSION"
+      "confluent-kafka==$CONFLUENT_KAFKA_VERSION" "pyjwt[crypto]==$PYJWT_VERSION"
   fi
   SSE_KAFKA_PYTHON="$venv/bin/python3"
   export PATH="$venv/bin:$PATH"

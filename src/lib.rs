@@ -58,16 +58,19 @@
 //! 3. [`config`] — the validated model every front end builds, and its YAML
 //!    front end with file:line:field errors.
 //! 4. [`ops`] — Prometheus counters and the admin listener.
-//! 5. [`kafka`] — the sidecar thread of each shard: metadata watches, fetch
+//! 5. [`guard`] — guarded routes: a request's token found, verified
+//!    against the guard's keys (re-read when their file changes) and its
+//!    roles checked, verified tokens remembered per shard.
+//! 6. [`kafka`] — the sidecar thread of each shard: metadata watches, fetch
 //!    loops, the fetcher and its record decoding, the topic table, and the
 //!    messages between sidecar and shard. Its record-batch decoder is
 //!    public so the fuzz targets (`tests/fuzz/`) can reach it.
-//! 6. [`shard`] — the shard runtime: intake and mesh, the hub with its
+//! 7. [`shard`] — the shard runtime: intake and mesh, the hub with its
 //!    topic streams, audiences, groups and feeds, the partition cache, the
 //!    outboxes, the write pass and the ticker.
-//! 7. `stream` — one client's stream: request → plan, opening a topic,
+//! 8. `stream` — one client's stream: request → plan, opening a topic,
 //!    where it starts, and its life: live, or behind as a catch-up cursor.
-//! 8. [`server`] — process wiring: listeners, sidecars, one executor per
+//! 9. [`server`] — process wiring: listeners, sidecars, one executor per
 //!    shard, signals. `main.rs` parses flags and calls it.
 
 // Crate-wide lints. `unsafe` is denied everywhere but in `sys`, which
@@ -79,6 +82,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod guard;
 pub mod kafka;
 pub mod model;
 pub mod ops;

@@ -505,17 +505,17 @@ fn config_input_is_bounded_with_file_and_line_errors() {
         assert!(err.contains(field), "{extra}: {err}");
     }
 
-    // Under `guards` (a key that takes any value, for later): serde
+    // Under a guard's inline keys (a list of any JSON values): serde
     // expands the aliases until its repetition limit.
-    let mut laughs = format!("{MINIMAL}guards:\n  a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    let mut laughs = format!("{MINIMAL}guards:\n  g:\n    keys:\n      jwks:\n        - &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
     for (prev, c) in "abcdefgh".chars().zip("bcdefghi".chars()) {
         let refs = vec![format!("*{prev}"); 9].join(",");
-        laughs.push_str(&format!("  {c}: &{c} [{refs}]\n"));
+        laughs.push_str(&format!("        - &{c} [{refs}]\n"));
     }
     let (code, err) = check(&laughs);
     assert_eq!(code, 2);
     assert!(
-        err.contains("c.yaml:8:") && err.contains("guards.b"),
+        err.contains("c.yaml:") && err.contains("guards.g.keys.jwks"),
         "{err}"
     );
     assert!(err.contains("billion laughs"), "{err}");

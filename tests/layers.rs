@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["codec"],
     &["config"],
     &["ops"],
+    &["guard"],
     &["kafka"],
     &["shard"],
     &["stream"],

@@ -8,8 +8,9 @@
 //! that is not JSON never matches one.
 //!
 //! The configured strings may hold substitutions — `${params.NAME}` (a path
-//! parameter, percent-decoded) and `${query.NAME}` (a query parameter) —
-//! that are resolved once per request into a [`Filter`]: plain bytes,
+//! parameter, percent-decoded), `${query.NAME}` (a query parameter) and, on
+//! a guarded route, `${guard.identity}` and `${guard.claims.PATH}` (claims
+//! of the verified token) — that are resolved once per request into a [`Filter`]: plain bytes,
 //! hashable, so that a shard groups the connections that resolved to the
 //! same filter and evaluates each distinct filter once per record.
 //!
@@ -21,6 +22,7 @@ use std::fmt;
 
 use smallvec::SmallVec;
 
+use crate::codec::jwt;
 use crate::codec::router::{self, Params};
 use crate::model::Record;
 
@@ -31,6 +33,9 @@ pub enum Source {
     Params,
     /// `${query.NAME}`: a query parameter of the request.
     Query,
+    /// `${guard.identity}` (NAME `identity`) or `${guard.claims.PATH}`
+    /// (NAME `claims.PATH`): a claim of the request's verified token.
+    Guard,
 }
 
 impl Source {
@@ -38,6 +43,7 @@ impl Source {
         match self {
             Source::Params => "params",
             Source::Query => "query",
+            Source::Guard => "guard",
         }
     }
 }
@@ -63,9 +69,11 @@ pub enum TemplateError {
     Unclosed,
     #[error("empty substitution '${{}}'")]
     Empty,
-    #[error("'${{guard.identity}}' needs guards, which are not supported yet")]
-    Guard,
-    #[error("unknown substitution '${{{0}}}'; expected ${{params.NAME}} or ${{query.NAME}}")]
+    #[error(
+        "unknown substitution '${{{0}}}'; expected ${{guard.identity}} or ${{guard.claims.NAME}}"
+    )]
+    Guard(String),
+    #[error("unknown substitution '${{{0}}}'; expected ${{params.NAME}}, ${{query.NAME}} or ${{guard.identity}}")]
     Unknown(String),
 }
 
@@ -85,7 +93,15 @@ impl Template {
                 _ if inner.is_empty() => return Err(TemplateError::Empty),
                 Some(("params", name)) if !name.is_empty() => (Source::Params, name),
                 Some(("query", name)) if !name.is_empty() => (Source::Query, name),
-                Some(("guard", _)) => return Err(TemplateError::Guard),
+                Some(("guard", "identity")) => (Source::Guard, "identity"),
+                Some(("guard", name))
+                    if name
+                        .strip_prefix("claims.")
+                        .is_some_and(|p| !p.is_empty() && !p.split('.').any(str::is_empty)) =>
+                {
+                    (Source::Guard, name)
+                }
+                Some(("guard", _)) => return Err(TemplateError::Guard(inner.to_owned())),
                 _ => return Err(TemplateError::Unknown(inner.to_owned())),
             };
             if !literal.is_empty() {
@@ -145,6 +161,27 @@ pub struct Vars<'a> {
     pub params: &'a Params,
     /// The raw query string (after `?`), if any.
     pub query: Option<&'a str>,
+    /// The verified token's claims, on a guarded route.
+    pub guard: Option<GuardVars<'a>>,
+}
+
+/// What `${guard.*}` reads: a verified token's claims.
+#[derive(Debug, Clone, Copy)]
+pub struct GuardVars<'a> {
+    pub claims: &'a serde_json::Map<String, serde_json::Value>,
+    /// The dotted path of the claim `${guard.identity}` stands for.
+    pub identity: &'a str,
+}
+
+impl GuardVars<'_> {
+    /// The claim a guard substitution names, as text.
+    fn get(&self, name: &str) -> Option<Cow<'_, str>> {
+        let path = match name.strip_prefix("claims.") {
+            Some(path) => path,
+            None => self.identity,
+        };
+        jwt::claim_text(self.claims, path)
+    }
 }
 
 impl Vars<'_> {
@@ -155,6 +192,14 @@ impl Vars<'_> {
                 Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
                 Cow::Owned(s) => Cow::Owned(s.into_bytes()),
             }),
+            Source::Guard => self
+                .guard
+                .as_ref()
+                .and_then(|g| g.get(name))
+                .map(|v| match v {
+                    Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+                    Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+                }),
         };
         found.ok_or_else(|| Missing {
             from: source,
@@ -163,9 +208,14 @@ impl Vars<'_> {
     }
 }
 
-/// A substitution the request does not provide (a 400 naming it).
+/// A substitution the request does not provide: a 400 naming it, or for a
+/// guard's claim a 403 (the token lacks what the route needs).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("missing {} parameter '{name}'", match .from { Source::Params => "path", Source::Query => "query" })]
+#[error("{}", match .from {
+    Source::Params => format!("missing path parameter '{name}'"),
+    Source::Query => format!("missing query parameter '{name}'"),
+    Source::Guard => format!("the token has no claim for '${{guard.{name}}}'"),
+})]
 pub struct Missing {
     pub from: Source,
     pub name: String,
@@ -424,6 +474,7 @@ mod tests {
         resolve(
             specs,
             &Vars {
+                guard: None,
                 params: &p,
                 query: None,
             },
@@ -451,7 +502,23 @@ mod tests {
             ("${ params.id }", Ok(&[(Source::Params, "id")])),
             ("${params.id", Err(TemplateError::Unclosed)),
             ("${}", Err(TemplateError::Empty)),
-            ("${guard.identity}", Err(TemplateError::Guard)),
+            ("${guard.identity}", Ok(&[(Source::Guard, "identity")])),
+            (
+                "t-${guard.claims.tenant.id}",
+                Ok(&[(Source::Guard, "claims.tenant.id")]),
+            ),
+            (
+                "${guard.sub}",
+                Err(TemplateError::Guard("guard.sub".into())),
+            ),
+            (
+                "${guard.claims.}",
+                Err(TemplateError::Guard("guard.claims.".into())),
+            ),
+            (
+                "${guard.claims.a..b}",
+                Err(TemplateError::Guard("guard.claims.a..b".into())),
+            ),
             ("${params.}", Err(TemplateError::Unknown("params.".into()))),
             (
                 "${env.HOME}",
@@ -479,6 +546,7 @@ mod tests {
         let vars = Vars {
             params: &p,
             query: Some("status=open%20now&n=1+2&empty="),
+            guard: None,
         };
         assert_eq!(t("x${params.id}y").resolve(&vars).unwrap(), b"xa/b \xffy");
         assert_eq!(t("${query.status}").resolve(&vars).unwrap(), b"open now");
@@ -491,6 +559,7 @@ mod tests {
         let none = Vars {
             params: &p,
             query: None,
+            guard: None,
         };
         assert!(t("${query.status}").resolve(&none).is_err());
     }
@@ -650,6 +719,7 @@ mod tests {
                 &Vars {
                     params: &p,
                     query: Some(q),
+                    guard: None,
                 },
             )
             .unwrap()
@@ -664,7 +734,8 @@ mod tests {
                 &specs,
                 &Vars {
                     params: &p,
-                    query: None
+                    query: None,
+                    guard: None
                 }
             )
             .unwrap_err(),
@@ -678,7 +749,8 @@ mod tests {
                 &[],
                 &Vars {
                     params: &p,
-                    query: None
+                    query: None,
+                    guard: None
                 }
             ),
             Ok(None)

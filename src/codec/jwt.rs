@@ -326,10 +326,19 @@ pub fn verify(token: &[u8], keys: &KeySet, rules: &Rules<'_>) -> Result<Verified
             TokenError::Malformed
         }
     })?;
+    // A lone key without a kid (an HMAC secret, a one-key set) is the
+    // token's whatever kid it names: there is no other to mean.
+    let lone = match keys.keys.as_slice() {
+        [only] => Some(only),
+        _ => None,
+    };
     let key = match &header.kid {
-        Some(kid) => keys.keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
-        None if keys.keys.len() == 1 => keys.keys.first(),
-        None => None,
+        Some(kid) => keys
+            .keys
+            .iter()
+            .find(|k| k.kid.as_deref() == Some(kid))
+            .or(lone.filter(|k| k.kid.is_none())),
+        None => lone,
     }
     .ok_or(TokenError::UnknownKey)?;
     if !key.algorithms.contains(&header.alg) {
@@ -357,10 +366,24 @@ pub fn verify(token: &[u8], keys: &KeySet, rules: &Rules<'_>) -> Result<Verified
         .get("exp")
         .and_then(|exp| exp.as_u64().or_else(|| exp.as_f64().map(|f| f as u64)))
         .ok_or(TokenError::Claims)?;
+    // jsonwebtoken still takes a token in the second of its `exp`.
+    if is_expired(
+        expires_at,
+        rules.leeway,
+        jsonwebtoken::get_current_timestamp(),
+    ) {
+        return Err(TokenError::Expired);
+    }
     Ok(Verified {
         claims: data.claims,
         expires_at,
     })
+}
+
+/// Whether a token of `exp` is expired at `now` (seconds since the epoch)
+/// with `leeway`: RFC 7519 §4.1.4 refuses it *on or after* its `exp`.
+pub fn is_expired(exp: u64, leeway: u64, now: u64) -> bool {
+    now >= exp.saturating_add(leeway)
 }
 
 fn token_error(kind: &jsonwebtoken::errors::ErrorKind) -> TokenError {

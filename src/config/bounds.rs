@@ -18,23 +18,15 @@ pub const MAX_NESTING: usize = 64;
 
 /// The file's text, refused past [`MAX_CONFIG_BYTES`] without reading more.
 pub(super) fn read(path: &Path, file: &str) -> Result<String, ConfigError> {
-    let cannot = |e: std::io::Error| {
-        ConfigError::new(file, (0, 0), "-", format!("cannot read the file: {e}"))
-    };
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .map_err(cannot)?
-        .take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cannot)?;
-    if bytes.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(ConfigError::new(
-            file,
-            (0, 0),
-            "-",
-            format!("the file is larger than {MAX_CONFIG_BYTES} bytes; a config is a few KB"),
-        ));
-    }
+    let bytes = read_at_most(path, MAX_CONFIG_BYTES).map_err(|e| {
+        let message = match e {
+            ReadError::Io(e) => format!("cannot read the file: {e}"),
+            ReadError::TooLarge => {
+                format!("the file is larger than {MAX_CONFIG_BYTES} bytes; a config is a few KB")
+            }
+        };
+        ConfigError::new(file, (0, 0), "-", message)
+    })?;
     String::from_utf8(bytes).map_err(|e| {
         let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
             .iter()
@@ -42,6 +34,27 @@ pub(super) fn read(path: &Path, file: &str) -> Result<String, ConfigError> {
             .count();
         ConfigError::new(file, (line, 0), "-", "the file is not UTF-8".to_owned())
     })
+}
+
+/// Why a bounded read gave no bytes.
+pub(super) enum ReadError {
+    /// The file could not be read.
+    Io(std::io::Error),
+    /// It holds more than the limit.
+    TooLarge,
+}
+
+/// A file's bytes, at most `limit` of them: a larger file is refused
+/// without reading more (`/dev/zero` must not grow memory for ever).
+pub(super) fn read_at_most(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(ReadError::TooLarge);
+    }
+    Ok(bytes)
 }
 
 /// Refuses the line breaks YAML counts and `file:line` does not: a

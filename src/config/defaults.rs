@@ -120,6 +120,22 @@ pub const DEFAULT_CACHE_MAX_AGE: Duration = Duration::from_secs(10 * 60);
 /// sensible record timestamps.
 pub const DEFAULT_SLOW_CLIENT_MAX_LAG: MaxLag = MaxLag::Records(1_000_000);
 
+/// 60s: the clock skew a guard allows on a token's `exp` and `nbf`, as
+/// most JWT libraries default to; hosts synced by NTP are far closer.
+pub const DEFAULT_GUARD_LEEWAY: Duration = Duration::from_secs(60);
+
+/// 5m: the most leeway a guard may allow; more would keep expired tokens
+/// working long enough to matter.
+pub const MAX_GUARD_LEEWAY: Duration = Duration::from_secs(5 * 60);
+
+/// The most guards one config may name (each is a key set and a set of
+/// metrics labels; a deployment has a few).
+pub const MAX_GUARDS: usize = 64;
+
+/// The largest key file read (a JWK set of [`crate::codec::jwt::MAX_KEYS`]
+/// RSA keys is about 200 KiB).
+pub const MAX_KEY_FILE_BYTES: u64 = 1 << 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,10 +13,12 @@
 //!
 //! One concept per file; each uses only those listed after it:
 //!
-//! - `bounds`: the file's size and nesting depth, checked before parsing.
 //! - `validate`: the checks across fields, the overrides, building the model.
 //! - `raw`: the serde structs mirroring the file, with their defaults.
 //! - `filters`: a route's filter conditions, into [`crate::codec::filter::FilterSpec`]s.
+//! - `guards`: the JWT guards, their key files, a route's guard and roles.
+//! - `bounds`: the file's size and nesting depth, checked before parsing;
+//!   bounded reads of it and of key files.
 //! - `values`: the validating value types (durations, sizes, addresses, ...).
 //! - `error`: [`ConfigError`], and serde_yaml_ng's errors turned into it.
 //! - `keys`: the scanner that finds a field's line and column in the text.
@@ -33,6 +35,7 @@ mod bounds;
 mod defaults;
 mod error;
 mod filters;
+mod guards;
 mod keys;
 mod model;
 mod overrides;
@@ -44,9 +47,10 @@ mod values;
 
 pub use defaults::*;
 pub use error::ConfigError;
+pub use guards::{read_key_file, MIN_SECRET_BYTES};
 pub use model::{
-    CacheConfig, Config, Connections, Cors, EventIdForm, KafkaConfig, MaxLag, Partitioner, Route,
-    SlowClient, Start, ValueEncoding,
+    CacheConfig, Config, Connections, Cors, EventIdForm, Guard, KafkaConfig, KeySource, MaxLag,
+    Partitioner, Route, SlowClient, Start, ValueEncoding,
 };
 pub use overrides::{Flag, Overrides};
 

@@ -6,9 +6,12 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::codec::filter::{FilterSpec, Template, ValueSpec};
+use crate::codec::jwt::KeySet;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
@@ -29,6 +32,46 @@ pub struct Config {
     pub slow_client: SlowClient,
     /// Never empty; paths are distinct.
     pub routes: Vec<Route>,
+    /// The JWT guards, in order of name; a route's `guard` is an index.
+    pub guards: Vec<Guard>,
+}
+
+/// A JWT guard (`guards.NAME`): which tokens open the routes it guards.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    /// Letters, digits, `_` and `-`: it labels the guard's metrics.
+    pub name: String,
+    /// `iss` must equal one of them; empty: any issuer.
+    pub issuers: Vec<String>,
+    /// `aud` must hold one of them; empty: any audience.
+    pub audiences: Vec<String>,
+    /// Where the keys come from, to re-read them.
+    pub source: KeySource,
+    /// The keys as they were when the config was read; never empty.
+    pub keys: Arc<KeySet>,
+    /// The dotted path of the claim holding the token's roles.
+    pub roles_claim: String,
+    /// The dotted path of the claim `${guard.identity}` stands for.
+    pub identity_claim: String,
+    /// Clock skew allowed on `exp` and `nbf`; at most
+    /// [`MAX_GUARD_LEEWAY`](super::MAX_GUARD_LEEWAY).
+    pub leeway: Duration,
+    /// Send `event:challenge` this long before a stream's token expires.
+    pub challenge: Option<Duration>,
+    /// A cookie the token may come from too; only when `cors.allow_origins`
+    /// lists origins (never `*`).
+    pub cookie: Option<String>,
+}
+
+/// Where a guard's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// Written in the config (`keys: { jwks: [...] }`): fixed.
+    Inline,
+    /// A JWK set file, re-read when it changes.
+    Jwks(PathBuf),
+    /// An HMAC secret file, re-read when it changes.
+    Secret(PathBuf),
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +180,10 @@ pub struct Route {
     /// to: a stream whose filters all name fixed keys then reads only the
     /// partitions those keys hash to.
     pub partitioner: Option<Partitioner>,
+    /// The index in [`Config::guards`] of the guard a request must pass.
+    pub guard: Option<usize>,
+    /// Roles the request's token must all hold; empty without a guard.
+    pub roles: Vec<String>,
 }
 
 /// A key partitioner producers use (`partitioner:` on a route).
@@ -190,6 +237,19 @@ impl Config {
                     .to_owned(),
             );
         }
+        for g in &self.guards {
+            for (what, empty) in [
+                ("issuer", g.issuers.is_empty()),
+                ("audience", g.audiences.is_empty()),
+            ] {
+                if empty {
+                    out.push(format!(
+                        "guards.{} has no {what}: a token of any {what} signed by its keys opens its routes",
+                        g.name
+                    ));
+                }
+            }
+        }
         out
     }
 
@@ -224,6 +284,14 @@ impl Config {
             if !r.topics.is_empty() {
                 out.push_str(" topics ");
                 out.push_str(&r.topics.join(", "));
+            }
+            if let Some(g) = r.guard {
+                out.push_str(" guard ");
+                out.push_str(&self.guards[g].name);
+                if !r.roles.is_empty() {
+                    out.push_str(" roles ");
+                    out.push_str(&r.roles.join(", "));
+                }
             }
             out.push('\n');
         }

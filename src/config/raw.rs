@@ -4,14 +4,15 @@
 //! would show these private type names in error messages. Never public: the
 //! rest of the proxy only ever sees the validated model.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 
 use serde::Deserialize;
-use serde_yaml_ng::Value;
 
 use super::defaults::*;
 use super::filters::RawFilter;
+use super::guards::{RawGuard, Roles};
 use super::model::{EventIdForm, Partitioner, Start, ValueEncoding};
 use super::values::{
     present, AnySize, BrokerAddr, DurationAtLeast, FetchWait, Keepalive, Keyword, LagLimit,
@@ -45,9 +46,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) slow_client: RawSlowClient,
     pub(super) routes: NonEmpty<RawRoute>,
-    /// Later feature; parsed so the model exists, rejected by `validate`.
     #[serde(default)]
-    pub(super) guards: Option<Value>,
+    pub(super) guards: Option<BTreeMap<String, RawGuard>>,
 }
 
 #[derive(Deserialize)]
@@ -181,9 +181,10 @@ pub(super) struct RawRoute {
     /// `validate` refuses.
     #[serde(default, deserialize_with = "present")]
     pub(super) filters: Option<Vec<RawFilter>>,
-    // Later features; parsed so the model exists, rejected by `validate`.
     #[serde(default)]
-    pub(super) guard: Option<Value>,
+    pub(super) guard: Option<String>,
+    #[serde(default)]
+    pub(super) roles: Option<Roles>,
     #[serde(default)]
     pub(super) partitioner: Option<Keyword<Partitioner>>,
     #[serde(default)]

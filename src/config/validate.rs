@@ -1,15 +1,17 @@
 //! The checks that span several fields, run once the file is read (and the
 //! command line's overrides written over it): duplicate route paths, topic
-//! templates and their bounds, listeners on one port, cache budgets, the
-//! topic count, features not implemented yet. Then the validated model is
+//! templates and their bounds, guards and the routes they guard, listeners
+//! on one port, cache budgets, the topic count. Then the validated model is
 //! built from the raw structs.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::path::Path;
 
 use super::defaults::MAX_MAX_TOPICS;
 use super::error::ConfigError;
 use super::filters::route_filters;
+use super::guards::{build_guards, roles, route_guard};
 use super::keys::KeyIndex;
 use super::model::{CacheConfig, Config, Connections, Cors, KafkaConfig, Route, SlowClient};
 use super::overrides::Overrides;
@@ -36,19 +38,6 @@ pub(super) fn validate(
 
     apply_overrides(&mut raw, overrides, &error)?;
 
-    // Later features: the keys are known (so they are not "unknown field"
-    // typos) but nothing implements them yet; silently ignoring a guard would
-    // expose a stream its author meant to protect.
-    if raw.guards.is_some() {
-        return fail("guards".into(), "not supported yet".into());
-    }
-    for (i, r) in raw.routes.0.iter().enumerate() {
-        let later = [("guard", r.guard.is_some())];
-        if let Some((name, _)) = later.iter().find(|(_, present)| *present) {
-            return fail(format!("routes[{i}].{name}"), "not supported yet".into());
-        }
-    }
-
     // Two routes with one path: the second could never be reached.
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, r) in raw.routes.0.iter().enumerate() {
@@ -69,6 +58,33 @@ pub(super) fn validate(
         .iter_mut()
         .enumerate()
         .map(|(i, r)| route_filters(i, &r.path.0, r.filters.take(), &error))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // Key files are found beside the config file.
+    let base = Path::new(file).parent().unwrap_or(Path::new("."));
+    let guards = build_guards(
+        raw.guards.take().unwrap_or_default(),
+        base,
+        &raw.cors.allow_origins,
+        &error,
+    )?;
+    let route_guards = raw
+        .routes
+        .0
+        .iter()
+        .zip(&filters)
+        .enumerate()
+        .map(|(i, (r, f))| {
+            route_guard(
+                i,
+                r.guard.as_deref(),
+                &r.roles,
+                &guards,
+                r.topic.1.as_ref(),
+                f,
+                &error,
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
 
     // A topic from the request must be bounded, and only such a topic.
@@ -197,7 +213,8 @@ pub(super) fn validate(
             .0
             .into_iter()
             .zip(filters)
-            .map(|(r, filters)| Route {
+            .zip(route_guards)
+            .map(|((r, filters), guard)| Route {
                 path: r.path.0.as_str().to_string(),
                 topic: r.topic.0,
                 topic_template: r.topic.1,
@@ -208,8 +225,11 @@ pub(super) fn validate(
                 keepalive: r.keepalive.map(|k| k.0),
                 filters,
                 partitioner: r.partitioner.map(|p| p.0),
+                guard,
+                roles: roles(r.roles),
             })
             .collect(),
+        guards,
     };
 
     // Templates add topics at run time; the config's own always fit.
@@ -266,7 +286,6 @@ mod tests {
 
     #[test]
     fn cross_field_errors_name_file_line_and_field() {
-        let two_routes = format!("{MINIMAL}  - path: /other\n    topic: other\n");
         let cases: Vec<ErrorCase> = Vec::from([
             ("max topics below the routes' own", format!("{HEAD}  max_topics: 1\nroutes: [{{path: /a, topic: a}}, {{path: /b, topic: b}}, {{path: /c, topic: a}}]\n"),
                 3, 3, "kafka.max_topics", "max_topics (1) must be between the routes' own topics (2) and 65536"),
@@ -274,10 +293,6 @@ mod tests {
                 3, 3, "kafka.max_topics", "max_topics (100000) must be between the routes' own topics (1) and 65536"),
             ("duplicate path", format!("{MINIMAL}  - path: /items\n    topic: other\n"),
                 6, 5, "routes[1].path", "duplicate route path '/items' (already used by routes[0])"),
-            ("guard beside filters", format!("{two_routes}    filters:\n      - key: abc\n    guard: {{a: b}}\n"),
-                10, 5, "routes[1].guard", "not supported yet"),
-            ("unsupported guard", route_with("    guard: {token: x}\n"),
-                6, 5, "routes[0].guard", "not supported yet"),
             ("partitioner without a key filter", route_with("    partitioner: murmur2\n"),
                 6, 5, "routes[0].partitioner", "partitioner only narrows"),
             ("topics beside a fixed topic", route_with("    topics: \"public.*\"\n"),
@@ -288,8 +303,6 @@ mod tests {
             ("topic template naming no path parameter",
                 format!("{UP_TO_ROUTES}  - path: /t/{{name}}\n    topic: \"${{params.other}}\"\n    topics: \"*\"\n"),
                 5, 5, "routes[0].topic", "path '/t/{name}' has no parameter 'other'"),
-            ("unsupported guards", format!("guards:\n  jwt: {{}}\n{MINIMAL}"),
-                1, 1, "guards", "not supported yet"),
             ("partition over total", format!("{MINIMAL}cache:\n  total_bytes: 1GiB\n  partition_bytes: 2GiB\n"),
                 8, 3, "cache.partition_bytes", "partition_bytes (2GiB) must not exceed total_bytes (1GiB)"),
             ("default partition over total", format!("{MINIMAL}cache:\n  total_bytes: 1000000\n"),

@@ -9,6 +9,8 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::codec::jwt::TokenError;
+
 /// A counter with a single writer thread.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -107,6 +109,56 @@ pub struct ShardMetrics {
     pub topic_unavailable_ends: Counter,
     /// Set once this shard has metadata and positions for every topic.
     pub ready: AtomicBool,
+    /// Requests a guard refused, by [`Rejection::index`].
+    pub guard_rejections: [Counter; Rejection::COUNT],
+    /// Tokens verified against a guard's keys (a signature check each).
+    pub guard_signature_checks: Counter,
+    /// Tokens a guard had verified already and remembered.
+    pub guard_cache_hits: Counter,
+    /// `event:challenge`s sent to streams whose token expires soon.
+    pub guard_challenges: Counter,
+    /// Streams ended because their token expired.
+    pub guard_expired_ends: Counter,
+}
+
+impl ShardMetrics {
+    pub fn guard_rejected(&self, why: Rejection) {
+        self.guard_rejections[why.index()].inc();
+    }
+}
+
+/// Why a guard refused a request, as the `reason` label of
+/// `sse_kafka_guard_rejections_total` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// No token (401).
+    Missing,
+    /// A token that does not verify (401 `invalid_token`).
+    Token(TokenError),
+    /// A token without a role or claim the route needs (403
+    /// `insufficient_scope`).
+    Scope,
+}
+
+impl Rejection {
+    pub const COUNT: usize = TokenError::ALL.len() + 2;
+
+    fn index(self) -> usize {
+        match self {
+            Rejection::Missing => 0,
+            Rejection::Token(e) => 1 + TokenError::ALL.iter().position(|&a| a == e).unwrap_or(0),
+            Rejection::Scope => Self::COUNT - 1,
+        }
+    }
+
+    /// The label of counter number `index`.
+    fn label_of(index: usize) -> &'static str {
+        match index {
+            0 => "missing",
+            i if i == Self::COUNT - 1 => "insufficient_scope",
+            i => TokenError::ALL[i - 1].label(),
+        }
+    }
 }
 
 struct Family {
@@ -279,6 +331,30 @@ const FAMILIES: &[Family] = &[
         kind: "counter",
         get: |m| m.kafka_errors.get(),
     },
+    Family {
+        name: "sse_kafka_guard_signature_checks_total",
+        help: "Tokens verified against a guard's keys (one signature check each).",
+        kind: "counter",
+        get: |m| m.guard_signature_checks.get(),
+    },
+    Family {
+        name: "sse_kafka_guard_token_cache_hits_total",
+        help: "Tokens a guard had verified already and remembered (no signature check).",
+        kind: "counter",
+        get: |m| m.guard_cache_hits.get(),
+    },
+    Family {
+        name: "sse_kafka_guard_challenges_total",
+        help: "event:challenge sent to streams whose token expires soon.",
+        kind: "counter",
+        get: |m| m.guard_challenges.get(),
+    },
+    Family {
+        name: "sse_kafka_guard_expired_streams_total",
+        help: "Streams ended because their token expired.",
+        kind: "counter",
+        get: |m| m.guard_expired_ends.get(),
+    },
 ];
 
 /// Renders all families, one sample per family summed over shards.
@@ -290,6 +366,18 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
         let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
         let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
         let _ = writeln!(out, "{} {}", f.name, total);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sse_kafka_guard_rejections_total Requests a guard refused, by reason.\n# TYPE sse_kafka_guard_rejections_total counter"
+    );
+    for i in 0..Rejection::COUNT {
+        let total: u64 = shards.iter().map(|m| m.guard_rejections[i].get()).sum();
+        let _ = writeln!(
+            out,
+            "sse_kafka_guard_rejections_total{{reason=\"{}\"}} {total}",
+            Rejection::label_of(i)
+        );
     }
     let ready = shards.iter().all(|m| m.ready.load(Ordering::Relaxed));
     let _ = writeln!(
@@ -324,11 +412,44 @@ mod tests {
         ));
         assert!(text.contains("sse_kafka_connections_open 1\n"));
         assert!(text.contains("sse_kafka_ready 0\n"));
-        // Every sample line is `name value`, every family has HELP and TYPE.
+        // Every sample line is `name value` or `name{reason="..."} value`,
+        // every family has HELP and TYPE.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let (name, value) = line.split_once(' ').expect("sample line");
+            let (name, value) = line.rsplit_once(' ').expect("sample line");
             assert!(name.starts_with("sse_kafka_"));
             value.parse::<u64>().expect("integer value");
+            let family = name.split('{').next().unwrap();
+            assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
         }
+    }
+
+    #[test]
+    fn guard_rejections_are_labelled_by_reason() {
+        let a = Arc::new(ShardMetrics::default());
+        let b = Arc::new(ShardMetrics::default());
+        a.guard_rejected(Rejection::Token(TokenError::Expired));
+        b.guard_rejected(Rejection::Token(TokenError::Expired));
+        a.guard_rejected(Rejection::Missing);
+        b.guard_rejected(Rejection::Scope);
+        let text = render(&[a, b]);
+        for want in [
+            "sse_kafka_guard_rejections_total{reason=\"expired\"} 2\n",
+            "sse_kafka_guard_rejections_total{reason=\"missing\"} 1\n",
+            "sse_kafka_guard_rejections_total{reason=\"insufficient_scope\"} 1\n",
+            "sse_kafka_guard_rejections_total{reason=\"signature\"} 0\n",
+        ] {
+            assert!(text.contains(want), "{want} in\n{text}");
+        }
+        // One sample per reason, each label once.
+        let labels: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("sse_kafka_guard_rejections_total{reason=\""))
+            .map(|l| l.split('"').next().unwrap())
+            .collect();
+        assert_eq!(labels.len(), Rejection::COUNT);
+        let mut unique = labels.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), labels.len(), "{labels:?}");
     }
 }

@@ -14,6 +14,7 @@ use glommio::{CpuSet, LocalExecutorBuilder, Placement, PoolPlacement};
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::guard::{Gate, KeyHolders};
 use crate::kafka::{Request, SidecarLink, ToShard, TopicTable};
 use crate::model::{Batch, ShardId, TopicId};
 use crate::ops::metrics::ShardMetrics;
@@ -55,6 +56,8 @@ pub struct Shared {
     pub topics: Arc<TopicTable>,
     pub metrics: Arc<[Arc<ShardMetrics>]>,
     pub admission: Arc<Admission>,
+    /// The guards' keys, shared by the shards.
+    pub keys: Arc<KeyHolders>,
 }
 
 impl Shared {
@@ -67,7 +70,9 @@ impl Shared {
             .collect();
         let fd_limit = fds::descriptor_limit().unwrap_or(None);
         let (admission, warning) = Admission::new(&config.connections, fd_limit);
+        let keys = Arc::new(KeyHolders::new(&config.guards));
         let shared = Self {
+            keys,
             config: Arc::new(config),
             topics,
             metrics,
@@ -172,7 +177,15 @@ fn build(spec: &ShardSpec) -> (Rc<Shard>, Rc<Front>) {
         unavailable_timeout: config.kafka.unavailable_timeout,
     };
     let front = Rc::new(Front {
-        requests: Requests::new(routes, Arc::clone(&shared.topics)),
+        requests: Requests::new(
+            routes,
+            Gate::new(
+                &config.guards,
+                Arc::clone(&shared.keys),
+                Arc::clone(&shared.metrics[spec.id.0]),
+            ),
+            Arc::clone(&shared.topics),
+        ),
         opener: TopicOpener::new(
             Arc::clone(&shared.topics),
             sidecar.clone(),

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::outbox::Outbox;
+use super::streams::{Due, Expiry};
 use super::Shard;
 use crate::codec::sse;
 use crate::sys::memory;
@@ -47,6 +48,7 @@ pub async fn run(shard: Rc<Shard>, settings: TickerSettings) {
             hub.tick(now, settings.keepalive, &shard.metrics);
         }
         end_unavailable(&shard, settings.unavailable_timeout, now);
+        expire_tokens(&shard);
         let open = shard.streams.open();
         for outbox in open.iter() {
             if outbox.tick(&frame) {
@@ -78,6 +80,55 @@ fn end_unavailable(shard: &Shard, timeout: Duration, now: Instant) {
         sse::error_event(&mut frame, &reason);
         let ended = ts.end_live(&Rc::from(frame));
         shard.metrics.topic_unavailable_ends.add(ended);
+    }
+}
+
+/// Sends their challenge to the streams whose token expires soon, and ends
+/// with an `event:error` those whose token expired (past the leeway); the
+/// clients come back with a fresh token and their last id and resume
+/// exactly. A challenge waits for a stream with bytes queued (like a
+/// keep-alive, it must not get ahead of the stream's feed); an end does
+/// not wait.
+fn expire_tokens(shard: &Shard) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut later = Vec::new();
+    while let Some(due) = shard.streams.next_due(now) {
+        match due {
+            Due::Challenge(outbox, expiry) if outbox.queued_bytes() > 0 => {
+                later.push((outbox, expiry));
+            }
+            Due::Challenge(outbox, expiry) => {
+                let mut frame = Vec::with_capacity(80);
+                let left = expiry.expires_at.saturating_sub(now);
+                sse::challenge_event(&mut frame, expiry.expires_at, left);
+                outbox.push(Rc::from(frame), 0);
+                shard.metrics.guard_challenges.inc();
+                let rest = Expiry {
+                    challenge_at: None,
+                    ..expiry
+                };
+                shard.streams.watch_expiry(outbox, rest);
+            }
+            Due::End(outbox) => {
+                let mut frame = Vec::new();
+                sse::error_event(
+                    &mut frame,
+                    "the token expired; reconnect with a fresh one and the last event id",
+                );
+                outbox.end(Rc::from(frame));
+                shard.metrics.guard_expired_ends.inc();
+            }
+        }
+    }
+    // Tried again next second.
+    for (outbox, expiry) in later {
+        let retry = Expiry {
+            challenge_at: Some(now + 1),
+            ..expiry
+        };
+        shard.streams.watch_expiry(outbox, retry);
     }
 }
 

@@ -140,13 +140,15 @@ async fn begin(
     if plan.body == Body::HeadOnly {
         // What a GET would get first, and no events.
         let mut head = Vec::new();
-        http::write_stream_head(&mut head, plan.allow_origin.as_deref());
+        http::write_stream_head(&mut head, plan.stream_head());
         if let Some(mut stream) = outbox.close() {
             let _ = stream.write_all(&head).await;
             let _ = stream.close().await;
         }
         return None;
     }
+    let mut head = Vec::with_capacity(256);
+    http::write_stream_head(&mut head, plan.stream_head());
     let routes = &front.requests.routes;
     let route = RouteInfo {
         topic,
@@ -166,8 +168,6 @@ async fn begin(
         since: plan.since,
     };
     let metrics = &shard.metrics;
-    let mut head = Vec::with_capacity(256);
-    http::write_stream_head(&mut head, plan.allow_origin.as_deref());
     sse::encode_retry(&mut head, front.retry_millis());
     let start = if requested.is_plain_live(&route) {
         Ok(StartAt::Live)
@@ -191,10 +191,13 @@ async fn begin(
         }
         Ok(start) => {
             outbox.send_or_queue(&head, metrics);
-            // Only now: the ticker's keep-alives must come after the
-            // stream head (the start may wait on Kafka for longer than a
-            // keep-alive).
+            // Only now: the ticker's keep-alives and the token's steps
+            // must come after the stream head (the start may wait on
+            // Kafka for longer than a keep-alive).
             outbox.set_keepalive(shard.streams.keepalive_ticks(route.keepalive));
+            if let Some(expiry) = plan.expiry {
+                shard.streams.watch_expiry(Rc::clone(outbox), expiry);
+            }
             match start {
                 StartAt::Live => {
                     let mut hub = shard.hub.borrow_mut();

@@ -9,16 +9,20 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::debug;
+
 use super::routes::Routes;
-use crate::codec::filter::{self, Filter};
+use crate::codec::filter::{self, Filter, GuardVars, Source};
 use crate::codec::http::{self, Method};
 use crate::codec::partitioner::partition_for_key;
 use crate::codec::topic;
 use crate::config::Partitioner;
+use crate::guard::{token, Denied, Gate, Place};
 use crate::kafka::TopicTable;
 use crate::model::{Partition, TopicId};
 use crate::shard::audiences::Selection;
 use crate::shard::outbox::Outbox;
+use crate::shard::streams::Expiry;
 use crate::shard::Shard;
 
 /// Seconds a client is asked to wait when Kafka cannot serve its topic.
@@ -31,6 +35,8 @@ pub struct Refusal {
     pub why: String,
     /// `retry-after`, in seconds.
     pub retry_after: Option<u64>,
+    /// `www-authenticate`, for a guard's 401 and 403.
+    pub challenge: Option<String>,
 }
 
 impl Refusal {
@@ -39,22 +45,35 @@ impl Refusal {
             status,
             why: why.into(),
             retry_after: None,
+            challenge: None,
         }
     }
 
     /// A 503 that asks the client to come back after `seconds`.
     pub fn unavailable(why: impl Into<String>, seconds: u64) -> Self {
         Self {
-            status: 503,
-            why: why.into(),
             retry_after: Some(seconds),
+            ..Self::new(503, why)
+        }
+    }
+
+    /// A guard's refusal, with its challenge.
+    pub fn denied(denied: &Denied) -> Self {
+        Self {
+            challenge: Some(denied.challenge()),
+            ..Self::new(denied.status(), denied.message())
         }
     }
 
     /// The response bytes.
     pub fn response(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        http::write_error(&mut out, self.status, &self.why, self.retry_after);
+        match &self.challenge {
+            Some(challenge) => {
+                http::write_error_challenging(&mut out, self.status, &self.why, challenge);
+            }
+            None => http::write_error(&mut out, self.status, &self.why, self.retry_after),
+        }
         out
     }
 }
@@ -63,6 +82,8 @@ impl Refusal {
 #[derive(Debug)]
 pub struct Requests {
     pub routes: Routes,
+    /// The guards of guarded routes.
+    pub gate: Gate,
     /// The process-wide topic table.
     pub topics: Arc<TopicTable>,
     /// `connections.request_timeout`.
@@ -74,10 +95,11 @@ pub struct Requests {
 }
 
 impl Requests {
-    pub fn new(routes: Routes, topics: Arc<TopicTable>) -> Self {
+    pub fn new(routes: Routes, gate: Gate, topics: Arc<TopicTable>) -> Self {
         let request_timeout = routes.config().connections.request_timeout;
         Self {
             routes,
+            gate,
             topics,
             request_timeout,
             head_scratch: RefCell::new(vec![0; http::MAX_HEAD_BYTES]),
@@ -103,10 +125,27 @@ pub struct StreamPlan {
     /// `?since=`, in milliseconds since the epoch.
     pub since: Option<i64>,
     pub allow_origin: Option<Vec<u8>>,
+    /// `access-control-allow-credentials`: the route's guard reads a cookie.
+    pub allow_credentials: bool,
+    /// The token came in the URL: no cache may keep the answer.
+    pub private: bool,
+    /// When the stream's token runs out, on a guarded route.
+    pub expiry: Option<Expiry>,
     pub topic: TopicRef,
     /// The route's filters resolved for this request.
     pub filter: Option<Filter>,
     pub body: Body,
+}
+
+impl StreamPlan {
+    /// What the stream's response head says about origins and caches.
+    pub fn stream_head(&self) -> http::StreamHead<'_> {
+        http::StreamHead {
+            allow_origin: self.allow_origin.as_deref(),
+            allow_credentials: self.allow_credentials,
+            private: self.private,
+        }
+    }
 }
 
 /// Whether the client wants the events or only the stream's response head.
@@ -253,7 +292,13 @@ fn plan_for_method(requests: &Requests, shard: &Shard, head: &http::RequestHead<
     let Some((route, params)) = routes.router().route(head.path) else {
         return Refusal::new(404, "no route for this path").into();
     };
+    let route_config = routes.route(route);
     let allow_origin = http::cors_allow_origin(&routes.config().cors.allow_origins, head.origin);
+    // A guard that reads the browser's cookie: its answers say the browser
+    // may send it (the origin is a listed one, never `*`).
+    let allow_credentials = route_config
+        .guard
+        .is_some_and(|g| requests.gate.guard(g).cookie.is_some());
     match head.method {
         Method::Get | Method::Head => {}
         Method::Options => {
@@ -261,18 +306,37 @@ fn plan_for_method(requests: &Requests, shard: &Shard, head: &http::RequestHead<
                 return Refusal::new(403, "origin not allowed").into();
             };
             let mut out = Vec::new();
-            http::write_preflight(&mut out, origin, head.access_control_request_headers);
+            http::write_preflight(
+                &mut out,
+                origin,
+                head.access_control_request_headers,
+                allow_credentials,
+            );
             return Plan::Respond(out);
         }
         _ => return Refusal::new(405, "only GET streams events").into(),
     }
+    let admitted = match route_config.guard {
+        None => None,
+        Some(g) => match requests.gate.check(g, &route_config.roles, head) {
+            Ok(admitted) => Some((g, admitted)),
+            Err(denied) => return refuse(route, &denied),
+        },
+    };
+    // The token never reaches what follows.
+    let stripped = token::query_without_token(head.query);
+    let query = stripped.as_deref().or(head.query);
     let vars = filter::Vars {
         params: &params,
-        query: head.query,
+        query,
+        guard: admitted.as_ref().map(|(g, a)| GuardVars {
+            claims: &a.verified.claims,
+            identity: &requests.gate.guard(*g).identity_claim,
+        }),
     };
-    let filter = match filter::resolve(&routes.route(route).filters, &vars) {
+    let filter = match filter::resolve(&route_config.filters, &vars) {
         Ok(filter) => filter,
-        Err(missing) => return Refusal::new(400, missing.to_string()).into(),
+        Err(missing) => return missing_refusal(requests, route, &missing).into(),
     };
     let topic = match request_topic(requests, shard, route, &vars) {
         Ok(topic) => topic,
@@ -290,7 +354,7 @@ fn plan_for_method(requests: &Requests, shard: &Shard, head: &http::RequestHead<
             return Refusal::unavailable(why, UNAVAILABLE_RETRY_AFTER).into();
         }
     }
-    let since = match http::query_param(head.query, "since") {
+    let since = match http::query_param(query, "since") {
         None => None,
         Some(text) => match parse_since(&text) {
             Some(ms) => Some(ms),
@@ -306,12 +370,25 @@ fn plan_for_method(requests: &Requests, shard: &Shard, head: &http::RequestHead<
     let last_event_id = head
         .last_event_id
         .map(<[u8]>::to_vec)
-        .or_else(|| http::query_param(head.query, "lastEventId").map(|v| v.as_bytes().to_vec()));
+        .or_else(|| http::query_param(query, "lastEventId").map(|v| v.as_bytes().to_vec()));
     Plan::Stream(StreamPlan {
         route,
         last_event_id,
         since,
         allow_origin: allow_origin.map(<[u8]>::to_vec),
+        allow_credentials,
+        private: admitted
+            .as_ref()
+            .is_some_and(|(_, a)| a.place == Place::Query),
+        expiry: admitted.as_ref().map(|(g, a)| {
+            let guard = requests.gate.guard(*g);
+            let exp = a.verified.expires_at;
+            Expiry {
+                expires_at: exp,
+                challenge_at: guard.challenge.map(|d| exp.saturating_sub(d.as_secs())),
+                end_at: exp.saturating_add(guard.leeway.as_secs()),
+            }
+        }),
         topic,
         filter,
         body: if head.method == Method::Head {
@@ -320,6 +397,29 @@ fn plan_for_method(requests: &Requests, shard: &Shard, head: &http::RequestHead<
             Body::Events
         },
     })
+}
+
+/// A guard's refusal, logged at debug level only: a storm of bad tokens
+/// must not flood the log (the metrics count them by reason).
+fn refuse(route: usize, denied: &Denied) -> Plan {
+    debug!(route, status = denied.status(), reason = ?denied.rejection(), "guard refused a request");
+    Refusal::denied(denied).into()
+}
+
+/// The answer to a substitution the request does not provide: a 400, or a
+/// 403 when it is a claim the token lacks (counted as the guard's).
+fn missing_refusal(requests: &Requests, route: usize, missing: &filter::Missing) -> Refusal {
+    if missing.from == Source::Guard {
+        let denied = Denied::Claim(missing.to_string());
+        requests.gate.count(&denied);
+        debug!(
+            route,
+            status = 403,
+            "guard refused a request: a claim is missing"
+        );
+        return Refusal::denied(&denied);
+    }
+    Refusal::new(400, missing.to_string())
 }
 
 /// The topic of a request to route number `route`: the route's own, or the
@@ -337,7 +437,7 @@ fn request_topic(
     };
     let name = template
         .resolve(vars)
-        .map_err(|m| Refusal::new(400, m.to_string()))?;
+        .map_err(|m| missing_refusal(requests, route, &m))?;
     let name = String::from_utf8(name).map_err(|_| Refusal::new(404, "no such topic here"))?;
     topic::check_topic_name(&name).map_err(|why| Refusal::new(404, why.to_string()))?;
     if !route_config

@@ -20,6 +20,7 @@ mod proxy;
 mod python;
 mod sequences;
 mod sse_client;
+mod tokens;
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -42,6 +43,10 @@ pub use python::{produce_with_confluent_records, run_python_client};
 pub use sequences::{assert_complete_and_ordered, produce_seq, seq_value, value_of, Sequences};
 #[allow(unused_imports)]
 pub use sse_client::{Requested, SseClient};
+#[allow(unused_imports)]
+pub use tokens::{
+    flow, get, get_bearer, metric_sum, quoted, rejections, samples, total, Answer, Keys,
+};
 
 /// Generous: CI machines are shared and slow.
 pub const DEADLINE: Duration = Duration::from_secs(30);

@@ -102,6 +102,11 @@ pub struct RequestHead<'a> {
     pub access_control_request_method: Option<&'a [u8]>,
     /// First field line only: the field is list-valued, but browsers send one.
     pub access_control_request_headers: Option<&'a [u8]>,
+    /// `Authorization`, for guarded routes; any scheme (the guard reads
+    /// only `Bearer`).
+    pub authorization: Option<&'a [u8]>,
+    /// `Cookie`: one field, as RFC 6265 §5.4 has user agents send it.
+    pub cookie: Option<&'a [u8]>,
     /// Bytes consumed by the head (through the blank line), including any
     /// empty lines before the request line. Bytes after it (a body or a
     /// pipelined request) are not looked at.
@@ -116,9 +121,10 @@ pub struct RequestHead<'a> {
 /// [`MAX_HEAD_BYTES`] without a complete head (a complete head of at most
 /// that size is accepted even if more bytes follow it), and more than
 /// [`MAX_HEADERS`] fields. Header names are case-insensitive. HTTP/1.0 and
-/// HTTP/1.1 are accepted. `Last-Event-ID`, `Origin` and
-/// `Access-Control-Request-Method` are single-valued, and a repeated one is
-/// `Malformed`: two resume positions or two origins are ambiguous, and
+/// HTTP/1.1 are accepted. `Last-Event-ID`, `Origin`,
+/// `Access-Control-Request-Method`, `Authorization` and `Cookie` are
+/// single-valued, and a repeated one is `Malformed`: two resume positions,
+/// origins or credentials are ambiguous, and
 /// picking one could differ from what an intermediary checked. An HTTP/1.1
 /// request without `Host`, or with two, is `Malformed` (RFC 9112 §3.2).
 pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead<'_>>, RequestError> {
@@ -159,6 +165,8 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead<'_>>, RequestError
         origin: None,
         access_control_request_method: None,
         access_control_request_headers: None,
+        authorization: None,
+        cookie: None,
         head_len,
     };
     let mut host = None;
@@ -180,6 +188,14 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead<'_>>, RequestError
                 field.value,
                 "repeated Access-Control-Request-Method",
             )?;
+        } else if name.eq_ignore_ascii_case("authorization") {
+            set_once(
+                &mut head.authorization,
+                field.value,
+                "repeated Authorization",
+            )?;
+        } else if name.eq_ignore_ascii_case("cookie") {
+            set_once(&mut head.cookie, field.value, "repeated Cookie")?;
         } else if name.eq_ignore_ascii_case("access-control-request-headers")
             && head.access_control_request_headers.is_none()
         {
@@ -336,6 +352,8 @@ mod tests {
             origin: None,
             access_control_request_method: None,
             access_control_request_headers: None,
+            authorization: None,
+            cookie: None,
             head_len: 0,
         }
     }
@@ -408,6 +426,16 @@ mod tests {
                     origin: Some(b"https://a.example"),
                     access_control_request_method: Some(b"GET"),
                     access_control_request_headers: Some(b"last-event-id"),
+                    ..get("/s", None)
+                },
+                0,
+            ),
+            (
+                "credentials: authorization and cookie, any case",
+                b"GET /s HTTP/1.1\r\nHost: h\r\nauthorization: Bearer a.b.c\r\nCOOKIE: x=1; t=2\r\n\r\n",
+                RequestHead {
+                    authorization: Some(b"Bearer a.b.c"),
+                    cookie: Some(b"x=1; t=2"),
                     ..get("/s", None)
                 },
                 0,
@@ -546,6 +574,16 @@ mod tests {
                 "repeated origin",
                 b"GET / HTTP/1.1\r\nHost: h\r\nOrigin: a\r\nOrigin: a\r\n\r\n",
                 Malformed("repeated Origin"),
+            ),
+            (
+                "repeated authorization",
+                b"GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n",
+                Malformed("repeated Authorization"),
+            ),
+            (
+                "repeated cookie",
+                b"GET / HTTP/1.1\r\nHost: h\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n",
+                Malformed("repeated Cookie"),
             ),
             (
                 "repeated request method",

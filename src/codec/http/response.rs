@@ -4,23 +4,47 @@
 //! HTTP/1.1 permits, so the bytes tests pin down are the bytes a future
 //! HTTP/2 front end would also use.
 
+/// What an event stream's head says besides the fixed fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamHead<'a> {
+    /// `access-control-allow-origin`.
+    pub allow_origin: Option<&'a [u8]>,
+    /// `access-control-allow-credentials: true`: the stream was opened
+    /// with the browser's cookie (never beside `*`).
+    pub allow_credentials: bool,
+    /// `cache-control: no-store, private` instead of `no-cache`: the URL
+    /// holds a credential, so no cache may keep the answer.
+    pub private: bool,
+}
+
 /// 200 head for an event stream: `content-type: text/event-stream`,
-/// `cache-control: no-cache`, `x-accel-buffering: no` (nginx would otherwise
-/// buffer the stream), `connection: close` (the body is close-delimited), and
-/// `access-control-allow-origin` (plus `vary: origin` unless it is `*`) when
-/// `allow_origin` is given. An origin containing CR, LF or NUL is left out
+/// `cache-control: no-cache` (`no-store, private` for a private stream),
+/// `x-accel-buffering: no` (nginx would otherwise buffer the stream),
+/// `connection: close` (the body is close-delimited), and
+/// `access-control-allow-origin` (plus `vary: origin` unless it is `*`, and
+/// `access-control-allow-credentials: true` when asked for and it is not)
+/// when an origin is given. An origin containing CR, LF or NUL is left out
 /// rather than written, so a bad value can never split the head; without the
 /// header the browser denies access, which is the safe way to fail.
-pub fn write_stream_head(out: &mut Vec<u8>, allow_origin: Option<&[u8]>) {
+pub fn write_stream_head(out: &mut Vec<u8>, head: StreamHead<'_>) {
     out.extend_from_slice(
         b"HTTP/1.1 200 OK\r\n\
-          content-type: text/event-stream\r\n\
-          cache-control: no-cache\r\n\
-          x-accel-buffering: no\r\n\
+          content-type: text/event-stream\r\n",
+    );
+    out.extend_from_slice(if head.private {
+        b"cache-control: no-store, private\r\n".as_slice()
+    } else {
+        b"cache-control: no-cache\r\n"
+    });
+    out.extend_from_slice(
+        b"x-accel-buffering: no\r\n\
           connection: close\r\n",
     );
-    if let Some(origin) = allow_origin {
+    if let Some(origin) = head.allow_origin {
         push_allow_origin(out, origin);
+        if head.allow_credentials && origin != b"*" && is_safe_field_value(origin) {
+            out.extend_from_slice(b"access-control-allow-credentials: true\r\n");
+        }
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -46,6 +70,24 @@ pub fn write_error_allowing(
     retry_after_secs: Option<u64>,
     allow: Option<&str>,
 ) {
+    write_error_fields(out, status, message, retry_after_secs, allow, None);
+}
+
+/// [`write_error`] of a 401 or 403 with its `www-authenticate` challenge
+/// (RFC 6750 §3), such as `Bearer realm="sse-kafka", error="invalid_token"`.
+/// A challenge holding CR, LF or NUL is left out.
+pub fn write_error_challenging(out: &mut Vec<u8>, status: u16, message: &str, challenge: &str) {
+    write_error_fields(out, status, message, None, None, Some(challenge));
+}
+
+fn write_error_fields(
+    out: &mut Vec<u8>,
+    status: u16,
+    message: &str,
+    retry_after_secs: Option<u64>,
+    allow: Option<&str>,
+    www_authenticate: Option<&str>,
+) {
     let message = one_line(message);
     push_status_line(out, status);
     out.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\ncontent-length: ");
@@ -60,6 +102,11 @@ pub fn write_error_allowing(
     if let Some(allow) = allow {
         out.extend_from_slice(b"allow: ");
         out.extend_from_slice(allow.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(challenge) = www_authenticate.filter(|c| is_safe_field_value(c.as_bytes())) {
+        out.extend_from_slice(b"www-authenticate: ");
+        out.extend_from_slice(challenge.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -94,23 +141,33 @@ fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// The headers allowed when the preflight did not list any: the two a
-/// resuming EventSource polyfill may set.
-const DEFAULT_ALLOW_HEADERS: &[u8] = b"last-event-id, cache-control";
+/// resuming EventSource polyfill may set, and a guard's bearer token.
+const DEFAULT_ALLOW_HEADERS: &[u8] = b"last-event-id, cache-control, authorization";
 
 /// CORS preflight answer: 204 with `access-control-allow-origin`,
 /// `vary: origin` (unless `*`), `access-control-allow-methods: GET, OPTIONS`,
 /// `access-control-allow-headers` (the request's
 /// `Access-Control-Request-Headers` echoed, else `last-event-id,
-/// cache-control`), `access-control-max-age: 86400` and `connection: close`.
+/// cache-control, authorization`), `access-control-allow-credentials: true`
+/// when `allow_credentials` (a route that reads a cookie) and the origin is
+/// not `*`, `access-control-max-age: 86400` and `connection: close`.
 ///
 /// Deliberately no `content-length: 0`: RFC 9110 §8.6 says a server MUST NOT
 /// send Content-Length in a 204, which by definition has no body. Values
 /// containing CR, LF or NUL are never written: a bad origin is left out (the
 /// preflight then fails, closed) and bad request headers fall back to the
 /// default list.
-pub fn write_preflight(out: &mut Vec<u8>, allow_origin: &[u8], request_headers: Option<&[u8]>) {
+pub fn write_preflight(
+    out: &mut Vec<u8>,
+    allow_origin: &[u8],
+    request_headers: Option<&[u8]>,
+    allow_credentials: bool,
+) {
     push_status_line(out, 204);
     push_allow_origin(out, allow_origin);
+    if allow_credentials && allow_origin != b"*" && is_safe_field_value(allow_origin) {
+        out.extend_from_slice(b"access-control-allow-credentials: true\r\n");
+    }
     out.extend_from_slice(b"access-control-allow-methods: GET, OPTIONS\r\n");
     out.extend_from_slice(b"access-control-allow-headers: ");
     let allow_headers = request_headers
@@ -246,11 +303,64 @@ mod tests {
         for (origin, cors) in cases {
             let expected = format!("{BASE}{cors}\r\n");
             assert_eq!(
-                written(|out| write_stream_head(out, *origin)),
+                written(|out| write_stream_head(
+                    out,
+                    StreamHead {
+                        allow_origin: *origin,
+                        ..StreamHead::default()
+                    }
+                )),
                 expected,
                 "{origin:?}"
             );
         }
+    }
+
+    #[test]
+    fn private_and_credentialed_stream_heads() {
+        let head = |allow_origin: Option<&'static [u8]>| StreamHead {
+            allow_origin,
+            allow_credentials: true,
+            private: true,
+        };
+        let out = written(|out| write_stream_head(out, head(Some(b"https://a.example"))));
+        assert!(
+            out.contains("\r\ncache-control: no-store, private\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("no-cache"), "{out}");
+        assert!(
+            out.contains("access-control-allow-origin: https://a.example\r\nvary: origin\r\naccess-control-allow-credentials: true\r\n"),
+            "{out}"
+        );
+        // Never credentials beside `*`, nor without an origin.
+        for origin in [Some(b"*".as_slice()), None] {
+            let out = written(|out| write_stream_head(out, head(origin)));
+            assert!(!out.contains("credentials"), "{out}");
+        }
+    }
+
+    #[test]
+    fn challenges_go_in_www_authenticate() {
+        let out = written(|out| {
+            write_error_challenging(
+                out,
+                401,
+                "no token",
+                "Bearer realm=\"sse-kafka\", error=\"invalid_token\"",
+            )
+        });
+        assert!(out.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{out}");
+        assert!(
+            out.contains("\r\nwww-authenticate: Bearer realm=\"sse-kafka\", error=\"invalid_token\"\r\n\r\nno token\n"),
+            "{out}"
+        );
+        let split =
+            written(|out| write_error_challenging(out, 401, "x", "Bearer\r\nset-cookie: a"));
+        assert!(
+            !split.contains("www-authenticate") && !split.contains("set-cookie"),
+            "{split}"
+        );
     }
 
     #[test]
@@ -324,7 +434,7 @@ mod tests {
                 b"*",
                 None,
                 "access-control-allow-origin: *\r\naccess-control-allow-methods: GET, OPTIONS\r\n\
-                 access-control-allow-headers: last-event-id, cache-control\r\n",
+                 access-control-allow-headers: last-event-id, cache-control, authorization\r\n",
             ),
             (
                 b"https://a.example",
@@ -337,22 +447,30 @@ mod tests {
                 b"bad\norigin",
                 Some(b"x\r\ny: z"),
                 "access-control-allow-methods: GET, OPTIONS\r\n\
-                 access-control-allow-headers: last-event-id, cache-control\r\n",
+                 access-control-allow-headers: last-event-id, cache-control, authorization\r\n",
             ),
             (
                 b"*",
                 Some(b""),
                 "access-control-allow-origin: *\r\naccess-control-allow-methods: GET, OPTIONS\r\n\
-                 access-control-allow-headers: last-event-id, cache-control\r\n",
+                 access-control-allow-headers: last-event-id, cache-control, authorization\r\n",
             ),
         ];
         for (origin, request_headers, middle) in cases {
             let expected = format!("HTTP/1.1 204 No Content\r\n{middle}{tail}");
             assert_eq!(
-                written(|out| write_preflight(out, origin, *request_headers)),
+                written(|out| write_preflight(out, origin, *request_headers, false)),
                 expected
             );
         }
+        // A route reading a cookie allows credentials, never beside `*`.
+        let with = written(|out| write_preflight(out, b"https://a.example", None, true));
+        assert!(
+            with.contains("vary: origin\r\naccess-control-allow-credentials: true\r\n"),
+            "{with}"
+        );
+        let star = written(|out| write_preflight(out, b"*", None, true));
+        assert!(!star.contains("credentials"), "{star}");
     }
 
     #[test]

@@ -69,6 +69,15 @@ fn names(list: &[&str]) -> Vec<String> {
 }
 
 #[test]
+fn a_token_is_expired_on_or_after_its_exp() {
+    assert!(!is_expired(100, 0, 99));
+    assert!(is_expired(100, 0, 100));
+    assert!(!is_expired(100, 5, 104));
+    assert!(is_expired(100, 5, 105));
+    assert!(!is_expired(u64::MAX, 5, u64::MAX - 1));
+}
+
+#[test]
 fn a_good_token_gives_its_claims() {
     let keys = KeySet::from_jwk_values(vec![ed_jwk("k1")]).unwrap();
     let (iss, aud) = (names(&["https://auth.example.com/"]), names(&["sse-kafka"]));
@@ -78,6 +87,16 @@ fn a_good_token_gives_its_claims() {
     assert_eq!(verified.expires_at, claims["exp"].as_u64().unwrap());
     // One key: a token without kid is checked against it.
     assert!(verify(&ed_token(None, &claims), &keys, &rules(&iss, &aud)).is_ok());
+    // Another kid than the key's is not it.
+    assert_eq!(
+        verify(&ed_token(Some("k2"), &claims), &keys, &rules(&iss, &aud)),
+        Err(TokenError::UnknownKey)
+    );
+    // A lone key without a kid takes a token of any kid (a secret has none).
+    let mut unnamed = ed_jwk("k1");
+    unnamed.as_object_mut().unwrap().remove("kid");
+    let lone = KeySet::from_jwk_values(vec![unnamed]).unwrap();
+    assert!(verify(&ed_token(Some("k2"), &claims), &lone, &rules(&iss, &aud)).is_ok());
 }
 
 #[test]
@@ -102,6 +121,13 @@ fn each_broken_rule_has_its_reason() {
         (
             "expired past leeway",
             json!({"exp": now() - 61}),
+            Err(TokenError::Expired),
+        ),
+        // The leeway is 60 s: at exp + 60 the token is expired (RFC 7519
+        // refuses it on or after its exp), a second before it is not.
+        (
+            "expired at exp plus leeway",
+            json!({"exp": now() - 60}),
             Err(TokenError::Expired),
         ),
         ("expired within leeway", json!({"exp": now() - 30}), Ok(())),

@@ -35,6 +35,14 @@ pub fn skipped_event(out: &mut Vec<u8>, partition: Partition, from: Offset, to: 
     encode_event(out, None, "gap", data.as_bytes());
 }
 
+/// Appends `event:challenge` with `{"expires_at":<unix s>,"expires_in":<s>}`
+/// and no `id:` (the client's last event id stays): its token expires
+/// soon, it should open a new stream with a fresh one and that id.
+pub fn challenge_event(out: &mut Vec<u8>, expires_at: u64, expires_in: u64) {
+    let data = format!("{{\"expires_at\":{expires_at},\"expires_in\":{expires_in}}}");
+    encode_event(out, None, "challenge", data.as_bytes());
+}
+
 /// `{"reason":"..."}` with the reason escaped as a JSON string.
 fn json_reason(reason: &str) -> String {
     let mut s = String::with_capacity(reason.len() + 16);
@@ -72,6 +80,12 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "event:error\ndata:{\"reason\":\"gone \\\"now\\\"\"}\n\n\
              event:reset\ndata:{\"reason\":\"bad id\"}\n\n"
+        );
+        let mut challenge = Vec::new();
+        challenge_event(&mut challenge, 1_800_000_000, 30);
+        assert_eq!(
+            challenge,
+            b"event:challenge\ndata:{\"expires_at\":1800000000,\"expires_in\":30}\n\n"
         );
         assert_eq!(
             gap_event(Partition(2), Offset(5), Offset(9)),

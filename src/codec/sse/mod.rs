@@ -6,7 +6,8 @@
 //! they cannot be preserved; clients see LF), and a value that starts with a
 //! space gets one extra space because clients strip exactly one after the
 //! colon. Binary values go out as base64 instead. `frame` holds the
-//! encoders, `control` the proxy's own events (`error`, `reset`, `gap`),
+//! encoders, `control` the proxy's own events (`error`, `reset`, `gap`,
+//! `challenge`),
 //! `parser` the push parser that tests and the load generator read streams
 //! with.
 
@@ -14,7 +15,7 @@ mod control;
 mod frame;
 mod parser;
 
-pub use control::{error_event, gap_event, reset_event, skipped_event};
+pub use control::{challenge_event, error_event, gap_event, reset_event, skipped_event};
 pub use frame::{
     encode_event, encode_id_only, encode_record, encode_retry, Render, ValueEncoding, KEEPALIVE,
 };

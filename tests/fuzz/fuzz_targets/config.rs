@@ -68,8 +68,12 @@ fuzz_target!(|data: &[u8]| {
             check_topic_name(&route.topic).unwrap();
         }
         let _ = config.route_keepalive(i);
+        assert!(route.guard.is_none_or(|g| g < config.guards.len()));
+        assert!(route.guard.is_some() || route.roles.is_empty());
         for filter in &route.filters {
             for (source, name) in filter.substitutions() {
+                // A claim needs a guard to come from.
+                assert!(source != Source::Guard || route.guard.is_some());
                 if source == Source::Params {
                     assert!(
                         path.param_names().any(|p| p == name),

@@ -172,6 +172,7 @@ fuzz_target!(|data: &[u8]| {
     let vars = Vars {
         params: &params,
         query: query.as_deref(),
+        guard: None,
     };
 
     let filter = match filter::resolve(&specs, &vars) {
@@ -186,6 +187,8 @@ fuzz_target!(|data: &[u8]| {
             let found = match missing.from {
                 Source::Params => router::param(&params, &missing.name).is_some(),
                 Source::Query => query_param(vars.query, &missing.name).is_some(),
+                // No token: every guard substitution is missing.
+                Source::Guard => false,
             };
             assert!(!found, "{missing:?}");
             return;
