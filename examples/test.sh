@@ -6,8 +6,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./examples/install-nisshi.sh
-# A real EventSource client (the npm `eventsource` package) for the tests.
+# Real EventSource clients for the tests: the npm `eventsource` package,
+# and a browser, headless Chromium (Debian package `chromium`) driven by
+# `puppeteer-core` (tests/reauth.rs runs the README's re-authentication
+# code in it). Chromium is installed once; a test that finds it missing
+# fails and says so.
 npm ci --prefix tests/clients --no-audit --no-fund
+if ! command -v chromium >/dev/null; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium
+fi
 # A real Kafka producer, Python `confluent-kafka` (bundled librdkafka), for
 # the tests that check where keys land (tests/clients/produce_keys.py), and
 # PyJWT (with `cryptography`), which mints the guard tests' keys and tokens

@@ -38,7 +38,7 @@ pub use producer::{KeyValue, ProducerOnly};
 #[allow(unused_imports)]
 pub use proxy::{config_for, Proxy};
 #[allow(unused_imports)]
-pub use python::{produce_with_confluent_records, run_python_client};
+pub use python::{produce_with_confluent_records, run_python_client, spawn_python_client};
 #[allow(unused_imports)]
 pub use sequences::{assert_complete_and_ordered, produce_seq, seq_value, value_of, Sequences};
 #[allow(unused_imports)]

@@ -71,3 +71,18 @@ pub fn produce_with_confluent_records(
     assert_eq!(offsets.len(), records.len());
     offsets
 }
+
+/// Starts `tests/clients/<script>` with the Python that has the test
+/// clients, its output piped; the caller reads and ends it.
+pub fn spawn_python_client(script: &str, args: &[&str]) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
+    Command::new(python())
+        .arg(&path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {script} (examples/test.sh installs its Python): {e}"))
+}
