@@ -128,6 +128,16 @@ pub const DEFAULT_GUARD_LEEWAY: Duration = Duration::from_secs(60);
 /// working long enough to matter.
 pub const MAX_GUARD_LEEWAY: Duration = Duration::from_secs(5 * 60);
 
+/// 5m: how often a guard's keys from a URL are fetched again (sooner when
+/// the answer's `cache-control: max-age` says so): a key an identity
+/// provider retires is gone from the proxy within minutes.
+pub const DEFAULT_KEYS_REFRESH: Duration = Duration::from_secs(5 * 60);
+
+/// 10s: the least time between two fetches of a guard's keys, also when
+/// tokens name a kid the keys do not have (a storm of made-up kids costs
+/// the key server one request per this).
+pub const DEFAULT_KEYS_MIN_REFRESH: Duration = Duration::from_secs(10);
+
 /// The most guards one config may name (each is a key set and a set of
 /// metrics labels; a deployment has a few).
 pub const MAX_GUARDS: usize = 64;

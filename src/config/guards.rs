@@ -15,7 +15,10 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::bounds::{read_at_most, ReadError};
-use super::defaults::{DEFAULT_GUARD_LEEWAY, MAX_GUARDS, MAX_GUARD_LEEWAY, MAX_KEY_FILE_BYTES};
+use super::defaults::{
+    DEFAULT_GUARD_LEEWAY, DEFAULT_KEYS_MIN_REFRESH, DEFAULT_KEYS_REFRESH, MAX_GUARDS,
+    MAX_GUARD_LEEWAY, MAX_KEY_FILE_BYTES,
+};
 use super::error::ConfigError;
 use super::model::{Guard, KeySource};
 use super::values::{deserialize_str_with, DurationAtLeast, PositiveDuration};
@@ -281,7 +284,7 @@ fn build_guard(
         (None, Some(secret)) => {
             let path = base.join(&secret.file);
             let keys = read_key_file(&path, true).map_err(|m| error(at("secret.file"), m))?;
-            (KeySource::Secret(path), keys)
+            (KeySource::Secret(path), Some(keys))
         }
     };
     if g.cookie.is_some() && allow_origins.iter().any(|o| o == "*") {
@@ -295,7 +298,7 @@ fn build_guard(
         issuers: g.issuer.map(|t| t.0).unwrap_or_default(),
         audiences: g.audience.map(|t| t.0).unwrap_or_default(),
         source,
-        keys: Arc::new(keys),
+        keys: keys.map(Arc::new),
         roles_claim: g.roles.0,
         identity_claim: g.identity.0,
         leeway: g.leeway.0,
@@ -309,7 +312,7 @@ fn raw_keys(
     base: &Path,
     at: &dyn Fn(&str) -> String,
     error: Fail<'_>,
-) -> Result<(KeySource, KeySet), ConfigError> {
+) -> Result<(KeySource, Option<KeySet>), ConfigError> {
     let given = [
         ("file", keys.file.is_some()),
         ("jwks", keys.jwks.is_some()),
@@ -339,15 +342,60 @@ fn raw_keys(
         (Some(file), _) => {
             let path = base.join(file);
             let set = read_key_file(&path, false).map_err(|m| error(at("keys.file"), m))?;
-            Ok((KeySource::Jwks(path), set))
+            Ok((KeySource::Jwks(path), Some(set)))
         }
         (None, Some(values)) => {
             let set = KeySet::from_jwk_values(values)
                 .map_err(|e| error(at("keys.jwks"), e.to_string()))?;
-            Ok((KeySource::Inline, set))
+            Ok((KeySource::Inline, Some(set)))
         }
-        (None, None) => Err(error(at("keys.url"), "not supported yet".into())),
+        (None, None) => {
+            let url = keys.url.unwrap_or_default();
+            check_url(&url).map_err(|m| error(at("keys.url"), m))?;
+            let refresh = keys.refresh.map_or(DEFAULT_KEYS_REFRESH, |d| d.0);
+            let min_refresh = keys.min_refresh.map_or(DEFAULT_KEYS_MIN_REFRESH, |d| d.0);
+            if min_refresh > refresh {
+                return Err(error(
+                    at("keys.min_refresh"),
+                    format!(
+                        "min_refresh ({}) must not exceed refresh ({})",
+                        humantime::format_duration(min_refresh),
+                        humantime::format_duration(refresh)
+                    ),
+                ));
+            }
+            let source = KeySource::Url {
+                url,
+                refresh,
+                min_refresh,
+            };
+            Ok((source, None))
+        }
     }
+}
+
+/// The longest key URL.
+const MAX_URL_BYTES: usize = 2048;
+
+/// A key URL: `http://` or `https://` and a host, printable ASCII.
+fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("'{url}' is not an http:// or https:// URL"))?;
+    if url.len() > MAX_URL_BYTES {
+        return Err(format!(
+            "the URL is {} bytes; at most {MAX_URL_BYTES}",
+            url.len()
+        ));
+    }
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("'{url}' names no host"));
+    }
+    if !url.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("a URL of printable ASCII without spaces (percent-encode the rest)".into());
+    }
+    Ok(())
 }
 
 /// The keys of a key file: a JWK set, or (`secret`) an HMAC secret, the
@@ -486,7 +534,7 @@ mod tests {
         assert_eq!(jwt0.issuers, ["https://auth.test/"]);
         assert_eq!(jwt0.audiences, ["a", "b"]);
         assert_eq!(jwt0.source, KeySource::Jwks(dir.path().join("jwks.json")));
-        assert!(jwt0.keys.has_kid("ed1"));
+        assert!(jwt0.keys.as_ref().unwrap().has_kid("ed1"));
         assert_eq!(
             (jwt0.roles_claim.as_str(), jwt0.identity_claim.as_str()),
             ("realm_access.roles", "email")
@@ -506,6 +554,20 @@ mod tests {
             "the defaults"
         );
         assert_eq!(c.guards[1].source, KeySource::Inline);
+        // Keys from a URL: fetched once the proxy runs, with its defaults.
+        let u = parse_ok(&with_guards(
+            "  u:\n    keys: {url: \"https://auth.test/jwks.json\"}\n",
+            "    guard: u\n",
+        ));
+        assert!(u.guards[0].keys.is_none());
+        assert_eq!(
+            u.guards[0].source,
+            KeySource::Url {
+                url: "https://auth.test/jwks.json".into(),
+                refresh: Duration::from_secs(300),
+                min_refresh: Duration::from_secs(10),
+            }
+        );
         assert_eq!(c.routes[0].guard, Some(2));
         assert_eq!(c.routes[0].roles, ["orders:read", "admin"]);
         assert_eq!((c.routes[1].guard, c.routes[1].roles.len()), (Some(0), 0));
@@ -569,8 +631,12 @@ mod tests {
                 2, 3, "guards.g", "a guard needs keys (a JWK set) or a secret (HMAC)"),
             ("two key sources", with_guards(&format!("  g:\n    keys:\n      file: {d}/jwks.json\n      jwks: []\n"), ""),
                 3, 5, "guards.g.keys", "give exactly one of file, jwks or url"),
-            ("keys from a url", with_guards("  g:\n    keys:\n      url: http://127.0.0.1:1/jwks.json\n", ""),
-                4, 7, "guards.g.keys.url", "not supported yet"),
+            ("keys from a url not http", with_guards("  g:\n    keys:\n      url: ftp://h/jwks.json\n", ""),
+                4, 7, "guards.g.keys.url", "'ftp://h/jwks.json' is not an http:// or https:// URL"),
+            ("keys from a url without a host", with_guards("  g:\n    keys:\n      url: https:///jwks.json\n", ""),
+                4, 7, "guards.g.keys.url", "'https:///jwks.json' names no host"),
+            ("min_refresh over refresh", with_guards("  g:\n    keys:\n      url: https://h/k\n      refresh: 1m\n      min_refresh: 2m\n", ""),
+                6, 7, "guards.g.keys.min_refresh", "min_refresh (2m) must not exceed refresh (1m)"),
             ("refresh without a url", with_guards(&format!("  g:\n    keys:\n      file: {d}/jwks.json\n      refresh: 5m\n"), ""),
                 5, 7, "guards.g.keys.refresh", "refresh is for keys from a url"),
             ("a missing key file", with_guards("  g:\n    keys:\n      file: /nonexistent/jwks.json\n", ""),

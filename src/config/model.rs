@@ -47,8 +47,9 @@ pub struct Guard {
     pub audiences: Vec<String>,
     /// Where the keys come from, to re-read them.
     pub source: KeySource,
-    /// The keys as they were when the config was read; never empty.
-    pub keys: Arc<KeySet>,
+    /// The keys as they were when the config was read (never empty);
+    /// `None` for keys from a URL, which the proxy fetches once it runs.
+    pub keys: Option<Arc<KeySet>>,
     /// The dotted path of the claim holding the token's roles.
     pub roles_claim: String,
     /// The dotted path of the claim `${guard.identity}` stands for.
@@ -72,6 +73,15 @@ pub enum KeySource {
     Jwks(PathBuf),
     /// An HMAC secret file, re-read when it changes.
     Secret(PathBuf),
+    /// A JWK set at an `http` or `https` URL, fetched every `refresh`
+    /// (sooner if its answer says so, never sooner than `min_refresh`),
+    /// and again, at most once per `min_refresh`, for a token whose kid
+    /// it lacks.
+    Url {
+        url: String,
+        refresh: Duration,
+        min_refresh: Duration,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -9,8 +9,10 @@
 //! 403 `insufficient_scope` when it lacks a role.
 //!
 //! - `token`: where a request's token is (header, query, cookie).
+//! - `fetch`: the thread that fetches keys from URLs.
 //! - `keys`: the guards' keys while the proxy runs.
 
+pub mod fetch;
 pub mod keys;
 pub mod token;
 
@@ -53,6 +55,12 @@ pub enum Denied {
     Roles(Vec<String>),
     /// A good token without the claim a substitution needs (its message).
     Claim(String),
+    /// The guard's keys come from a URL and none were fetched yet.
+    Unavailable,
+    /// The token names a kid the keys lack and a fetch of them is asked
+    /// for: the request waits until fetch number `past + 1` is done, then
+    /// is checked again. Not a refusal.
+    Fetching { guard: usize, past: u64 },
 }
 
 impl Denied {
@@ -60,6 +68,7 @@ impl Denied {
         match self {
             Denied::Missing | Denied::Token(_) => 401,
             Denied::Roles(_) | Denied::Claim(_) => 403,
+            Denied::Unavailable | Denied::Fetching { .. } => 503,
         }
     }
 
@@ -78,6 +87,7 @@ impl Denied {
             Denied::Claim(_) => format!(
                 "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", error_description=\"the token lacks a claim this route needs\""
             ),
+            Denied::Unavailable | Denied::Fetching { .. } => format!("Bearer realm=\"{REALM}\""),
         }
     }
 
@@ -90,6 +100,9 @@ impl Denied {
             Denied::Token(e) => format!("invalid token: {}", e.describe()),
             Denied::Roles(roles) => format!("the token lacks the roles {}", roles.join(", ")),
             Denied::Claim(why) => why.clone(),
+            Denied::Unavailable | Denied::Fetching { .. } => {
+                "this route's keys are not loaded yet".into()
+            }
         }
     }
 
@@ -98,6 +111,7 @@ impl Denied {
             Denied::Missing => Rejection::Missing,
             Denied::Token(e) => Rejection::Token(*e),
             Denied::Roles(_) | Denied::Claim(_) => Rejection::Scope,
+            Denied::Unavailable | Denied::Fetching { .. } => Rejection::Unavailable,
         }
     }
 }
@@ -136,18 +150,34 @@ impl Gate {
     }
 
     /// Lets the request through guard number `guard` if its token verifies
-    /// and holds every one of `roles`. Every refusal is counted.
+    /// and holds every one of `roles`. Every refusal is counted. With
+    /// `may_wait`, a token whose kid keys from a URL lack is
+    /// [`Denied::Fetching`] (the caller waits, then checks again without).
     pub fn check(
         &self,
         guard: usize,
         roles: &[String],
         head: &RequestHead<'_>,
+        may_wait: bool,
     ) -> Result<Admitted, Denied> {
-        let result = self.admit(guard, roles, head);
+        let result = match self.admit(guard, roles, head) {
+            Err(Denied::Token(TokenError::UnknownKey)) if may_wait => {
+                match self.keys.ask_fetch(guard) {
+                    Some(past) => return Err(Denied::Fetching { guard, past }),
+                    None => Err(Denied::Token(TokenError::UnknownKey)),
+                }
+            }
+            other => other,
+        };
         if let Err(denied) = &result {
             self.count(denied);
         }
         result
+    }
+
+    /// The guards' keys.
+    pub fn keys(&self) -> &KeyHolders {
+        &self.keys
     }
 
     /// Counts a refusal decided after [`check`](Self::check) (a claim a
@@ -184,7 +214,7 @@ impl Gate {
     /// The token verified: remembered, or checked against the keys now.
     fn verified(&self, guard: usize, token: &[u8], now: u64) -> Result<Rc<Verified>, Denied> {
         let config = &self.guards[guard];
-        let current = self.keys.current(guard);
+        let current = self.keys.current(guard).ok_or(Denied::Unavailable)?;
         let leeway = config.leeway.as_secs();
         let mut remembered = self.remembered.borrow_mut();
         let known = &mut remembered[guard];

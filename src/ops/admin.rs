@@ -97,6 +97,9 @@ fn respond(head: &http::RequestHead<'_>, shards: &[Arc<ShardMetrics>]) -> Vec<u8
         "/health/ready" if metrics::all_ready(shards) => {
             ok(&mut out, "text/plain; charset=utf-8", "ready\n")
         }
+        "/health/ready" if metrics::keys_missing(shards) => {
+            http::write_error(&mut out, 503, "a guard's keys are not loaded yet", Some(1))
+        }
         "/health/ready" => {
             http::write_error(&mut out, 503, "kafka metadata not loaded yet", Some(1))
         }

@@ -109,6 +109,9 @@ pub struct ShardMetrics {
     pub topic_unavailable_ends: Counter,
     /// Set once this shard has metadata and positions for every topic.
     pub ready: AtomicBool,
+    /// Set while a guard with keys from a URL has none yet (the same on
+    /// every shard: written by the key fetcher).
+    pub keys_missing: AtomicBool,
     /// Requests a guard refused, by [`Rejection::index`].
     pub guard_rejections: [Counter; Rejection::COUNT],
     /// Tokens verified against a guard's keys (a signature check each).
@@ -138,16 +141,19 @@ pub enum Rejection {
     /// A token without a role or claim the route needs (403
     /// `insufficient_scope`).
     Scope,
+    /// The guard's keys (from a URL) are not loaded yet (503).
+    Unavailable,
 }
 
 impl Rejection {
-    pub const COUNT: usize = TokenError::ALL.len() + 2;
+    pub const COUNT: usize = TokenError::ALL.len() + 3;
 
     fn index(self) -> usize {
         match self {
             Rejection::Missing => 0,
             Rejection::Token(e) => 1 + TokenError::ALL.iter().position(|&a| a == e).unwrap_or(0),
-            Rejection::Scope => Self::COUNT - 1,
+            Rejection::Scope => Self::COUNT - 2,
+            Rejection::Unavailable => Self::COUNT - 1,
         }
     }
 
@@ -155,7 +161,8 @@ impl Rejection {
     fn label_of(index: usize) -> &'static str {
         match index {
             0 => "missing",
-            i if i == Self::COUNT - 1 => "insufficient_scope",
+            i if i == Self::COUNT - 2 => "insufficient_scope",
+            i if i == Self::COUNT - 1 => "keys_unavailable",
             i => TokenError::ALL[i - 1].label(),
         }
     }
@@ -379,10 +386,10 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
             Rejection::label_of(i)
         );
     }
-    let ready = shards.iter().all(|m| m.ready.load(Ordering::Relaxed));
+    let ready = all_ready(shards);
     let _ = writeln!(
         out,
-        "# HELP sse_kafka_ready 1 once Kafka metadata for every routed topic is loaded."
+        "# HELP sse_kafka_ready 1 once Kafka metadata for every routed topic and every guard's keys are loaded."
     );
     let _ = writeln!(out, "# TYPE sse_kafka_ready gauge");
     let _ = writeln!(out, "sse_kafka_ready {}", u8::from(ready));
@@ -390,7 +397,14 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
 }
 
 pub fn all_ready(shards: &[std::sync::Arc<ShardMetrics>]) -> bool {
-    shards.iter().all(|m| m.ready.load(Ordering::Relaxed))
+    shards.iter().all(|m| m.ready.load(Ordering::Relaxed)) && !keys_missing(shards)
+}
+
+/// Whether a guard with keys from a URL has none yet.
+pub fn keys_missing(shards: &[std::sync::Arc<ShardMetrics>]) -> bool {
+    shards
+        .iter()
+        .any(|m| m.keys_missing.load(Ordering::Relaxed))
 }
 
 #[cfg(test)]

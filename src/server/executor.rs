@@ -65,12 +65,12 @@ impl Shared {
     /// connection cap.
     pub fn new(config: Config, shards: usize) -> (Self, Option<String>) {
         let topics = Arc::new(TopicTable::new(config.topics(), config.kafka.max_topics));
-        let metrics = (0..shards)
+        let metrics: Arc<[Arc<ShardMetrics>]> = (0..shards)
             .map(|_| Arc::new(ShardMetrics::default()))
             .collect();
         let fd_limit = fds::descriptor_limit().unwrap_or(None);
         let (admission, warning) = Admission::new(&config.connections, fd_limit);
-        let keys = Arc::new(KeyHolders::new(&config.guards));
+        let keys = Arc::new(KeyHolders::new(&config.guards, Arc::clone(&metrics)));
         let shared = Self {
             keys,
             config: Arc::new(config),

@@ -67,6 +67,9 @@ pub fn run(config: Config, cpus: &[usize]) -> Result<(), ServerError> {
         "connections counted from their accept, process-wide"
     );
     let shared = Arc::new(shared);
+    // Keys from URLs are fetched on a thread of their own, for the life of
+    // the process.
+    let _fetcher = crate::guard::fetch::spawn(Arc::clone(&shared.keys));
     let mesh = (shards > 1).then(|| MeshBuilder::full(shards, MESH_CAPACITY));
     let mut admin = match admin_listen {
         Some(addr) => Some(

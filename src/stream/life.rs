@@ -118,6 +118,12 @@ async fn begin(
 ) -> Option<(Stream, State)> {
     let plan = match plan {
         Plan::Stream(plan) => plan,
+        // `plan::read` waits these out.
+        Plan::AwaitKeys { .. } => {
+            let bytes = plan::Refusal::unavailable("the route's keys are being fetched", 1);
+            answer(shard, outbox, &bytes.response()).await;
+            return None;
+        }
         Plan::Respond(bytes) => {
             answer(shard, outbox, &bytes).await;
             return None;

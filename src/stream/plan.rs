@@ -57,8 +57,12 @@ impl Refusal {
         }
     }
 
-    /// A guard's refusal, with its challenge.
+    /// A guard's refusal, with its challenge (a 503 while its keys are
+    /// not loaded asks to come back in a second instead).
     pub fn denied(denied: &Denied) -> Self {
+        if denied.status() == 503 {
+            return Self::unavailable(denied.message(), 1);
+        }
         Self {
             challenge: Some(denied.challenge()),
             ..Self::new(denied.status(), denied.message())
@@ -163,6 +167,15 @@ pub enum Plan {
     /// An answer to write before closing (an error, or a preflight).
     Respond(Vec<u8>),
     Stream(StreamPlan),
+    /// Not yet: the token names a kid the guard's keys lack, and they are
+    /// being fetched again; plan `head` (the request head's bytes) again
+    /// once fetch number `past + 1` of guard number `guard` is done.
+    /// [`read`] does, and never returns this.
+    AwaitKeys {
+        guard: usize,
+        past: u64,
+        head: Vec<u8>,
+    },
 }
 
 impl From<Refusal> for Plan {
@@ -176,6 +189,9 @@ pub async fn read(requests: &Requests, shard: &Shard, outbox: &Outbox) -> io::Re
     // Decided in one statement, so that no head or plan is held in the
     // connection's future while the rest of the head is awaited.
     let (buf, deadline) = match plan_now(requests, shard, outbox)? {
+        Head::Complete(Plan::AwaitKeys { guard, past, head }) => {
+            return Ok(Box::pin(await_keys(requests, shard, guard, past, head)).await)
+        }
         Head::Complete(plan) => return Ok(plan),
         Head::Partial(buf) => {
             // Nothing at all: the kernel's deferred accept stopped waiting
@@ -193,7 +209,37 @@ pub async fn read(requests: &Requests, shard: &Shard, outbox: &Outbox) -> io::Re
     };
     // Boxed: the read buffer lives on the heap only while the head is read,
     // not in the connection's future for the life of the stream.
-    Box::pin(read_plan(requests, shard, outbox, buf, deadline)).await
+    match Box::pin(read_plan(requests, shard, outbox, buf, deadline)).await? {
+        Plan::AwaitKeys { guard, past, head } => {
+            Ok(Box::pin(await_keys(requests, shard, guard, past, head)).await)
+        }
+        plan => Ok(plan),
+    }
+}
+
+/// How often a request waiting for a guard's keys looks whether they came.
+const KEYS_LOOK_EVERY: Duration = Duration::from_millis(10);
+
+/// Waits until the fetch of guard number `guard`'s keys that the request
+/// asked for is done (at most the fetch's own timeout), then plans the
+/// request again with the keys as they are then, without waiting again.
+async fn await_keys(
+    requests: &Requests,
+    shard: &Shard,
+    guard: usize,
+    past: u64,
+    head: Vec<u8>,
+) -> Plan {
+    let keys = requests.gate.keys();
+    let deadline = Instant::now() + crate::guard::fetch::FETCH_TIMEOUT + Duration::from_secs(1);
+    while keys.fetches(guard) <= past && Instant::now() < deadline {
+        glommio::timer::sleep(KEYS_LOOK_EVERY).await;
+    }
+    match http::parse_request(&head) {
+        Ok(Some(head)) => plan_for(requests, shard, &head, false),
+        // It parsed the first time.
+        _ => Refusal::new(400, "bad request").into(),
+    }
 }
 
 /// How long the kernel holds a new connection back until its request has
@@ -229,7 +275,13 @@ fn plan_now(requests: &Requests, shard: &Shard, outbox: &Outbox) -> io::Result<H
         Some(0) => Err(io::ErrorKind::UnexpectedEof.into()),
         Some(n) => match http::parse_request(&scratch[..n]) {
             Ok(None) => Ok(Head::Partial(scratch[..n].to_vec())),
-            Ok(Some(head)) => Ok(Head::Complete(plan_for(requests, shard, &head))),
+            Ok(Some(head)) => {
+                let mut plan = plan_for(requests, shard, &head, true);
+                if let Plan::AwaitKeys { head, .. } = &mut plan {
+                    *head = scratch[..n].to_vec();
+                }
+                Ok(Head::Complete(plan))
+            }
             Err(e) => Ok(Head::Complete(bad_request(&e))),
         },
         None => Ok(Head::Partial(Vec::new())),
@@ -266,7 +318,13 @@ async fn read_plan(
         }
         match http::parse_request(&buf) {
             Ok(None) => continue,
-            Ok(Some(head)) => return Ok(plan_for(requests, shard, &head)),
+            Ok(Some(head)) => {
+                let mut plan = plan_for(requests, shard, &head, true);
+                if let Plan::AwaitKeys { head, .. } = &mut plan {
+                    head.clone_from(&buf);
+                }
+                return Ok(plan);
+            }
             Err(e) => return Ok(bad_request(&e)),
         }
     }
@@ -278,8 +336,13 @@ fn bad_request(e: &http::RequestError) -> Plan {
 
 /// The plan for a complete head; a HEAD request's answer has no body
 /// (RFC 9110 §9.3.2).
-fn plan_for(requests: &Requests, shard: &Shard, head: &http::RequestHead<'_>) -> Plan {
-    match plan_for_method(requests, shard, head) {
+fn plan_for(
+    requests: &Requests,
+    shard: &Shard,
+    head: &http::RequestHead<'_>,
+    may_wait: bool,
+) -> Plan {
+    match plan_for_method(requests, shard, head, may_wait) {
         Plan::Respond(bytes) if head.method == Method::Head => {
             Plan::Respond(http::without_body(bytes))
         }
@@ -287,7 +350,12 @@ fn plan_for(requests: &Requests, shard: &Shard, head: &http::RequestHead<'_>) ->
     }
 }
 
-fn plan_for_method(requests: &Requests, shard: &Shard, head: &http::RequestHead<'_>) -> Plan {
+fn plan_for_method(
+    requests: &Requests,
+    shard: &Shard,
+    head: &http::RequestHead<'_>,
+    may_wait: bool,
+) -> Plan {
     let routes = &requests.routes;
     let Some((route, params)) = routes.router().route(head.path) else {
         return Refusal::new(404, "no route for this path").into();
@@ -318,8 +386,15 @@ fn plan_for_method(requests: &Requests, shard: &Shard, head: &http::RequestHead<
     }
     let admitted = match route_config.guard {
         None => None,
-        Some(g) => match requests.gate.check(g, &route_config.roles, head) {
+        Some(g) => match requests.gate.check(g, &route_config.roles, head, may_wait) {
             Ok(admitted) => Some((g, admitted)),
+            Err(Denied::Fetching { guard, past }) => {
+                return Plan::AwaitKeys {
+                    guard,
+                    past,
+                    head: Vec::new(),
+                }
+            }
             Err(denied) => return refuse(route, &denied),
         },
     };
