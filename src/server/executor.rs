@@ -3,14 +3,21 @@
 //! state ([`Shard`]) and its streams' [`Front`], joins the mesh, starts the
 //! shard's tasks (intake, write pass, ticker, the admin listener on shard
 //! 0), accepts connections until shutdown, then lets the streams drain.
+//!
+//! Live delivery comes before catch-up work: the tasks that move live
+//! batches to live sockets run in a task queue of their own, ahead of the
+//! connections' queue (see [`Queues`]).
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glommio::channels::channel_mesh::{Full, MeshBuilder};
-use glommio::{CpuSet, LocalExecutorBuilder, Placement, PoolPlacement};
+use glommio::{
+    CpuSet, Latency, LocalExecutorBuilder, Placement, PoolPlacement, Shares, TaskQueueHandle,
+};
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -47,6 +54,84 @@ const DRAIN_CHECK: Duration = Duration::from_millis(5);
 
 /// Back-off after a failed `accept` (e.g. EMFILE) so the loop does not spin.
 const ACCEPT_RETRY: Duration = Duration::from_millis(20);
+
+/// How soon the live queue wants the CPU once it has work. glommio puts a
+/// queue that wakes just behind the one running, which keeps the CPU for
+/// this long at most (and gives it up at a task boundary: a catch-up reader
+/// steps aside after every chunk); it is also how often the scheduler looks
+/// at the other queues while live delivery runs. Small beside the live
+/// clients' p99 (tens of ms); a look every millisecond of a long write pass
+/// costs an `io_uring_enter`, nothing beside the writes.
+const LIVE_LATENCY: Duration = Duration::from_millis(1);
+
+/// The live queue's shares: the most glommio gives.
+const LIVE_SHARES: usize = 1000;
+
+/// The connections' queue's shares: while both queues have work, live
+/// delivery gets ten times the CPU the connections get, and catch-up
+/// readers still move (one that falls behind for good meets
+/// `slow_client.max_lag`, as it would beside a slow client). A shard that
+/// live delivery alone keeps busy leaves the readers little: they catch up
+/// once it has room (`perf/resume.sh stall` on a busy 2-core machine: the
+/// live p99 while the readers start x1.2-2 of the p99 without them, from
+/// x2.3-3.2; all readers stalled some 6 s later).
+const CONNECTION_SHARES: usize = 100;
+
+/// The shard's task queues. glommio runs one queue at a time, until it is
+/// empty or preempted, and switches only where a task awaits. Every task
+/// used to share the default queue, which preempts every 100 ms: a batch
+/// from the sidecar waited behind a storm of catch-up readers (each chunk
+/// its own turn) until the queue gave up the CPU, 100 ms and more on the
+/// live clients' p99 (`perf/resume.sh stall`).
+///
+/// - `live`: whatever moves live batches to live sockets — the intake from
+///   the sidecar and from the mesh peers (and the resync tasks it spawns,
+///   which stay in the queue that spawns them) and the write pass.
+///   `Latency::Matters` has a wake from another thread (a batch on the
+///   sidecar's channel) preempt the running queue at its next task
+///   boundary, and bounds the slice that queue still gets to
+///   [`LIVE_LATENCY`]. A batch over the mesh is not such a wake (glommio
+///   signals a shared channel only to a sleeping executor): it is seen at
+///   the running queue's next preemption.
+/// - `connections`: each connection's own task — its request, start,
+///   catch-up reading, the flushes of a socket the write pass left full,
+///   keep-alive writes — and the ticker. The ticker's work grows with the
+///   streams open (keep-alives for each, one poll over every socket), not
+///   with live traffic, and what it does for the streams (keep-alives, hang
+///   ups, waking parked readers) is late by a slice at worst: its place is
+///   with them, not ahead of live writes.
+///
+/// The accept loop and the admin listener stay in the default queue.
+#[derive(Debug, Clone, Copy)]
+struct Queues {
+    live: TaskQueueHandle,
+    connections: TaskQueueHandle,
+}
+
+impl Queues {
+    fn create() -> Self {
+        let ex = glommio::executor();
+        Self {
+            live: ex.create_task_queue(
+                Shares::Static(LIVE_SHARES),
+                Latency::Matters(LIVE_LATENCY),
+                "live",
+            ),
+            connections: ex.create_task_queue(
+                Shares::Static(CONNECTION_SHARES),
+                Latency::NotImportant,
+                "connections",
+            ),
+        }
+    }
+}
+
+/// Spawns a task of the shard into `queue`, detached.
+fn spawn_into(queue: TaskQueueHandle, task: impl Future<Output = ()> + 'static) {
+    glommio::spawn_local_into(task, queue)
+        .expect("a shard's task queues live as long as the shard")
+        .detach();
+}
 
 /// State every shard starts from: read-only, but for the process-wide
 /// connection count.
@@ -201,12 +286,13 @@ fn build(spec: &ShardSpec) -> (Rc<Shard>, Rc<Front>) {
 async fn run(spec: ShardSpec) {
     let (shard, front) = build(&spec);
     let shared = Arc::clone(&spec.shared);
+    let queues = Queues::create();
     let intake = Intake::new(Rc::clone(&shard));
     let mut forwarder = None;
     if let Some(mesh) = spec.mesh {
         match mesh.join().await {
             Ok((senders, receivers)) => {
-                intake.receive_from_peers(receivers);
+                intake.receive_from_peers(receivers, queues.live);
                 forwarder = Some(Rc::new(Forwarder::new(senders)));
             }
             Err(e) => {
@@ -219,18 +305,20 @@ async fn run(spec: ShardSpec) {
     // With no topic in the config (every route names its own per request)
     // there is nothing to wait for.
     shard.update_ready();
-    glommio::spawn_local(Rc::clone(&intake).from_sidecar(spec.from_sidecar, forwarder)).detach();
-    glommio::spawn_local({
+    spawn_into(
+        queues.live,
+        Rc::clone(&intake).from_sidecar(spec.from_sidecar, forwarder),
+    );
+    spawn_into(queues.live, {
         let shard = Rc::clone(&shard);
         let budget = shared.config.connections.max_queued_bytes;
         async move { write_pass::write_pass(&shard.hub, budget, &shard.metrics).await }
-    })
-    .detach();
+    });
     let settings = TickerSettings {
         keepalive: shared.config.keepalive,
         unavailable_timeout: shared.config.kafka.unavailable_timeout,
     };
-    glommio::spawn_local(ticker::run(Rc::clone(&shard), settings)).detach();
+    spawn_into(queues.connections, ticker::run(Rc::clone(&shard), settings));
     if let Some(admin) = spec.admin {
         let admin = socket::glommio_listener(admin);
         glommio::spawn_local(crate::ops::admin::serve(admin, Arc::clone(&shared.metrics))).detach();
@@ -253,7 +341,9 @@ async fn run(spec: ShardSpec) {
                             // (see `life::serve`).
                             let serve =
                                 life::serve(Rc::clone(&shard), Rc::clone(&front), outbox, admitted);
-                            glommio::spawn_local(serve).detach();
+                            // Queued behind the connections' work, not run
+                            // at once as in the accept loop's own queue.
+                            spawn_into(queues.connections, serve);
                         }
                         Err(refused) => {
                             match refused {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use glommio::channels::channel_mesh::Receivers;
+use glommio::TaskQueueHandle;
 
 use super::hub::apply_batch;
 use super::mesh::Forwarder;
@@ -38,17 +39,23 @@ impl Intake {
         })
     }
 
-    /// Receives the batches other shards forward, one task per peer, for
-    /// the life of the shard.
-    pub fn receive_from_peers(self: &Rc<Self>, mut peers: Receivers<Arc<Batch>>) {
+    /// Receives the batches other shards forward, one task per peer in
+    /// `queue` (the shard's live queue), for the life of the shard.
+    pub fn receive_from_peers(
+        self: &Rc<Self>,
+        mut peers: Receivers<Arc<Batch>>,
+        queue: TaskQueueHandle,
+    ) {
         for (_peer, stream) in peers.streams() {
             let intake = Rc::clone(self);
-            glommio::spawn_local(async move {
+            let receive = async move {
                 while let Some(batch) = stream.recv().await {
                     intake.apply(&batch).await;
                 }
-            })
-            .detach();
+            };
+            glommio::spawn_local_into(receive, queue)
+                .expect("a shard's task queues live as long as the shard")
+                .detach();
         }
     }
 

@@ -57,7 +57,10 @@ pub async fn run(shard: Rc<Shard>, settings: TickerSettings) {
         }
         hang_ups(&shard, &open, &mut polls, &mut polled);
         most_open = most_open.max(open.len());
-        if most_open - open.len() >= ENDED_BEFORE_TRIM {
+        // Also once the last stream is gone: those that ended after the
+        // last trim (fewer than the threshold) gave memory back too.
+        let all_gone = open.is_empty() && most_open > 0;
+        if most_open - open.len() >= ENDED_BEFORE_TRIM || all_gone {
             memory::release_free_memory();
             most_open = open.len();
         }
