@@ -3,13 +3,16 @@
 //! absolute times).
 //!
 //! `cargo bench --bench hot_path` — groups: `http_parse`, `frame_encode`,
-//! `event_id`, `fanout`, `filters`. In each group the `baseline` entry is the
-//! least any implementation must do (find the head's end, copy the bytes,
-//! push one pointer per connection); in `filters` the baseline is the same
-//! records delivered to 100 connections instead of 10,000 (the cost of a
-//! record must grow with the distinct filters, not the connections).
+//! `event_id`, `fanout`, `filters`, `jwt_verify`. In each group the
+//! `baseline` entry is the least any implementation must do (find the
+//! head's end, copy the bytes, push one pointer per connection); in
+//! `filters` the baseline is the same records delivered to 100 connections
+//! instead of 10,000 (the cost of a record must grow with the distinct
+//! filters, not the connections); in `jwt_verify` it is what a guard's
+//! token cache costs a connect that hits it (one hash map lookup of a
+//! 1 KiB token), beside the signature check a miss costs.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::hint::black_box;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -320,5 +323,144 @@ fn filters(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, http_parse, frame_encode, ids, fanout, filters);
+// Keys for `jwt_verify`, generated for this bench; they protect nothing.
+// jsonwebtoken signs with DER only without its `use_pem` feature: RSA as
+// PKCS#1, EC and Ed25519 as PKCS#8. Each public half is the JWK beside it.
+const RSA_PKCS1_DER: &str = "MIIEpAIBAAKCAQEAhJ7o11xqRdzXguywe64J5lcHMUJaG/pSvfLyzYNlMU+gpfDrxHY8+qCBrX7DcwidFV8RIZa5PjTZnhuzOVfd1kDb6gvut6f+StEk7VTcfpke5MCcn/2CCTGQefRGGWwUHd8S10WVvn6FWo2XqMV6i+vR62o/tBhEnKg3QUaRgbTW87A3k9HA81OXQ2+oYd1rzp5NCsn7D2KOQJto7oEIkR9DkOjOyhJ6h/Ay7zjifdNSEX1kfjHSdopSRggT4dePwEA2dCHV3wN3x16S/XNP7x+0+0uX0+k2o6e/RoRtEdzBXOf57d1rqsufIFMCEstFxUcYdZztoBsvNjI1fEhl0wIDAQABAoIBABMQeO5Eha5nUb+rYK9W1Gt9RTZqkGOHN4/AtfCfG9Pb238fQ/Uo/hkVK68SEuydZ19kHCVU8moj1MiquLfcjrI2/qYFcxqJlr+Qkxte4Jd+UXeWzK0fFytVKayuVclfxQCKSb4SbbVFoMvkoNGNGdG1Y6bQzjmIZ4yRjeffShl3/ZhnWN2GGXUzsU0/AitHkIDxpBaonsLsEUZgK+DokSlsuzEr9OBEICZcjxQkZkDbk+LHNdc6+OXbm6IBODQpBONJuBPWrYPaBZOy+eCrHMjvjIzPRKalb58HoZpIbB3Vi3AbuUE+LBvT3r1w7vjUm4+PEbrk5rBLzCqq7G2BfGECgYEAuZTEgk2UiJVSsSCrtUOwccYlx4+Cbkl1JynGKyOy47W8sIUpksadrVou9zEB6HbayklACSb5Ux7IUcwL8ab1F8BiDI+NsIgqHvzCbAxgUsdswPULXhxicamRiWrNUkHTra3BcVjPPiV/pl2qopyzPcpoqOHqiEWPUbc55hjm+QMCgYEAtvGanZUtu1yWHwnWy/QJfoQ217Mu1oHBDOqASmYB2lkQjGsRKSYvCUXdkC2/kPfXAWZ+nD7uzMOmPprzPguR3w9CNLhK9V0qcpYmgMlR4gHyOgpU8jnm2Nrpfjki8eHzryAGL/iNcrsum+2E2JtAUY+SSc6XbJOR6YxdLMjt/vECgYEAofY/+iiS9RC89nE46h2FJAZ2ek+42V+qqt8+X+/r8+dsIfJVcg99FQmb64gNzj/Meraq+FHXTr+SvDCETAYV6QCxkZzHX8W2XQzi8UFr31LEizJRFXVYRTJkHbXkM2HXx7/ZD38ef3JikWM1xG1V0RuRc7KW6Q8sIXjzQumAytkCgYEAjX5QF5FJzZ/OfDMf7p7QuQmJYUs07rNsnJDCqMg8pqQ8KF6m5yyhNIrU0q6Pe5A0uuCLDE2gZL7t1X4Co/pO2Db0/dGMKDnmmrmHDhSnQCZBMqLLEI23/gFSlk2auXoI/2nFX1TeEd60LeWG2gE5vdtNSch/VXrNX9UwO3MsoAECgYA3xLrJUQPx16AIXqkk00RW9z70QdJeui9EFzVzADm+PPKpiJBGNUChyYw2A8giNCs1OCc4LiHbnx1CnswD5ehb/oM8oqsDXf4WnAVGGKjXAhmuRIF1TIIurezaVuM++B19KtRHpsKMNT8S7c3IhQxLN3FAAweTWq2Z2VApGBr0Nw==";
+const RSA_N: &str = "hJ7o11xqRdzXguywe64J5lcHMUJaG_pSvfLyzYNlMU-gpfDrxHY8-qCBrX7DcwidFV8RIZa5PjTZnhuzOVfd1kDb6gvut6f-StEk7VTcfpke5MCcn_2CCTGQefRGGWwUHd8S10WVvn6FWo2XqMV6i-vR62o_tBhEnKg3QUaRgbTW87A3k9HA81OXQ2-oYd1rzp5NCsn7D2KOQJto7oEIkR9DkOjOyhJ6h_Ay7zjifdNSEX1kfjHSdopSRggT4dePwEA2dCHV3wN3x16S_XNP7x-0-0uX0-k2o6e_RoRtEdzBXOf57d1rqsufIFMCEstFxUcYdZztoBsvNjI1fEhl0w";
+const EC_PKCS8_DER: &str = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgDQYuzPnpClD3UCEf/2wymR/tbrCmHNRREetOJgia3ZahRANCAARon1rPQ4OBb+tCbyphQ8Jo1n/vXXOthS+28GP07WKL2g32s5vGJAXsUTCHLENOY58jfK3ClCJ3HLhWEwxDI4PI";
+const EC_X: &str = "aJ9az0ODgW_rQm8qYUPCaNZ_711zrYUvtvBj9O1ii9o";
+const EC_Y: &str = "Dfazm8YkBexRMIcsQ05jnyN8rcKUInccuFYTDEMjg8g";
+/// Ed25519 with the seed 00 01 .. 1f (src/codec/jwt/tests.rs's key).
+const ED_PKCS8_DER: &str = "MC4CAQAwBQYDK2VwBCIEIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f";
+const ED_X: &str = "A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg";
+const HS_SECRET: &[u8] = b"a secret of at least thirty-two bytes";
+
+/// One signature check per algorithm — what a guard pays for a token it
+/// has not verified yet — against a lookup in a full token cache (4,096
+/// tokens of about 1 KiB, the size of an identity provider's access token
+/// with a few roles), which is all a connect with a remembered token costs.
+fn jwt_verify(c: &mut Criterion) {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    use sse_kafka::codec::jwt::{self, KeySet, Rules};
+    use sse_kafka::guard::MAX_CACHED_TOKENS;
+
+    let der = |b64: &str| STANDARD.decode(b64).unwrap();
+    let jwks = serde_json::json!({"keys": [
+        {"kty": "RSA", "kid": "rsa", "alg": "RS256", "n": RSA_N, "e": "AQAB"},
+        {"kty": "EC", "kid": "ec", "alg": "ES256", "crv": "P-256", "x": EC_X, "y": EC_Y},
+        {"kty": "OKP", "kid": "ed", "alg": "EdDSA", "crv": "Ed25519", "x": ED_X},
+    ]});
+    let keys = KeySet::from_jwks(jwks.to_string().as_bytes()).unwrap();
+    let secret = KeySet::from_secret(HS_SECRET).unwrap();
+    let (issuers, audiences) = (
+        vec!["https://auth.example.com/".to_owned()],
+        vec!["sse-kafka".to_owned()],
+    );
+    let rules = Rules {
+        issuers: &issuers,
+        audiences: &audiences,
+        leeway: 60,
+    };
+    let now = jsonwebtoken::get_current_timestamp();
+    // An access token's usual claims, a few roles and a profile.
+    let claims = serde_json::json!({
+        "iss": "https://auth.example.com/", "aud": "sse-kafka", "azp": "web-app",
+        "sub": "f3b1c0de-7a2e-4c55-9e61-000000000042", "jti": "5f0c8a9e2b7d4e1fa3c6b8d0e9f1a2b3",
+        "iat": now, "nbf": now, "exp": now + 3600,
+        "scope": "openid profile email orders:read notifications:read",
+        "realm_access": {"roles": ["offline_access", "uma_authorization", "orders-reader", "default-roles-shop"]},
+        "name": "Alice Example", "email": "alice@example.com", "email_verified": true,
+        "tenant": {"id": "tenant-0042", "plan": "enterprise"},
+    });
+    let sign = |alg: Algorithm, kid: Option<&str>, key: &EncodingKey| {
+        let mut header = Header::new(alg);
+        header.kid = kid.map(str::to_owned);
+        encode(&header, &claims, key).unwrap().into_bytes()
+    };
+    let cases = [
+        (
+            "RS256",
+            sign(
+                Algorithm::RS256,
+                Some("rsa"),
+                &EncodingKey::from_rsa_der(&der(RSA_PKCS1_DER)),
+            ),
+            &keys,
+        ),
+        (
+            "ES256",
+            sign(
+                Algorithm::ES256,
+                Some("ec"),
+                &EncodingKey::from_ec_der(&der(EC_PKCS8_DER)),
+            ),
+            &keys,
+        ),
+        (
+            "EdDSA",
+            sign(
+                Algorithm::EdDSA,
+                Some("ed"),
+                &EncodingKey::from_ed_der(&der(ED_PKCS8_DER)),
+            ),
+            &keys,
+        ),
+        (
+            "HS256",
+            sign(
+                Algorithm::HS256,
+                None,
+                &EncodingKey::from_secret(HS_SECRET).unwrap(),
+            ),
+            &secret,
+        ),
+    ];
+    for (alg, token, keys) in &cases {
+        // A token that does not verify would measure a refusal instead.
+        jwt::verify(token, keys, &rules).unwrap_or_else(|e| panic!("{alg}: {e:?}"));
+    }
+
+    // A full cache, as a shard's guard keeps it: token bytes to what
+    // verifying them gave. The other entries are the RS256 token with the
+    // end of its signature changed (never verified: a lookup only hashes
+    // and compares bytes, and signing 4,096 tokens would slow every run).
+    let hit = cases[0].1.clone();
+    let verified = Rc::new(jwt::verify(&hit, &keys, &rules).unwrap());
+    let mut cached: HashMap<Box<[u8]>, Rc<jwt::Verified>> = (1..MAX_CACHED_TOKENS)
+        .map(|n| {
+            let mut token = hit.clone();
+            let end = token.len() - 8;
+            token[end..].copy_from_slice(format!("{n:08}").as_bytes());
+            (token.into_boxed_slice(), Rc::clone(&verified))
+        })
+        .collect();
+    cached.insert(hit.clone().into_boxed_slice(), verified);
+    assert_eq!(cached.len(), MAX_CACHED_TOKENS);
+
+    let mut g = c.benchmark_group("jwt_verify");
+    g.bench_with_input(
+        BenchmarkId::new("baseline_cache_hit", hit.len()),
+        &hit,
+        |b, t| b.iter(|| Rc::clone(&cached[black_box(t.as_slice())])),
+    );
+    for (alg, token, keys) in &cases {
+        g.bench_with_input(BenchmarkId::new(*alg, token.len()), token, |b, t| {
+            b.iter(|| jwt::verify(black_box(t), keys, &rules).unwrap().expires_at)
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    http_parse,
+    frame_encode,
+    ids,
+    fanout,
+    filters,
+    jwt_verify
+);
 criterion_main!(benches);

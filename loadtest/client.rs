@@ -1,8 +1,8 @@
 //! The client side of one non-blocking SSE connection, shared by
 //! `subscribe` and `storm`: open the socket (from a chosen source address,
 //! the connect left in progress), build the GET (with `Last-Event-ID` when
-//! resuming) and write it as the socket takes it. The response head is
-//! `response`'s.
+//! resuming, `Authorization: Bearer` when the run has tokens) and write it
+//! as the socket takes it. The response head is `response`'s.
 
 use std::io::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
@@ -13,6 +13,7 @@ use mio::net::TcpStream;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::target::Target;
+use crate::tokens::Token;
 
 /// Writes the rest of the request; true when it is all sent. A connect
 /// still in progress reports `WouldBlock` (wait for writability, which is
@@ -39,7 +40,12 @@ pub(crate) fn write_request(
     Ok(true)
 }
 
-pub(crate) fn build_request(out: &mut Vec<u8>, target: &Target, last_event_id: Option<&str>) {
+pub(crate) fn build_request(
+    out: &mut Vec<u8>,
+    target: &Target,
+    last_event_id: Option<&str>,
+    token: Option<&Token>,
+) {
     out.clear();
     out.extend_from_slice(b"GET ");
     out.extend_from_slice(target.path.as_bytes());
@@ -49,6 +55,11 @@ pub(crate) fn build_request(out: &mut Vec<u8>, target: &Target, last_event_id: O
     if let Some(id) = last_event_id {
         out.extend_from_slice(b"last-event-id: ");
         out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(token) = token {
+        out.extend_from_slice(b"authorization: Bearer ");
+        out.extend_from_slice(token.as_str().as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -85,6 +96,7 @@ pub(crate) fn connect_socket(addr: SocketAddr, source: Option<IpAddr>) -> io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tokens::Tokens;
 
     #[test]
     fn builds_requests() {
@@ -94,12 +106,15 @@ mod tests {
             path: "/items".into(),
         };
         let mut out = Vec::new();
-        build_request(&mut out, &target, None);
+        build_request(&mut out, &target, None, None);
         assert_eq!(
             out,
             b"GET /items HTTP/1.1\r\nhost: 127.0.0.1:8080\r\naccept: text/event-stream\r\n\r\n"
         );
-        build_request(&mut out, &target, Some("AbC"));
+        build_request(&mut out, &target, Some("AbC"), None);
         assert!(out.ends_with(b"accept: text/event-stream\r\nlast-event-id: AbC\r\n\r\n"));
+        let tokens = Tokens::parse("f", b"t0.a.b\nt1.a.b\n").unwrap();
+        build_request(&mut out, &target, Some("AbC"), tokens.for_client(3));
+        assert!(out.ends_with(b"last-event-id: AbC\r\nauthorization: Bearer t1.a.b\r\n\r\n"));
     }
 }

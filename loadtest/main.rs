@@ -6,7 +6,9 @@
 //! one fixed window and prints a table on stderr and one JSON object on
 //! stdout; `storm` hangs N connections up at once, produces a gap, and times
 //! all of them reconnecting together until each has caught up exactly.
-//! Every flag has an `SSE_KAFKA_LOAD_*` environment variable.
+//! `subscribe`, `run` and `storm` send bearer tokens to guarded routes
+//! with `--token` or `--token-file` (see `tokens`). Every flag has an
+//! `SSE_KAFKA_LOAD_*` environment variable.
 
 mod addr;
 mod client;
@@ -16,9 +18,12 @@ mod response;
 mod storm;
 mod subscribe;
 mod target;
+mod tokens;
 mod track;
 mod value;
 
+use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -33,6 +38,7 @@ use report::Summary;
 use storm::StormConfig;
 use subscribe::{Live, SubscribeConfig};
 use target::Target;
+use tokens::Tokens;
 
 /// Progress line refresh period.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -165,6 +171,15 @@ struct SubscribeArgs {
     /// takes that cost off the server, as clients on other hosts would.
     #[arg(long, env = "SSE_KAFKA_LOAD_SPIN_US", default_value_t = 0)]
     spin_us: u64,
+    /// Open the connections at most this many at a time: a connection's
+    /// first attempt waits until fewer than N others wait for their first
+    /// response head (0: all at once). Keeps a burst of K connects inside
+    /// the proxy's accept and SYN queues, so the opening rate measures the
+    /// proxy, not SYN retransmissions.
+    #[arg(long, env = "SSE_KAFKA_LOAD_CONNECT_CONCURRENCY", default_value_t = 0)]
+    connect_concurrency: usize,
+    #[command(flatten)]
+    tokens: TokenArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -202,6 +217,46 @@ struct StormArgs {
     /// The admin listener of the --resume-url instance (default: --admin).
     #[arg(long, env = "SSE_KAFKA_LOAD_RESUME_ADMIN")]
     resume_admin: Option<String>,
+    #[command(flatten)]
+    tokens: TokenArgs,
+}
+
+/// Bearer tokens for guarded routes (see `tokens`). `Debug` by hand: a
+/// token must not reach a log line.
+#[derive(Args, Clone)]
+struct TokenArgs {
+    /// A bearer token every connection sends (`authorization: Bearer`).
+    /// Prefer the environment variable: a flag shows in the process list.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SSE_KAFKA_LOAD_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
+    token: Option<String>,
+    /// A file of bearer tokens, one a line: connection i sends line i mod n.
+    #[arg(long, value_name = "FILE", env = "SSE_KAFKA_LOAD_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for TokenArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenArgs")
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("token_file", &self.token_file)
+            .finish()
+    }
+}
+
+impl TokenArgs {
+    fn tokens(&self) -> anyhow::Result<Tokens> {
+        Ok(match (&self.token, &self.token_file) {
+            (Some(token), _) => Tokens::one(token)?,
+            (None, Some(path)) => Tokens::from_file(path)?,
+            (None, None) => Tokens::default(),
+        })
+    }
 }
 
 fn positive(s: &str) -> Result<f64, String> {
@@ -278,6 +333,8 @@ impl SubscribeArgs {
             drop_fraction: self.drop_fraction,
             extra: self.extra_connections,
             spin: Duration::from_micros(self.spin_us),
+            connect_concurrency: self.connect_concurrency,
+            tokens: self.tokens.tokens()?,
         })
     }
 }
@@ -308,6 +365,7 @@ impl StormArgs {
             timeout: Duration::from_secs_f64(self.timeout),
             admin: self.resume_admin.clone().or_else(|| self.admin.clone()),
             max_line: StormConfig::max_line_for(value_size),
+            tokens: self.tokens.tokens()?,
         })
     }
 }

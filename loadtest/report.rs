@@ -86,6 +86,8 @@ pub struct Summary {
     pub produced: Option<u64>,
     /// Records in failed produce requests (they show up as loss).
     pub produce_failed: u64,
+    /// The first connect of every connection, timed together.
+    pub opening: Opening,
     /// The extra clients that connect during the window, if any were asked.
     pub extra: Option<Extra>,
     /// Per partition, the lowest last sequence number over the connections
@@ -93,6 +95,43 @@ pub struct Summary {
     /// has stopped, it shows whether every connection got the tail too
     /// (a gap inside the stream is counted as loss, a missing tail is not).
     pub lowest_last: BTreeMap<u32, u64>,
+}
+
+/// The opening: every connection's first attempt, from the first connect
+/// to the last first response head (see `subscribe`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Opening {
+    /// Connections that got a first response head.
+    pub answered: u64,
+    /// From the first connect to the last first head; `None` unless every
+    /// connection got one.
+    pub seconds: Option<f64>,
+    /// `--connect-concurrency`, when the connects were paced.
+    pub concurrency: Option<u64>,
+}
+
+impl Opening {
+    /// The table's row: how many were answered, and how fast.
+    fn describe(&self, connections: u64) -> String {
+        let paced = match self.concurrency {
+            Some(n) => format!(", at most {n} at once"),
+            None => String::new(),
+        };
+        match (self.seconds, self.connects_per_s()) {
+            (Some(s), Some(rate)) => format!(
+                "{} answered in {s:.3} s: {rate:.0} connects/s{paced}",
+                self.answered
+            ),
+            _ => format!("{} of {connections} answered{paced}", self.answered),
+        }
+    }
+
+    /// Connections answered per second of the opening.
+    pub fn connects_per_s(&self) -> Option<f64> {
+        self.seconds
+            .filter(|&s| s > 0.0)
+            .map(|s| self.answered as f64 / s)
+    }
 }
 
 /// Clients that connect once during the window and measure how long the
@@ -131,6 +170,12 @@ impl Summary {
                 "max": round3(l.max),
             },
             "connect_ms": { "p50": round3(c.p50), "p99": round3(c.p99) },
+            "opening": {
+                "answered": self.opening.answered,
+                "seconds": self.opening.seconds.map(round3),
+                "connects_per_s": self.opening.connects_per_s().map(f64::round),
+                "concurrency": self.opening.concurrency,
+            },
             "per_connection_events": {
                 "min": self.per_connection_min,
                 "max": self.per_connection_max,
@@ -176,6 +221,7 @@ impl Summary {
                 ),
             ),
             ("connect ms", format!("p50 {:.3}  p99 {:.3}", c.p50, c.p99)),
+            ("opening", self.opening.describe(self.connections)),
             (
                 "events/conn",
                 format!(
@@ -256,6 +302,11 @@ mod tests {
             warmup_errors: 5,
             produced: Some(5100),
             produce_failed: 0,
+            opening: Opening {
+                answered: 10,
+                seconds: Some(0.5),
+                concurrency: Some(4),
+            },
             extra: None,
             lowest_last: BTreeMap::from([(0, 41), (3, 7)]),
         }
@@ -328,6 +379,10 @@ mod tests {
             "/warmup_errors",
             "/produced",
             "/produce_failed",
+            "/opening/answered",
+            "/opening/seconds",
+            "/opening/connects_per_s",
+            "/opening/concurrency",
         ] {
             assert!(v.pointer(path).is_some(), "missing {path} in {v}");
         }
@@ -335,6 +390,7 @@ mod tests {
         assert!(close(v["latency_ms"]["p50"].as_f64().unwrap(), 2.5));
         assert_eq!(v["duplicates"].as_u64(), Some(2));
         assert_eq!(v["lowest_last_seq"], json!({"0": 41, "3": 7}));
+        assert_eq!(v["opening"]["connects_per_s"].as_f64(), Some(20.0));
         // One line: safe to print as the only stdout line.
         assert!(!v.to_string().contains('\n'));
         assert!(v.get("extra").is_none());
@@ -364,6 +420,23 @@ mod tests {
             150.0
         ));
         assert!(s.table().contains("10 answered of 11"));
+    }
+
+    #[test]
+    fn an_unfinished_opening_has_no_rate() {
+        let mut s = summary(new_histogram());
+        s.opening = Opening {
+            answered: 7,
+            seconds: None,
+            concurrency: None,
+        };
+        let v = s.to_json();
+        assert!(v["opening"]["seconds"].is_null());
+        assert!(v["opening"]["connects_per_s"].is_null());
+        assert!(s.table().contains("7 of 10 answered"), "{}", s.table());
+        assert!(summary(new_histogram())
+            .table()
+            .contains("10 answered in 0.500 s: 20 connects/s, at most 4 at once"));
     }
 
     #[test]

@@ -56,6 +56,7 @@ use anyhow::{bail, Context as _};
 
 use crate::produce::{ProduceStats, ProducedWait};
 use crate::target::Target;
+use crate::tokens::Tokens;
 
 use conn::Conn;
 use goal::{missing, Goal};
@@ -92,6 +93,9 @@ pub struct StormConfig {
     pub admin: Option<String>,
     /// Longest SSE line accepted (see `LINE_SLACK`).
     pub max_line: usize,
+    /// Connection `i` sends token `i mod n` in every phase, to both
+    /// targets (none: no `authorization`).
+    pub tokens: Tokens,
 }
 
 impl StormConfig {
@@ -140,7 +144,7 @@ pub fn run(cfg: StormConfig, producer: Producer) -> anyhow::Result<StormReport> 
                 .step_by(threads)
                 .map(|i| Conn::new(i, max_line))
                 .collect();
-            Worker::new(cpu, conns, max_line)
+            Worker::new(cpu, conns, max_line, cfg.tokens.clone())
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
 

@@ -16,6 +16,7 @@ use sse_kafka::codec::sse::Parser;
 use crate::client::{build_request, connect_socket, write_request};
 use crate::response::HeadBuf;
 use crate::target::Target;
+use crate::tokens::Tokens;
 
 use super::conn::{feed, Conn, State};
 use super::goal::Goal;
@@ -60,6 +61,8 @@ pub(super) struct Worker {
     pub(super) conns: Vec<Conn>,
     buf: Vec<u8>,
     max_line: usize,
+    /// What each connection sends in `authorization` (by its index).
+    tokens: Tokens,
     /// Connections whose turn ended with bytes perhaps still unread (edge
     /// triggered: no new event will come for them), served in order after
     /// each poll.
@@ -81,13 +84,19 @@ enum Next {
 }
 
 impl Worker {
-    pub(super) fn new(cpu: usize, conns: Vec<Conn>, max_line: usize) -> anyhow::Result<Self> {
+    pub(super) fn new(
+        cpu: usize,
+        conns: Vec<Conn>,
+        max_line: usize,
+        tokens: Tokens,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             cpu,
             poll: Poll::new().context("creating the epoll instance")?,
             conns,
             buf: vec![0; READ_BUF],
             max_line,
+            tokens,
             unfinished: std::collections::VecDeque::new(),
             tally: Tally::new(),
         })
@@ -191,7 +200,12 @@ impl Worker {
                 if conn.resume_id.is_some() {
                     conn.tracker.begin_resume();
                 }
-                build_request(&mut conn.request, target, conn.resume_id.as_deref());
+                build_request(
+                    &mut conn.request,
+                    target,
+                    conn.resume_id.as_deref(),
+                    self.tokens.for_client(conn.index),
+                );
                 conn.state = State::Requesting {
                     stream,
                     sent: 0,
@@ -357,12 +371,12 @@ mod tests {
             path: "/items".into(),
         };
         let mut out = Vec::new();
-        build_request(&mut out, &target, Some("AbC"));
+        build_request(&mut out, &target, Some("AbC"), None);
         assert_eq!(
             out,
             &b"GET /items HTTP/1.1\r\nhost: 127.0.0.1:8080\r\naccept: text/event-stream\r\nlast-event-id: AbC\r\n\r\n"[..]
         );
-        build_request(&mut out, &target, None);
+        build_request(&mut out, &target, None, None);
         assert_eq!(
             out,
             &b"GET /items HTTP/1.1\r\nhost: 127.0.0.1:8080\r\naccept: text/event-stream\r\n\r\n"[..]

@@ -1,12 +1,22 @@
 //! The subscribers: K SSE connections spread round-robin over pinned
 //! threads, one per CPU, each running an epoll loop (mio) over its share.
-//! Each connection sends a plain HTTP/1.1 GET, checks the response head,
-//! then feeds the body to the main crate's SSE parser (borrowed events: no
-//! allocation per event); every event's value is stamped by the producer
-//! (see `value`), so the connection records end-to-end latency and checks
-//! each partition's sequence (see `track`). A connection that drops (by
+//! Each connection sends a plain HTTP/1.1 GET (with its bearer token when
+//! the run has tokens), checks the response head, then feeds the body to
+//! the main crate's SSE parser (borrowed events: no allocation per event);
+//! every event's value is stamped by the producer (see `value`), so the
+//! connection records end-to-end latency and checks each partition's
+//! sequence (see `track`). A connection that drops (by
 //! design, `--drop-fraction`, or because the stream broke) reconnects with
 //! `Last-Event-ID` and keeps its tracker, so the resume is checked exactly.
+//!
+//! The opening — from the first connect to the K-th connection's first
+//! response head — is timed too: K over its length is the rate at which
+//! the proxy admits connections (its accept, request parsing, a guard's
+//! token check, the stream's start). `--connect-concurrency` keeps at
+//! most N first attempts waiting at once, so that a burst of K connects
+//! does not overflow the proxy's SYN and accept queues: overflowed SYNs
+//! come back after the kernel's 1 s retransmission timeout, which would
+//! then be what the opening measures.
 //!
 //! `worker` is one thread's share of the connections and their epoll loop
 //! (and why epoll); this module runs the threads and sums their results.
@@ -23,6 +33,7 @@ use hdrhistogram::Histogram;
 
 use crate::report::{self, Summary};
 use crate::target::Target;
+use crate::tokens::Tokens;
 
 use worker::{ExecResult, Subscribers};
 
@@ -50,6 +61,22 @@ pub struct SubscribeConfig {
     /// After events arrive, keep polling without sleeping for this long
     /// before blocking in `epoll_wait` again (0: always block).
     pub spin: Duration,
+    /// At most this many connections wait for their first response head
+    /// at once, over all threads (split evenly; 0: all open at once).
+    pub connect_concurrency: usize,
+    /// Connection `i` sends token `i mod n`, extra client `j` token
+    /// `(connections + j) mod n` (none: no `authorization`).
+    pub tokens: Tokens,
+}
+
+/// One thread's opening: when its first connect started, and when the
+/// last of its connections got its first response head.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Opening {
+    pub(super) first_connect: Option<Instant>,
+    /// Connections that got a first head.
+    pub(super) answered: usize,
+    pub(super) last_answer: Option<Instant>,
 }
 
 /// Instants shared by every thread, from one origin.
@@ -137,6 +164,7 @@ pub fn run(cfg: SubscribeConfig, live: Arc<Live>) -> anyhow::Result<Summary> {
         produced: None,
         produce_failed: 0,
         lowest_last: Default::default(),
+        opening: opening(cfg.connections, cfg.connect_concurrency, &results),
         extra: (cfg.extra > 0).then(|| report::Extra {
             connections: cfg.extra as u64,
             first_byte: report::merge(results.iter().map(|r| &r.first_byte)),
@@ -166,6 +194,25 @@ pub fn run(cfg: SubscribeConfig, live: Arc<Live>) -> anyhow::Result<Summary> {
         summary.per_connection_min = 0;
     }
     Ok(summary)
+}
+
+/// The threads' openings as one: from the earliest first connect to the
+/// latest first head, when every connection got one.
+fn opening(connections: usize, concurrency: usize, results: &[ExecResult]) -> report::Opening {
+    let answered: usize = results.iter().map(|r| r.opening.answered).sum();
+    let first = results.iter().filter_map(|r| r.opening.first_connect).min();
+    let last = results.iter().filter_map(|r| r.opening.last_answer).max();
+    let seconds = match (first, last) {
+        (Some(first), Some(last)) if answered == connections => {
+            Some(last.saturating_duration_since(first).as_secs_f64())
+        }
+        _ => None,
+    };
+    report::Opening {
+        answered: answered as u64,
+        seconds,
+        concurrency: (concurrency > 0).then_some(concurrency as u64),
+    }
 }
 
 /// When extra client `j` of `n` connects: evenly over the middle half of

@@ -1,7 +1,8 @@
 //! One subscriber thread: its share of the K connections, and the epoll
-//! loop (mio) that connects them, reads their heads and streams, records
-//! latency and sequences, drops and resumes them, and times the extra
-//! clients.
+//! loop (mio) that connects them (at most its share of
+//! `--connect-concurrency` waiting for a first head at once), reads their
+//! heads and streams, records latency and sequences, drops and resumes
+//! them, and times the opening and the extra clients.
 //!
 //! Why epoll and not glommio's io_uring streams: glommio arms one io_uring
 //! poll per read, and its ring signals each completion to a running thread
@@ -30,7 +31,7 @@ use crate::response::{Head, HeadBuf};
 use crate::track::{SeqTracker, MAX_PARTITIONS};
 use crate::value;
 
-use super::{drops, extra_instant, Live, SubscribeConfig, Timeline};
+use super::{drops, extra_instant, Live, Opening, SubscribeConfig, Timeline};
 
 /// One read buffer per thread, shared by its connections (the parser keeps
 /// partial lines): large enough to drain a busy socket in a few reads.
@@ -61,10 +62,14 @@ pub(super) struct ExecResult {
     pub(super) events: u64,
     pub(super) errors: u64,
     pub(super) warmup_errors: u64,
+    pub(super) opening: Opening,
 }
 
 /// Where a connection is in its life.
 enum State {
+    /// Not opened yet: waits until fewer than the thread's share of
+    /// `--connect-concurrency` wait for their first head.
+    Queued,
     /// Waiting to (re)connect at the instant.
     Idle {
         at: Instant,
@@ -104,6 +109,8 @@ struct Sub {
     tracker: SeqTracker,
     /// Extra clients only: the attempt is over (answered or failed).
     extra: bool,
+    /// Has had a response head (the opening counts the first).
+    answered: bool,
 }
 
 /// Tokens at or above this are extra clients.
@@ -130,6 +137,11 @@ pub(super) struct Subscribers {
     errors: u64,
     warmup_errors: u64,
     dropped: bool,
+    /// `subs[..opened]` have started their first attempt.
+    opened: usize,
+    /// At most this many of `subs[..opened]` wait for their first head.
+    open_limit: usize,
+    opening: Opening,
 }
 
 /// How a read or write step ended for a connection.
@@ -150,20 +162,23 @@ impl Subscribers {
     ) -> anyhow::Result<Self> {
         let now = Instant::now();
         let threads = cfg.cpus.len();
-        let new_sub = |index: usize, extra: bool| {
-            let mut request = Vec::with_capacity(256);
-            build_request(&mut request, &cfg.target, None);
-            Sub {
-                index,
-                state: State::Idle { at: now },
-                request,
-                started: now,
-                parser: Parser::new(),
-                resume_id: None,
-                events: 0,
-                tracker: SeqTracker::new(),
-                extra,
-            }
+        // The request is built when the connection starts (with its id and
+        // its token).
+        let new_sub = |index: usize, extra: bool| Sub {
+            index,
+            state: if extra {
+                State::Idle { at: now }
+            } else {
+                State::Queued
+            },
+            request: Vec::with_capacity(256),
+            started: now,
+            parser: Parser::new(),
+            resume_id: None,
+            events: 0,
+            tracker: SeqTracker::new(),
+            extra,
+            answered: false,
         };
         let subs = indices.iter().map(|&i| new_sub(i, false)).collect();
         let extra_indices: Vec<usize> = (0..cfg.extra).filter(|j| j % threads == thread).collect();
@@ -190,15 +205,19 @@ impl Subscribers {
             errors: 0,
             warmup_errors: 0,
             dropped: false,
+            opened: 0,
+            open_limit: match cfg.connect_concurrency {
+                0 => usize::MAX,
+                n => n.div_ceil(threads),
+            },
+            opening: Opening::default(),
             cfg,
         })
     }
 
     pub(super) fn run(mut self) -> anyhow::Result<ExecResult> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
-        for k in 0..self.subs.len() {
-            self.start(k);
-        }
+        self.open_more();
         let mut next_housekeeping = Instant::now();
         let mut next_publish = Instant::now() + PUBLISH_EVERY;
         // See `SubscribeConfig::spin`: a reader that sleeps between packets
@@ -253,6 +272,7 @@ impl Subscribers {
             for event in &events {
                 self.ready(event.token().0);
             }
+            self.open_more();
         }
         // The window is over: close everything (the server sees the hangups).
         for sub in self.subs.iter_mut().chain(self.extras.iter_mut()) {
@@ -276,6 +296,7 @@ impl Subscribers {
             events: self.events,
             errors: self.errors,
             warmup_errors: self.warmup_errors,
+            opening: self.opening,
         })
     }
 
@@ -284,6 +305,16 @@ impl Subscribers {
             &mut self.extras[token - EXTRA_TOKEN_BASE]
         } else {
             &mut self.subs[token]
+        }
+    }
+
+    /// Starts queued connections while fewer than `open_limit` of those
+    /// started wait for their first head.
+    fn open_more(&mut self) {
+        while self.opened < self.subs.len() && self.opened - self.opening.answered < self.open_limit
+        {
+            self.opened += 1;
+            self.start(self.opened - 1);
         }
     }
 
@@ -306,10 +337,22 @@ impl Subscribers {
                 Ok(stream)
             });
         let now = Instant::now();
+        // Extra client j sends the token after the K connections' ones.
+        let client = if token >= EXTRA_TOKEN_BASE {
+            cfg.connections + sub_index
+        } else {
+            self.opening.first_connect.get_or_insert(now);
+            sub_index
+        };
         let sub = self.sub_mut(token);
         match opened {
             Ok(stream) => {
-                build_request(&mut sub.request, target, sub.resume_id.as_deref());
+                build_request(
+                    &mut sub.request,
+                    target,
+                    sub.resume_id.as_deref(),
+                    cfg.tokens.for_client(client),
+                );
                 sub.started = now;
                 sub.state = State::Requesting {
                     stream,
@@ -380,6 +423,11 @@ impl Subscribers {
                             let _ = self
                                 .connect
                                 .record(sub.started.elapsed().as_micros() as u64);
+                            if !sub.answered {
+                                sub.answered = true;
+                                self.opening.answered += 1;
+                                self.opening.last_answer = Some(Instant::now());
+                            }
                             self.live.open.fetch_add(1, Ordering::Relaxed);
                             let body = head.body(&parsed);
                             if body.is_empty() {
@@ -407,7 +455,7 @@ impl Subscribers {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) => Step::Closed(Some(e.into())),
                     },
-                    State::Idle { .. } | State::Done => Step::Wait,
+                    State::Queued | State::Idle { .. } | State::Done => Step::Wait,
                 }
             };
             match step {
