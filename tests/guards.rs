@@ -102,6 +102,11 @@ routes:
     guard: jwt0
     filters:
       - key: "${{guard.claims.tenant.id}}"
+  - path: /own-topic
+    topic: "t.${{guard.claims.tenant.id}}"
+    topics: "t.*"
+    start: earliest
+    guard: jwt0
   - path: /nested
     topic: items
     start: earliest
@@ -722,6 +727,32 @@ fn roles_and_claims_decide_what_a_token_reads() {
         c.wait_for_id(&progress_id(&[4]));
         assert_eq!(c.buffered_events(), 0, "{path} got a record not its own");
     }
+
+    // A topic named by a claim: the tenant's own, a name Kafka cannot
+    // have is a 404, no claim a 403.
+    broker.create_topic("t.bob", 1);
+    broker.produce("t.bob", 0, None, Some(b"own-0"));
+    let tokens = keys.mint(&[
+        rs(json!({"tenant": {"id": "bob"}})),
+        rs(json!({"tenant": {"id": "../items"}})),
+        rs(json!({})),
+    ]);
+    let bearer = |t: &str| format!("Bearer {t}");
+    let mut own = SseClient::connect(
+        proxy.addr,
+        "/own-topic",
+        &[("authorization", &bearer(&tokens[0]))],
+    );
+    assert_eq!(own.status(), 200, "{}", own.head);
+    assert_eq!(data(&mut own, 1), ["own-0"]);
+    assert_eq!(get_bearer(&proxy, "/own-topic", &tokens[1]).status, 404);
+    expect(
+        &proxy,
+        "no tenant.id for the topic",
+        "/own-topic",
+        &[("authorization", &bearer(&tokens[2]))],
+        Want::Claim,
+    );
 }
 
 #[test]
