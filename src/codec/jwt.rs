@@ -367,17 +367,18 @@ pub fn verify(token: &[u8], keys: &KeySet, rules: &Rules<'_>) -> Result<Verified
         .and_then(|exp| exp.as_u64().or_else(|| exp.as_f64().map(|f| f as u64)))
         .ok_or(TokenError::Claims)?;
     // jsonwebtoken still takes a token in the second of its `exp`.
-    if is_expired(
-        expires_at,
-        rules.leeway,
-        jsonwebtoken::get_current_timestamp(),
-    ) {
+    if is_expired(expires_at, rules.leeway, unix_now()) {
         return Err(TokenError::Expired);
     }
     Ok(Verified {
         claims: data.claims,
         expires_at,
     })
+}
+
+/// Seconds since the epoch, as `exp` and `nbf` count them.
+pub fn unix_now() -> u64 {
+    jsonwebtoken::get_current_timestamp()
 }
 
 /// Whether a token of `exp` is expired at `now` (seconds since the epoch)

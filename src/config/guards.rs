@@ -169,27 +169,26 @@ fn one_or_many<'de, D: Deserializer<'de>>(
     d: D,
     check: fn(&str) -> Result<(), String>,
 ) -> Result<Vec<String>, D::Error> {
-    struct OneOrMany(fn(&str) -> Result<(), String>);
-    impl OneOrMany {
-        fn one<E: de::Error>(&self, v: &str) -> Result<String, E> {
-            if v.is_empty() {
-                return Err(E::custom("an empty string names nothing"));
-            }
-            (self.0)(v).map_err(E::custom)?;
-            Ok(v.to_owned())
+    type Check = fn(&str) -> Result<(), String>;
+    /// One string, non-empty and passing `check`.
+    fn checked(v: &str, check: Check) -> Result<String, String> {
+        if v.is_empty() {
+            return Err("an empty string names nothing".into());
         }
+        check(v).map(|()| v.to_owned())
     }
+    struct OneOrMany(Check);
     impl<'de> Visitor<'de> for OneOrMany {
         type Value = Vec<String>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a string or a list of strings")
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<String>, E> {
-            Ok(vec![self.one(v)?])
+            Ok(vec![checked(v, self.0).map_err(E::custom)?])
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
             let mut all = Vec::new();
-            while let Some(Checked(one)) = seq.next_element_seed(CheckedSeed(self.0))? {
+            while let Some(one) = seq.next_element_seed(CheckedSeed(self.0))? {
                 all.push(one);
             }
             if all.is_empty() {
@@ -199,18 +198,11 @@ fn one_or_many<'de, D: Deserializer<'de>>(
         }
     }
     /// One list entry, checked while it is read (at its own position).
-    struct Checked(String);
-    struct CheckedSeed(fn(&str) -> Result<(), String>);
+    struct CheckedSeed(Check);
     impl<'de> de::DeserializeSeed<'de> for CheckedSeed {
-        type Value = Checked;
-        fn deserialize<D2: Deserializer<'de>>(self, d: D2) -> Result<Checked, D2::Error> {
-            let check = self.0;
-            deserialize_str_with(d, "a string", |v| {
-                if v.is_empty() {
-                    return Err("an empty string names nothing".into());
-                }
-                check(v).map(|()| Checked(v.to_owned()))
-            })
+        type Value = String;
+        fn deserialize<D2: Deserializer<'de>>(self, d: D2) -> Result<String, D2::Error> {
+            deserialize_str_with(d, "a string", |v| checked(v, self.0))
         }
     }
     d.deserialize_any(OneOrMany(check))

@@ -6,7 +6,6 @@
 //! is tried again after `min_refresh`; failures are logged once until a
 //! fetch succeeds again. Answers are bounded (1 MiB, 10 s).
 
-use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -103,18 +102,17 @@ fn fetch(agent: &ureq::Agent, url: &str) -> Result<(KeySet, Option<Duration>), S
         .get("cache-control")
         .and_then(|v| v.to_str().ok())
         .and_then(max_age);
-    let mut bytes = Vec::new();
-    answer
+    let bytes = answer
         .body_mut()
-        .as_reader()
-        .take(MAX_ANSWER_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > MAX_ANSWER_BYTES {
-        return Err(format!(
-            "the answer is larger than {MAX_ANSWER_BYTES} bytes"
-        ));
-    }
+        .with_config()
+        .limit(MAX_ANSWER_BYTES)
+        .read_to_vec()
+        .map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(_) => {
+                format!("the answer is larger than {MAX_ANSWER_BYTES} bytes")
+            }
+            e => e.to_string(),
+        })?;
     let keys = KeySet::from_jwks(&bytes).map_err(|e| e.to_string())?;
     Ok((keys, max_age))
 }

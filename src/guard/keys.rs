@@ -199,12 +199,12 @@ impl KeyHolders {
             .collect()
     }
 
-    /// The fetcher starts a fetch of guard number `guard`'s keys; returns
-    /// whether a request had asked for it.
-    pub(super) fn fetch_starts(&self, guard: usize) -> bool {
+    /// The fetcher starts a fetch of guard number `guard`'s keys: it
+    /// answers whoever asked for one.
+    pub(super) fn fetch_starts(&self, guard: usize) {
         let holder = &self.holders[guard];
         holder.fetch_started.store(self.now_ms(), Ordering::Release);
-        holder.fetch_asked.swap(false, Ordering::AcqRel)
+        holder.fetch_asked.store(false, Ordering::Release);
     }
 
     /// Whether a request asked for a fetch of guard number `guard`'s keys.
@@ -218,12 +218,10 @@ impl KeyHolders {
         let holder = &self.holders[guard];
         if let Some(keys) = keys {
             let mut loaded = holder.loaded.write().unwrap_or_else(|p| p.into_inner());
-            let same = loaded.keys.as_deref().is_some_and(|k| same_kids(k, &keys));
-            if !same {
-                info!(guard = %holder.guard, keys = keys.len(), "guard keys fetched");
+            let count = keys.len();
+            if loaded.install(keys) {
+                info!(guard = %holder.guard, keys = count, "guard keys fetched");
             }
-            loaded.keys = Some(Arc::new(keys));
-            loaded.generation += 1;
         }
         holder.fetches.fetch_add(1, Ordering::AcqRel);
         self.tell_shards();
@@ -288,13 +286,13 @@ impl KeyHolder {
         loaded.stamp = Some(stamp);
         match read {
             Ok(keys) => {
-                let same = loaded.keys.as_deref().is_some_and(|k| same_kids(k, &keys));
-                if loaded.generation > 0 || !same {
-                    info!(guard = %self.guard, file = %path.display(), keys = keys.len(),
+                let count = keys.len();
+                // The first look after start reads what the config read.
+                let first = loaded.generation == 0;
+                if loaded.install(keys) || !first {
+                    info!(guard = %self.guard, file = %path.display(), keys = count,
                         "guard keys read again");
                 }
-                loaded.keys = Some(Arc::new(keys));
-                loaded.generation += 1;
             }
             Err(why) => warn!(guard = %self.guard, error = %why,
                 "the guard's key file changed but cannot be used; its last keys stay"),
@@ -302,6 +300,16 @@ impl KeyHolder {
     }
 }
 
-fn same_kids(a: &KeySet, b: &KeySet) -> bool {
-    a.kids().eq(b.kids())
+impl Loaded {
+    /// Puts `keys` in place, a new generation; returns whether their kids
+    /// differ from the last keys' (or there were none).
+    fn install(&mut self, keys: KeySet) -> bool {
+        let changed = !self
+            .keys
+            .as_deref()
+            .is_some_and(|old| old.kids().eq(keys.kids()));
+        self.keys = Some(Arc::new(keys));
+        self.generation += 1;
+        changed
+    }
 }

@@ -20,7 +20,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::codec::http::RequestHead;
 use crate::codec::jwt::{self, Rules, TokenError, Verified};
@@ -194,7 +193,7 @@ impl Gate {
     ) -> Result<Admitted, Denied> {
         let config = &self.guards[guard];
         let token = token::find(head, config.cookie.as_deref()).ok_or(Denied::Missing)?;
-        let now = unix_now();
+        let now = jwt::unix_now();
         let verified = self.verified(guard, &token.bytes, now)?;
         let held = jwt::claim_roles(&verified.claims, &config.roles_claim);
         let lacking: Vec<String> = roles
@@ -256,11 +255,4 @@ impl Gate {
         );
         Ok(verified)
     }
-}
-
-/// Seconds since the epoch, as `exp` counts them.
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

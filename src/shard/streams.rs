@@ -21,8 +21,6 @@ pub struct Streams {
     tick: Duration,
     /// Streams whose token expires, the soonest step first.
     expiring: RefCell<BinaryHeap<Deadline>>,
-    /// Tells deadlines of one second apart, so the heap's order is total.
-    deadlines: Cell<u64>,
     /// The heap's size at which it is next pruned of ended streams (which
     /// would otherwise stay until their token's time, an hour for many).
     prune_at: Cell<usize>,
@@ -53,14 +51,14 @@ impl Expiry {
 #[derive(Debug)]
 struct Deadline {
     at: u64,
-    seq: u64,
     expiry: Expiry,
     outbox: Rc<Outbox>,
 }
 
+/// Ordered by `at` alone: deadlines of one second come out in any order.
 impl PartialEq for Deadline {
     fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
+        self.at == other.at
     }
 }
 impl Eq for Deadline {}
@@ -72,7 +70,7 @@ impl PartialOrd for Deadline {
 impl Ord for Deadline {
     /// Reversed: `BinaryHeap` is a max-heap, the soonest must come first.
     fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
+        other.at.cmp(&self.at)
     }
 }
 
@@ -92,7 +90,6 @@ impl Streams {
             shutting_down: Cell::new(false),
             tick,
             expiring: RefCell::default(),
-            deadlines: Cell::new(0),
             prune_at: Cell::new(PRUNE_AT_LEAST),
         }
     }
@@ -100,8 +97,6 @@ impl Streams {
     /// Has the ticker send the stream its token's challenge and end it when
     /// the token runs out (see [`Expiry`]).
     pub fn watch_expiry(&self, outbox: Rc<Outbox>, expiry: Expiry) {
-        let seq = self.deadlines.get();
-        self.deadlines.set(seq + 1);
         let mut expiring = self.expiring.borrow_mut();
         if expiring.len() >= self.prune_at.get() {
             // Amortised: the next pruning waits until the heap doubles.
@@ -110,7 +105,6 @@ impl Streams {
         }
         expiring.push(Deadline {
             at: expiry.next(),
-            seq,
             expiry,
             outbox,
         });

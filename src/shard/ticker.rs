@@ -93,9 +93,7 @@ fn end_unavailable(shard: &Shard, timeout: Duration, now: Instant) {
 /// keep-alive, it must not get ahead of the stream's feed); an end does
 /// not wait.
 fn expire_tokens(shard: &Shard) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::codec::jwt::unix_now();
     let mut later = Vec::new();
     while let Some(due) = shard.streams.next_due(now) {
         match due {

@@ -395,7 +395,7 @@ fn plan_for_method(
                     head: Vec::new(),
                 }
             }
-            Err(denied) => return refuse(route, &denied),
+            Err(denied) => return refuse(route, &denied).into(),
         },
     };
     // The token never reaches what follows.
@@ -476,9 +476,9 @@ fn plan_for_method(
 
 /// A guard's refusal, logged at debug level only: a storm of bad tokens
 /// must not flood the log (the metrics count them by reason).
-fn refuse(route: usize, denied: &Denied) -> Plan {
+fn refuse(route: usize, denied: &Denied) -> Refusal {
     debug!(route, status = denied.status(), reason = ?denied.rejection(), "guard refused a request");
-    Refusal::denied(denied).into()
+    Refusal::denied(denied)
 }
 
 /// The answer to a substitution the request does not provide: a 400, or a
@@ -487,12 +487,7 @@ fn missing_refusal(requests: &Requests, route: usize, missing: &filter::Missing)
     if missing.from == Source::Guard {
         let denied = Denied::Claim(missing.to_string());
         requests.gate.count(&denied);
-        debug!(
-            route,
-            status = 403,
-            "guard refused a request: a claim is missing"
-        );
-        return Refusal::denied(&denied);
+        return refuse(route, &denied);
     }
     Refusal::new(400, missing.to_string())
 }

@@ -16,15 +16,21 @@ fn python() -> String {
     })
 }
 
+/// `tests/clients/<script>` with `args`, run by the Python that has the
+/// test clients.
+fn client_command(script: &str, args: &[&str]) -> std::process::Command {
+    let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut command = std::process::Command::new(python());
+    command.arg(path).args(args);
+    command
+}
+
 /// Runs `tests/clients/<script>` with the Python that has confluent-kafka,
 /// `stdin` on its standard input; returns its output lines.
 pub fn run_python_client(script: &str, args: &[&str], stdin: &str) -> Vec<String> {
     use std::io::Write;
-    use std::process::{Command, Stdio};
-    let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
-    let mut child = Command::new(python())
-        .arg(&path)
-        .args(args)
+    use std::process::Stdio;
+    let mut child = client_command(script, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -75,11 +81,8 @@ pub fn produce_with_confluent_records(
 /// Starts `tests/clients/<script>` with the Python that has the test
 /// clients, its output piped; the caller reads and ends it.
 pub fn spawn_python_client(script: &str, args: &[&str]) -> std::process::Child {
-    use std::process::{Command, Stdio};
-    let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
-    Command::new(python())
-        .arg(&path)
-        .args(args)
+    use std::process::Stdio;
+    client_command(script, args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
