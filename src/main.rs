@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sse_kafka::config::{self, Flag, Overrides};
+use sse_kafka::config::{self, DocumentFormat, Flag, Overrides};
 use sse_kafka::server;
 use sse_kafka::sys::cpus;
 
@@ -52,6 +52,21 @@ enum Command {
         #[arg(long, env = "SSE_KAFKA_CONFIG")]
         config: PathBuf,
     },
+    /// Print the AsyncAPI 3.0 document of the routes (what `serve_asyncapi` serves).
+    Asyncapi {
+        #[arg(long, env = "SSE_KAFKA_CONFIG")]
+        config: PathBuf,
+        /// The document's form.
+        #[arg(long, value_enum, default_value_t = Form::Yaml)]
+        format: Form,
+    },
+}
+
+/// `--format` of `sse-kafka asyncapi`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Form {
+    Yaml,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -70,6 +85,20 @@ fn main() -> ExitCode {
                 for warning in cfg.warnings() {
                     eprintln!("warning: {warning}");
                 }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Asyncapi { config, format } => match config::load(&config) {
+            Ok(cfg) => {
+                let format = match format {
+                    Form::Yaml => DocumentFormat::Yaml,
+                    Form::Json => DocumentFormat::Json,
+                };
+                print!("{}", cfg.asyncapi_document(format));
                 ExitCode::SUCCESS
             }
             Err(e) => {

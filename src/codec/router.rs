@@ -86,6 +86,20 @@ impl PathTemplate {
     }
 
     /// The template as written in the config.
+    /// The template with its parameters' names left out (`/a/{}/b`): two
+    /// templates of one shape match the same paths.
+    pub fn shape(&self) -> String {
+        let mut out = String::new();
+        for segment in &self.segments {
+            out.push('/');
+            match segment {
+                Segment::Literal(text) => out.push_str(text),
+                Segment::Param(_) => out.push_str("{}"),
+            }
+        }
+        out
+    }
+
     pub fn as_str(&self) -> &str {
         &self.template
     }

@@ -32,6 +32,52 @@ pub(super) struct RawFilter {
     value: ValueConditions,
 }
 
+impl RawFilter {
+    /// A filter of these conditions, built rather than read (Zilla's
+    /// `x-zilla-sse-kafka` filters).
+    pub(super) fn of(key: Option<Template>, headers: Vec<(String, Template)>) -> Self {
+        RawFilter {
+            key: key.map(|k| TextCondition(Some(k))),
+            headers: HeaderConditions(
+                headers
+                    .into_iter()
+                    .map(|(name, t)| (name, TextCondition(Some(t))))
+                    .collect(),
+            ),
+            value: ValueConditions::default(),
+        }
+    }
+
+    /// Adds the condition that header `name` is `value`, unless the filter
+    /// has one for `name` already.
+    pub(super) fn add_header(&mut self, name: &str, value: Template) -> Result<(), String> {
+        if name.is_empty() || self.headers.0.iter().any(|(seen, _)| seen == name) {
+            return Err(format!(
+                "the filter has a condition on header '{name}' already"
+            ));
+        }
+        self.headers
+            .0
+            .push((name.to_string(), TextCondition(Some(value))));
+        Ok(())
+    }
+
+    /// Adds the condition that the JSON value at `pointer` is `value`,
+    /// unless the filter has one at `pointer` already.
+    pub(super) fn add_value(&mut self, pointer: &str, value: Template) -> Result<(), String> {
+        if !(pointer.is_empty() || pointer.starts_with('/')) {
+            return Err(format!("'{pointer}' is not a JSON pointer"));
+        }
+        if self.value.0.iter().any(|(seen, _)| seen == pointer) {
+            return Err(format!("the filter has a condition at '{pointer}' already"));
+        }
+        self.value
+            .0
+            .push((pointer.to_string(), ValueSpec::Text(value)));
+        Ok(())
+    }
+}
+
 /// What a key or header value may be written as: a string, or a number or
 /// boolean, which is taken as written (`version: 2` is the text "2", `2.50`
 /// stays "2.50"): serde_yaml_ng hands a plain scalar's source text to

@@ -145,20 +145,34 @@ impl<'de> Deserialize<'de> for Texts {
 #[derive(Default)]
 pub(super) struct Roles(Vec<String>);
 
+impl Roles {
+    /// Roles not read from the config file (an AsyncAPI scheme's `scopes`),
+    /// checked as the file's are.
+    pub(super) fn checked(roles: Vec<String>) -> Result<Self, String> {
+        for r in &roles {
+            check_role(r)?;
+        }
+        Ok(Roles(roles))
+    }
+}
+
+/// One role: one RFC 6750 scope token.
+fn check_role(r: &str) -> Result<(), String> {
+    if !r.is_empty()
+        && r.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid role '{r}': printable ASCII without spaces, quotes or backslashes"
+        ))
+    }
+}
+
 impl<'de> Deserialize<'de> for Roles {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        one_or_many(d, |r| {
-            if r.bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-            {
-                Ok(())
-            } else {
-                Err(format!(
-                    "invalid role '{r}': printable ASCII without spaces, quotes or backslashes"
-                ))
-            }
-        })
-        .map(Roles)
+        one_or_many(d, check_role).map(Roles)
     }
 }
 
@@ -466,7 +480,7 @@ pub(super) fn route_guard(
         if source == Source::Guard && index.is_none() {
             return Err(error(
                 format!("routes[{i}].{field}"),
-                format!("${{guard.{name}}} needs a guard on this route (routes[{i}].guard)"),
+                format!("${{guard.{name}}} needs a guard on this route (its `guard`)"),
             ));
         }
     }

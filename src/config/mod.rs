@@ -14,6 +14,8 @@
 //! One concept per file; each uses only those listed after it:
 //!
 //! - `validate`: the checks across fields, the overrides, building the model.
+//! - `asyncapi`: routes declared in AsyncAPI 3.0 documents, and the
+//!   document of a config's routes.
 //! - `raw`: the serde structs mirroring the file, with their defaults.
 //! - `filters`: a route's filter conditions, into [`crate::codec::filter::FilterSpec`]s.
 //! - `guards`: the JWT guards, their key files, a route's guard and roles.
@@ -31,6 +33,7 @@
 
 use std::path::Path;
 
+mod asyncapi;
 mod bounds;
 mod defaults;
 mod error;
@@ -45,12 +48,13 @@ mod testing;
 mod validate;
 mod values;
 
+pub use asyncapi::Format as DocumentFormat;
 pub use defaults::*;
 pub use error::ConfigError;
 pub use guards::{read_key_file, MIN_SECRET_BYTES};
 pub use model::{
     CacheConfig, Config, Connections, Cors, EventIdForm, Guard, KafkaConfig, KeySource, MaxLag,
-    Partitioner, Route, SlowClient, Start, ValueEncoding,
+    Partitioner, PublicUrl, Route, SlowClient, Start, ValueEncoding,
 };
 pub use overrides::{Flag, Overrides};
 

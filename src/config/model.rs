@@ -34,6 +34,23 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// The JWT guards, in order of name; a route's `guard` is an index.
     pub guards: Vec<Guard>,
+    /// `serve_asyncapi`: the AsyncAPI document of the routes is served at
+    /// this path plus `.json` and `.yaml`, which no route matches. A literal
+    /// path starting with `/`, not ending with one.
+    pub serve_asyncapi: Option<String>,
+    /// Where clients reach this instance, for the served document's server.
+    pub public_url: Option<PublicUrl>,
+}
+
+/// `public_url`, taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// `host` or `host:port`.
+    pub host: String,
+    /// Empty, or starting with `/` and not ending with one.
+    pub path: String,
 }
 
 /// A JWT guard (`guards.NAME`): which tokens open the routes it guards.
@@ -287,6 +304,10 @@ impl Config {
                 describe_filter(&mut out, f);
                 out.push(']');
             }
+            if let Some(k) = r.keepalive {
+                out.push_str(" keepalive ");
+                out.push_str(&humantime::format_duration(k).to_string());
+            }
             if let Some(p) = r.partitioner {
                 out.push_str(" partitioner ");
                 out.push_str(p.keyword());
@@ -485,7 +506,7 @@ routes:
         assert_eq!(c.route_keepalive(1), Duration::from_secs(20));
         assert_eq!(
             c.describe_routes(),
-            "GET /items -> topic items (start earliest, value base64, id key-and-progress)\n\
+            "GET /items -> topic items (start earliest, value base64, id key-and-progress) keepalive 5s\n\
              GET /items/live -> topic items (start live, value text, id progress)\n\
              GET /orders -> topic orders.v2_eu-1 (start live, value text, id progress)\n"
         );

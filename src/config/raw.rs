@@ -5,9 +5,11 @@
 //! rest of the proxy only ever sees the validated model.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::defaults::*;
@@ -15,9 +17,9 @@ use super::filters::RawFilter;
 use super::guards::{RawGuard, Roles};
 use super::model::{EventIdForm, Partitioner, Start, ValueEncoding};
 use super::values::{
-    present, AnySize, BrokerAddr, DurationAtLeast, FetchWait, Keepalive, Keyword, LagLimit,
-    NonEmpty, PositiveDuration, RetryDuration, RoutePath, Size, SizeAtLeast, TopicName,
-    TopicPatterns,
+    present, AnySize, BrokerAddr, DocumentPath, DurationAtLeast, FetchWait, Keepalive, Keyword,
+    LagLimit, NonEmpty, PositiveDuration, PublicUrl, RetryDuration, RoutePath, Size, SizeAtLeast,
+    TopicName, TopicPatterns,
 };
 
 #[derive(Deserialize)]
@@ -45,9 +47,22 @@ pub(super) struct RawConfig {
     pub(super) cache: RawCache,
     #[serde(default)]
     pub(super) slow_client: RawSlowClient,
-    pub(super) routes: NonEmpty<RawRoute>,
+    /// Absent when `asyncapi` documents declare every route; a null is
+    /// no list, refused where it is.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) routes: Option<NonEmpty<RawRoute>>,
     #[serde(default)]
     pub(super) guards: Option<BTreeMap<String, RawGuard>>,
+    /// AsyncAPI documents whose routes join `routes`.
+    #[serde(default)]
+    pub(super) asyncapi: Option<Sources>,
+    /// Where the AsyncAPI document of the routes is served (`/asyncapi`:
+    /// `/asyncapi.json` and `/asyncapi.yaml`).
+    #[serde(default)]
+    pub(super) serve_asyncapi: Option<DocumentPath>,
+    /// The URL clients reach the instance at, for the served document.
+    #[serde(default)]
+    pub(super) public_url: Option<PublicUrl>,
 }
 
 #[derive(Deserialize)]
@@ -161,14 +176,17 @@ impl Default for RawSlowClient {
     }
 }
 
+/// A route as the file writes it. The same settings make an AsyncAPI
+/// channel's `x-sse-kafka`, where the path is the channel's address and the
+/// topic may be its Kafka binding's: [`RawRouteSettings`].
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
     expecting = "a route: a mapping with path, topic, ..."
 )]
-pub(super) struct RawRoute {
-    pub(super) path: RoutePath,
-    pub(super) topic: TopicName,
+pub(super) struct RawRoute<P = RoutePath, T = TopicName> {
+    pub(super) path: P,
+    pub(super) topic: T,
     #[serde(default = "default_start")]
     pub(super) start: Keyword<Start>,
     #[serde(default = "default_value")]
@@ -189,6 +207,131 @@ pub(super) struct RawRoute {
     pub(super) partitioner: Option<Keyword<Partitioner>>,
     #[serde(default)]
     pub(super) topics: Option<TopicPatterns>,
+}
+
+/// `asyncapi`: one document or a list of them.
+pub(super) struct Sources(pub(super) Vec<Source>);
+
+/// One entry of `asyncapi`: the path of a document whose channels carry
+/// `x-sse-kafka`, or Zilla's pair of an SSE and a Kafka document. Paths are
+/// relative to the config file's directory.
+pub(super) enum Source {
+    Single(String),
+    Pair { sse: String, kafka: String },
+}
+
+/// Zilla's pair, as the file writes it.
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "Zilla's pair of documents: a mapping with sse and kafka"
+)]
+struct RawPair {
+    sse: String,
+    kafka: String,
+}
+
+/// Reads one [`Source`].
+struct SourceVisitor;
+
+impl<'de> Visitor<'de> for SourceVisitor {
+    type Value = Source;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the path of an AsyncAPI document, or {sse: PATH, kafka: PATH}")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Source, E> {
+        if v.is_empty() {
+            return Err(E::custom("an empty path names no document"));
+        }
+        Ok(Source::Single(v.to_string()))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Source, A::Error> {
+        let pair = RawPair::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        Ok(Source::Pair {
+            sse: pair.sse,
+            kafka: pair.kafka,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Source {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SourceVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sources {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct OneOrMany;
+        impl<'de> Visitor<'de> for OneOrMany {
+            type Value = Sources;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the path of an AsyncAPI document, or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Sources, E> {
+                SourceVisitor.visit_str(v).map(|one| Sources(vec![one]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Sources, A::Error> {
+                let mut all = Vec::new();
+                while let Some(one) = seq.next_element()? {
+                    all.push(one);
+                }
+                if all.is_empty() {
+                    return Err(de::Error::custom(
+                        "an empty list; list at least one document",
+                    ));
+                }
+                Ok(Sources(all))
+            }
+        }
+        d.deserialize_any(OneOrMany)
+    }
+}
+
+/// A channel's `x-sse-kafka`: a route's settings without its path (never
+/// there) and maybe without its topic.
+pub(super) type RawRouteSettings = RawRoute<Option<NoPath>, Option<TopicName>>;
+
+impl RawRouteSettings {
+    /// The route these settings make at `path` on `topic`.
+    pub(super) fn at(self, path: RoutePath, topic: TopicName) -> RawRoute {
+        RawRoute {
+            path,
+            topic,
+            start: self.start,
+            value: self.value,
+            event_id: self.event_id,
+            keepalive: self.keepalive,
+            filters: self.filters,
+            guard: self.guard,
+            roles: self.roles,
+            partitioner: self.partitioner,
+            topics: self.topics,
+        }
+    }
+}
+
+/// `path` in `x-sse-kafka`: refused, the channel's address is the path.
+pub(super) enum NoPath {}
+
+/// Why `path` is refused in `x-sse-kafka`.
+const NO_PATH: &str = "the channel's `address` is the route's path; x-sse-kafka does not take one";
+
+impl<'de> Deserialize<'de> for NoPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Refused from a visitor, so that the error has the value's place.
+        struct Refuse;
+        impl<'de> Visitor<'de> for Refuse {
+            type Value = NoPath;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(NO_PATH)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<NoPath, E> {
+                Err(E::custom(NO_PATH))
+            }
+        }
+        d.deserialize_any(Refuse)
+    }
 }
 
 // serde's `default = "..."` wants functions; they only wrap the constants.

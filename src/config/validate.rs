@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::path::Path;
 
+use super::asyncapi;
 use super::defaults::MAX_MAX_TOPICS;
 use super::error::ConfigError;
 use super::filters::route_filters;
@@ -15,9 +16,10 @@ use super::guards::{build_guards, roles, route_guard};
 use super::keys::KeyIndex;
 use super::model::{CacheConfig, Config, Connections, Cors, KafkaConfig, Route, SlowClient};
 use super::overrides::Overrides;
-use super::raw::RawConfig;
+use super::raw::{RawConfig, RawRoute};
 use super::values::{show_size, BrokerAddr, NonEmpty, EMPTY_LIST};
 use crate::codec::filter::Source;
+use crate::codec::router::Router;
 
 /// Writes `overrides` over the file's values, then checks what no single
 /// value can check alone and builds the public model. Positions come from
@@ -30,47 +32,102 @@ pub(super) fn validate(
     file: &str,
 ) -> Result<Config, ConfigError> {
     let index = KeyIndex::new(text);
-    let error = |field: String, message: String| match overrides.flag_for(&field) {
-        Some(flag) => ConfigError::from_flag(file, flag, &field, message),
-        None => ConfigError::new(file, index.locate(&field), &field, message),
+    let at_config = |field: String, message: String| {
+        ConfigError::new(file, index.locate(&field), &field, message)
+    };
+    // Key files and AsyncAPI documents are found beside the config file.
+    let base = Path::new(file).parent().unwrap_or(Path::new("."));
+
+    // The file's routes, then those its AsyncAPI documents declare, whose
+    // errors name the document's place of the setting at fault.
+    let declared = asyncapi::declare(raw.asyncapi.take(), base, &at_config)?;
+    let mut routes: Vec<RawRoute> = raw.routes.take().map(|r| r.0).unwrap_or_default();
+    if routes.is_empty() && declared.is_empty() {
+        return Err(ConfigError::new(
+            file,
+            (1, 1),
+            "routes",
+            "missing field `routes` (the paths that stream topics; or `asyncapi`, documents that declare them)".into(),
+        ));
+    }
+    let own = routes.len();
+    let mut origins = Vec::with_capacity(declared.len());
+    for d in declared {
+        routes.push(d.route);
+        origins.push(d.origin);
+    }
+    let name = |i: usize| match i.checked_sub(own) {
+        None => format!("routes[{i}]"),
+        Some(j) => origins[j].name.clone(),
+    };
+
+    let error = |field: String, message: String| {
+        if let Some(origin) = route_field(&field).and_then(|(i, rest)| {
+            let j = i.checked_sub(own)?;
+            Some((&origins[j], rest))
+        }) {
+            return origin.0.error(origin.1, message);
+        }
+        match overrides.flag_for(&field) {
+            Some(flag) => ConfigError::from_flag(file, flag, &field, message),
+            None => at_config(field, message),
+        }
     };
     let fail = |field: String, message: String| Err(error(field, message));
 
     apply_overrides(&mut raw, overrides, &error)?;
 
-    // Two routes with one path: the second could never be reached.
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for (i, r) in raw.routes.0.iter().enumerate() {
-        if let Some(first) = seen.insert(r.path.0.as_str(), i) {
+    // Two routes with one path: the second could never be reached. Nor
+    // could it with the same path but other parameter names.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, r) in routes.iter().enumerate() {
+        if let Some(first) = seen.insert(r.path.0.shape(), i) {
+            let (path, other) = (r.path.0.as_str(), routes[first].path.0.as_str());
+            let what = if path == other {
+                String::new()
+            } else {
+                format!(": '{other}', whatever its parameters are called")
+            };
             return fail(
                 format!("routes[{i}].path"),
                 format!(
-                    "duplicate route path '{}' (already used by routes[{first}])",
-                    r.path.0.as_str()
+                    "duplicate route path '{path}' (already used by {}{what})",
+                    name(first)
                 ),
             );
         }
     }
 
-    let filters = raw
-        .routes
-        .0
+    // The served document's paths are no route's.
+    if let Some(doc) = &raw.serve_asyncapi {
+        let router = Router::new(routes.iter().map(|r| r.path.0.clone()).collect());
+        for served in [format!("{}.json", doc.0), format!("{}.yaml", doc.0)] {
+            if let Some((i, _)) = router.route(&served) {
+                return fail(
+                    "serve_asyncapi".into(),
+                    format!(
+                        "the document's {served} is a path of {} ('{}') too; serve the document elsewhere",
+                        name(i),
+                        routes[i].path.0.as_str()
+                    ),
+                );
+            }
+        }
+    }
+
+    let filters = routes
         .iter_mut()
         .enumerate()
         .map(|(i, r)| route_filters(i, &r.path.0, r.filters.take(), &error))
         .collect::<Result<Vec<_>, _>>()?;
 
-    // Key files are found beside the config file.
-    let base = Path::new(file).parent().unwrap_or(Path::new("."));
     let guards = build_guards(
         raw.guards.take().unwrap_or_default(),
         base,
         &raw.cors.allow_origins,
         &error,
     )?;
-    let route_guards = raw
-        .routes
-        .0
+    let route_guards = routes
         .iter()
         .zip(&filters)
         .enumerate()
@@ -88,7 +145,7 @@ pub(super) fn validate(
         .collect::<Result<Vec<_>, _>>()?;
 
     // A topic from the request must be bounded, and only such a topic.
-    for (i, r) in raw.routes.0.iter().enumerate() {
+    for (i, r) in routes.iter().enumerate() {
         match (&r.topic.1, &r.topics) {
             (Some(_), None) => {
                 return fail(
@@ -119,7 +176,7 @@ pub(super) fn validate(
     }
 
     // Pruning by key needs a key to prune by.
-    for (i, (r, filters)) in raw.routes.0.iter().zip(&filters).enumerate() {
+    for (i, (r, filters)) in routes.iter().zip(&filters).enumerate() {
         if r.partitioner.is_some() && !filters.iter().any(|f| f.key.is_some()) {
             return fail(
                 format!("routes[{i}].partitioner"),
@@ -208,9 +265,7 @@ pub(super) fn validate(
         slow_client: SlowClient {
             max_lag: raw.slow_client.max_lag.0,
         },
-        routes: raw
-            .routes
-            .0
+        routes: routes
             .into_iter()
             .zip(filters)
             .zip(route_guards)
@@ -230,6 +285,8 @@ pub(super) fn validate(
             })
             .collect(),
         guards,
+        serve_asyncapi: raw.serve_asyncapi.map(|d| d.0),
+        public_url: raw.public_url.map(|u| u.0),
     };
 
     // Templates add topics at run time; the config's own always fit.
@@ -241,6 +298,13 @@ pub(super) fn validate(
         );
     }
     Ok(config)
+}
+
+/// `routes[3].filters[0]` as (3, `filters[0]`); `routes[3]` as (3, ``).
+fn route_field(field: &str) -> Option<(usize, &str)> {
+    let rest = field.strip_prefix("routes[")?;
+    let (i, rest) = rest.split_once(']')?;
+    Some((i.parse().ok()?, rest.strip_prefix('.').unwrap_or(rest)))
 }
 
 /// Writes the flags' values over the file's. Each is checked as the file's
@@ -293,6 +357,8 @@ mod tests {
                 3, 3, "kafka.max_topics", "max_topics (100000) must be between the routes' own topics (1) and 65536"),
             ("duplicate path", format!("{MINIMAL}  - path: /items\n    topic: other\n"),
                 6, 5, "routes[1].path", "duplicate route path '/items' (already used by routes[0])"),
+            ("duplicate path but for its parameter's name", format!("{UP_TO_ROUTES}  - path: /a/{{x}}\n    topic: t\n  - path: /a/{{y}}\n    topic: t\n"),
+                6, 5, "routes[1].path", "duplicate route path '/a/{y}' (already used by routes[0]: '/a/{x}', whatever its parameters are called)"),
             ("partitioner without a key filter", route_with("    partitioner: murmur2\n"),
                 6, 5, "routes[0].partitioner", "partitioner only narrows"),
             ("topics beside a fixed topic", route_with("    topics: \"public.*\"\n"),

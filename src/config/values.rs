@@ -338,6 +338,63 @@ impl<'de> Deserialize<'de> for RoutePath {
     }
 }
 
+/// `serve_asyncapi`: the path the served AsyncAPI document is found at,
+/// without its extension (`/asyncapi`: `/asyncapi.json` and
+/// `/asyncapi.yaml`). A literal path: no parameters, no trailing `/`.
+#[derive(Debug)]
+pub(super) struct DocumentPath(pub(super) String);
+
+impl<'de> Deserialize<'de> for DocumentPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_str_with(d, "an HTTP path starting with '/'", |s| {
+            if !s.starts_with('/') || s.ends_with('/') {
+                return Err(format!(
+                    "'{s}' must start with '/' and not end with one: the document is served at it plus .json and .yaml"
+                ));
+            }
+            if let Some(c) = s.chars().find(|c| {
+                c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '{' | '}' | '%')
+            }) {
+                return Err(format!(
+                    "'{s}' must not contain {c:?}: it is a literal path"
+                ));
+            }
+            Ok(DocumentPath(s.to_string()))
+        })
+    }
+}
+
+/// `public_url`: where clients reach this instance (`https://events.example.com`,
+/// perhaps behind a proxy and under a path), for the served document's
+/// server. http or https, a host, no user, query or fragment.
+#[derive(Debug)]
+pub(super) struct PublicUrl(pub(super) crate::config::model::PublicUrl);
+
+impl<'de> Deserialize<'de> for PublicUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_str_with(d, "a URL (https://host[:port][/path])", |s| {
+            let uri: http::Uri = s.parse().map_err(|e| format!("invalid URL '{s}': {e}"))?;
+            let scheme = match uri.scheme_str() {
+                Some(scheme @ ("http" | "https")) => scheme.to_string(),
+                _ => return Err(format!("'{s}' must start with http:// or https://")),
+            };
+            let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+            if authority.is_empty() || authority.contains('@') {
+                return Err(format!("'{s}' needs a host, and no user"));
+            }
+            if uri.query().is_some() || s.contains('#') {
+                return Err(format!("'{s}' must not have a query or fragment"));
+            }
+            let path = uri.path().trim_end_matches('/');
+            Ok(PublicUrl(crate::config::model::PublicUrl {
+                scheme,
+                host: authority.to_string(),
+                path: path.to_string(),
+            }))
+        })
+    }
+}
+
 /// A Kafka bootstrap address `host:port` (`[v6]:port` for IPv6 literals). Only
 /// the shape is checked: names are resolved by the Kafka client later.
 #[derive(Debug)]

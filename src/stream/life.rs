@@ -225,7 +225,10 @@ async fn begin(
 
 /// Writes an HTTP answer instead of a stream, and closes.
 async fn answer(shard: &Shard, outbox: &Outbox, bytes: &[u8]) {
-    shard.metrics.http_errors.inc();
+    // A preflight or the AsyncAPI document is no error.
+    if !bytes.starts_with(b"HTTP/1.1 2") {
+        shard.metrics.http_errors.inc();
+    }
     if let Some(mut stream) = outbox.close() {
         let _ = stream.write_all(bytes).await;
         let _ = stream.close().await;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
-use super::routes::Routes;
+use super::routes::{Document, Routes};
 use crate::codec::filter::{self, Filter, GuardVars, Source};
 use crate::codec::http::{self, Method};
 use crate::codec::partitioner::partition_for_key;
@@ -330,6 +330,33 @@ async fn read_plan(
     }
 }
 
+/// The answer to a request for the served AsyncAPI document: the
+/// document (or, for HEAD, its head), a CORS preflight, or 405.
+fn document_answer(routes: &Routes, head: &http::RequestHead<'_>, document: &Document) -> Plan {
+    let allow_origin = http::cors_allow_origin(&routes.config().cors.allow_origins, head.origin);
+    match head.method {
+        Method::Get | Method::Head => {
+            let mut out = Vec::with_capacity(document.body.len() + 256);
+            http::write_document(
+                &mut out,
+                document.content_type,
+                document.body.as_bytes(),
+                allow_origin,
+            );
+            Plan::Respond(out)
+        }
+        Method::Options => match allow_origin {
+            Some(origin) => {
+                let mut out = Vec::new();
+                http::write_preflight(&mut out, origin, head.access_control_request_headers, false);
+                Plan::Respond(out)
+            }
+            None => Refusal::new(403, "origin not allowed").into(),
+        },
+        _ => Refusal::new(405, "only GET reads the document").into(),
+    }
+}
+
 fn bad_request(e: &http::RequestError) -> Plan {
     Refusal::new(e.status(), e.to_string()).into()
 }
@@ -357,6 +384,9 @@ fn plan_for_method(
     may_wait: bool,
 ) -> Plan {
     let routes = &requests.routes;
+    if let Some(document) = routes.document(head.path) {
+        return document_answer(routes, head, document);
+    }
     let Some((route, params)) = routes.router().route(head.path) else {
         return Refusal::new(404, "no route for this path").into();
     };

@@ -1,13 +1,14 @@
 //! Routes as a shard's streams use them: the router that maps a path to a
 //! route, and what each route resolves to once (its topic id, start,
-//! rendering and keep-alive), beside the route's own config.
+//! rendering and keep-alive), beside the route's own config; and the
+//! served AsyncAPI document of them all.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::codec::router::{PathTemplate, Router};
 use crate::codec::sse::Render;
-use crate::config::{Config, Route, Start};
+use crate::config::{Config, DocumentFormat, Route, Start};
 use crate::kafka::TopicTable;
 use crate::model::TopicId;
 
@@ -26,6 +27,17 @@ pub struct Routes {
     config: Arc<Config>,
     router: Router,
     infos: Vec<RouteInfo>,
+    /// The AsyncAPI document, when `serve_asyncapi` asks for it: by path.
+    documents: Vec<Document>,
+}
+
+/// The served AsyncAPI document in one of its forms.
+#[derive(Debug)]
+pub struct Document {
+    /// `serve_asyncapi` plus `.json` or `.yaml`.
+    pub path: String,
+    pub content_type: &'static str,
+    pub body: String,
 }
 
 impl Routes {
@@ -61,11 +73,32 @@ impl Routes {
                 }
             })
             .collect();
+        let documents = match &config.serve_asyncapi {
+            None => Vec::new(),
+            Some(at) => [
+                (DocumentFormat::Json, "json"),
+                (DocumentFormat::Yaml, "yaml"),
+            ]
+            .into_iter()
+            .map(|(format, ext)| Document {
+                path: format!("{at}.{ext}"),
+                content_type: format.content_type(),
+                body: config.asyncapi_document(format),
+            })
+            .collect(),
+        };
         Self {
             config,
             router,
             infos,
+            documents,
         }
+    }
+
+    /// The served AsyncAPI document at request path `path`, if it is one
+    /// of its paths (no route ever is).
+    pub fn document(&self, path: &str) -> Option<&Document> {
+        self.documents.iter().find(|d| d.path == path)
     }
 
     pub fn config(&self) -> &Config {

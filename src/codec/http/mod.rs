@@ -15,6 +15,6 @@ pub use request::{
     MAX_REQUEST_LINE,
 };
 pub use response::{
-    cors_allow_origin, reason, without_body, write_error, write_error_allowing,
+    cors_allow_origin, reason, without_body, write_document, write_error, write_error_allowing,
     write_error_challenging, write_preflight, write_stream_head, StreamHead,
 };

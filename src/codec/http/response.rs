@@ -114,6 +114,29 @@ fn write_error_fields(
     out.push(b'\n');
 }
 
+/// A complete 200 response with `body`, a document of `content_type`:
+/// `content-length`, `cache-control: no-cache` (it changes when the config
+/// does), `connection: close`, and `access-control-allow-origin` (with
+/// `vary: origin` unless it is `*`) when an origin is given.
+pub fn write_document(
+    out: &mut Vec<u8>,
+    content_type: &str,
+    body: &[u8],
+    allow_origin: Option<&[u8]>,
+) {
+    push_status_line(out, 200);
+    out.extend_from_slice(b"content-type: ");
+    out.extend_from_slice(content_type.as_bytes());
+    out.extend_from_slice(b"\r\ncontent-length: ");
+    push_decimal(out, body.len() as u64);
+    out.extend_from_slice(b"\r\ncache-control: no-cache\r\nconnection: close\r\n");
+    if let Some(origin) = allow_origin {
+        push_allow_origin(out, origin);
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+}
+
 /// A response's status line and header fields alone, for a HEAD request:
 /// everything through the blank line (`content-length` still says what a
 /// GET would get).
