@@ -13,7 +13,8 @@ start_broker 9092
 # The producer creates the topic (4 partitions) before producing.
 ./target/release/examples/produce --brokers 127.0.0.1:9092 --topic items --partitions 4 --rate 2 &
 pids+=($!)
-./target/release/sse-kafka run --config examples/quickstart.yaml &
+# CONFIG=examples/asyncapi/quickstart.yaml: the same routes, declared in AsyncAPI.
+./target/release/sse-kafka run --config "${CONFIG:-examples/quickstart.yaml}" &
 pids+=($!)
 for _ in $(seq 100); do curl -sf http://127.0.0.1:9464/health/ready >/dev/null && break; sleep 0.2; done
 cat <<MSG
@@ -23,6 +24,7 @@ cat <<MSG
     curl -N http://127.0.0.1:8080/items
     curl -N http://127.0.0.1:8080/items -H 'Last-Event-ID: <an id you saw>'
     curl -s http://127.0.0.1:9464/metrics
+    curl -s http://127.0.0.1:8080/asyncapi.yaml
 
   Ctrl-C stops the broker, the proxy and the producer.
 MSG
