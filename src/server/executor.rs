@@ -337,13 +337,13 @@ async fn run(spec: ShardSpec) {
                         Ok(admitted) => {
                             // No keep-alive until the stream head is out (see `life::begin`).
                             let outbox = Rc::new(Outbox::new(stream, NO_KEEPALIVE));
-                            // The count is held by the stream's own task
-                            // (see `life::serve`).
-                            let serve =
-                                life::serve(Rc::clone(&shard), Rc::clone(&front), outbox, admitted);
-                            // Queued behind the connections' work, not run
-                            // at once as in the accept loop's own queue.
-                            spawn_into(queues.connections, serve);
+                            // Started here if it can be at once; else its
+                            // task is queued behind the connections' work,
+                            // not run in the accept loop's own queue. The
+                            // count is held by the stream (see `life::accept`).
+                            life::accept(&shard, &front, outbox, admitted, queues.connections);
+                            // Live delivery comes first (see `Queues`).
+                            glommio::yield_if_needed().await;
                         }
                         Err(refused) => {
                             match refused {

@@ -165,6 +165,23 @@ pub struct Outbox {
     /// The stream's task waits for room as the ticker sees it (see
     /// [`Outbox::wait_room`]).
     parked: Cell<bool>,
+    /// Set while the stream has no task (see [`Outbox::park`]).
+    revive: Revive,
+}
+
+/// What brings back the task of a stream that has none: a live stream with
+/// nothing to do holds no task (no future, no task header: most of an idle
+/// stream's memory), and the first wake-up spawns one again.
+#[derive(Default)]
+struct Revive(Cell<Option<Box<dyn FnOnce()>>>);
+
+impl std::fmt::Debug for Revive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parked = self.0.take();
+        let is = parked.is_some();
+        self.0.set(parked);
+        f.debug_tuple("Revive").field(&is).finish()
+    }
 }
 
 impl Outbox {
@@ -231,6 +248,7 @@ impl Outbox {
             idle_ticks: Cell::new(0),
             keepalive_ticks: Cell::new(keepalive_ticks),
             parked: Cell::new(false),
+            revive: Revive::default(),
         }
     }
 
@@ -355,9 +373,40 @@ impl Outbox {
         }
     }
 
-    /// Wakes the stream's task.
+    /// Wakes the stream's task, or brings it back if the stream has none
+    /// (see [`Outbox::park`]).
     pub fn notify(&self) {
         self.wake.notify();
+        if let Some(revive) = self.revive.0.take() {
+            revive();
+        }
+    }
+
+    /// Whether something was pushed or the stream was poked since the task
+    /// last looked; it has looked now.
+    pub fn take_notified(&self) -> bool {
+        self.wake.notified.replace(false)
+    }
+
+    /// The stream's task ends, leaving the stream to the hub's writes:
+    /// `revive` runs at the next wake-up (a frame of its own, a full
+    /// socket, a demotion, its end, a hang-up, shutdown), and spawns the
+    /// task again. Handed back when a wake-up came since the task last
+    /// looked: the task goes on instead.
+    pub fn park(&self, revive: Box<dyn FnOnce()>) -> Result<(), Box<dyn FnOnce()>> {
+        if self.wake.notified.get() || self.is_closed() {
+            return Err(revive);
+        }
+        self.revive.0.set(Some(revive));
+        Ok(())
+    }
+
+    /// Whether the stream has no task now.
+    pub fn is_parked(&self) -> bool {
+        let revive = self.revive.0.take();
+        let parked = revive.is_some();
+        self.revive.0.set(revive);
+        parked
     }
 
     /// Ready once something was pushed or the stream was poked since the
@@ -632,6 +681,32 @@ mod tests {
         assert_eq!(own.advance(3), 2);
         assert!(own.queue.is_empty());
         assert_eq!(own.bytes, 0);
+    }
+
+    #[test]
+    fn a_parked_stream_is_brought_back_by_its_next_wake_up_once() {
+        let outbox = Outbox::in_memory(1);
+        let revived = Rc::new(Cell::new(0));
+        let count = |r: &Rc<Cell<u32>>| {
+            let r = Rc::clone(r);
+            Box::new(move || r.set(r.get() + 1)) as Box<dyn FnOnce()>
+        };
+        assert!(outbox.park(count(&revived)).is_ok());
+        assert!(outbox.is_parked());
+        assert_eq!(revived.get(), 0);
+        outbox.push(Rc::from(&b"x"[..]), 1);
+        assert_eq!(revived.get(), 1, "the push brought the task back");
+        assert!(!outbox.is_parked());
+        outbox.notify();
+        assert_eq!(revived.get(), 1, "only once");
+        // A wake-up the task has not looked at yet: it may not go.
+        assert!(outbox.park(count(&revived)).is_err());
+        assert!(outbox.take_notified());
+        assert!(outbox.park(count(&revived)).is_ok());
+        // A closed stream is never parked.
+        let closed = Outbox::in_memory(1);
+        drop(closed.close());
+        assert!(closed.park(count(&revived)).is_err());
     }
 
     #[test]

@@ -19,6 +19,12 @@ use crate::sys::socket::HangUps;
 /// before the freed memory is returned to the kernel (see `sys::memory`).
 const ENDED_BEFORE_TRIM: usize = 256;
 
+/// Streams started since the last trim, and none in the last tick, before
+/// the freed memory is returned to the kernel: what a burst of new streams
+/// freed once each was under way (their tasks, which a live stream gives
+/// up; their requests' buffers) lies between what they keep.
+const STARTED_BEFORE_TRIM: u64 = 256;
+
 /// What the ticker is set to.
 #[derive(Debug, Clone, Copy)]
 pub struct TickerSettings {
@@ -36,6 +42,8 @@ pub async fn run(shard: Rc<Shard>, settings: TickerSettings) {
     let mut polled = Vec::new();
     // The most streams open since the memory was last trimmed.
     let mut most_open = 0usize;
+    // Streams started, when the memory was last trimmed and at the last tick.
+    let (mut started_at_trim, mut started_before) = (0u64, 0u64);
     loop {
         glommio::timer::sleep(shard.streams.tick()).await;
         if shard.streams.is_shutting_down() {
@@ -60,9 +68,14 @@ pub async fn run(shard: Rc<Shard>, settings: TickerSettings) {
         // Also once the last stream is gone: those that ended after the
         // last trim (fewer than the threshold) gave memory back too.
         let all_gone = open.is_empty() && most_open > 0;
-        if most_open - open.len() >= ENDED_BEFORE_TRIM || all_gone {
+        let started = shard.metrics.connections_total.get();
+        let burst_over =
+            started == started_before && started - started_at_trim >= STARTED_BEFORE_TRIM;
+        started_before = started;
+        if most_open - open.len() >= ENDED_BEFORE_TRIM || all_gone || burst_over {
             memory::release_free_memory();
             most_open = open.len();
+            started_at_trim = started;
         }
     }
 }

@@ -184,11 +184,17 @@ impl From<Refusal> for Plan {
     }
 }
 
-/// Reads and plans a connection's request.
-pub async fn read(requests: &Requests, shard: &Shard, outbox: &Outbox) -> io::Result<Plan> {
+/// Reads and plans the rest of a connection's request, from what
+/// [`plan_now`] found.
+pub async fn read(
+    requests: &Requests,
+    shard: &Shard,
+    outbox: &Outbox,
+    head: Head,
+) -> io::Result<Plan> {
     // Decided in one statement, so that no head or plan is held in the
     // connection's future while the rest of the head is awaited.
-    let (buf, deadline) = match plan_now(requests, shard, outbox)? {
+    let (buf, deadline) = match head {
         Head::Complete(Plan::AwaitKeys { guard, past, head }) => {
             return Ok(Box::pin(await_keys(requests, shard, guard, past, head)).await)
         }
@@ -256,7 +262,8 @@ pub fn defer_accept(request_timeout: Duration) -> Duration {
 }
 
 /// What the socket held when the connection was accepted.
-enum Head {
+#[derive(Debug)]
+pub enum Head {
     /// A whole request head: its plan.
     Complete(Plan),
     /// The start of one (possibly nothing yet), to be read on.
@@ -269,7 +276,7 @@ enum Head {
 /// without allocating. Thousands of connections arriving at once would
 /// otherwise each allocate transient buffers that leave the allocator's
 /// heap fragmented for as long as the streams live.
-fn plan_now(requests: &Requests, shard: &Shard, outbox: &Outbox) -> io::Result<Head> {
+pub fn plan_now(requests: &Requests, shard: &Shard, outbox: &Outbox) -> io::Result<Head> {
     let mut scratch = requests.head_scratch.borrow_mut();
     match outbox.recv_now(&mut scratch)? {
         Some(0) => Err(io::ErrorKind::UnexpectedEof.into()),
