@@ -3,8 +3,10 @@
 //! ceiling, CPU per event against nchan, memory per idle connection,
 //! exactly-once delivery, and the first byte of new clients during fan-out.
 //! A goal is met only on measured numbers; one with nothing to judge is
-//! "not measured".
+//! "not measured". The section opens with issue 16's goals against the raw
+//! ceiling (`ceiling_goals`), a table.
 
+use crate::ceiling_goals;
 use crate::input::{Record, Scenario, Server};
 use crate::measures::{
     best_d, best_d_under, extra_step, idle_bytes_per_connection, last_of, lines_of, ratio,
@@ -56,6 +58,8 @@ pub fn section_goals(records: &[Record]) -> String {
         goal_first_byte(records),
     ];
     let mut out = String::from("## Goals\n\n");
+    out.push_str(&ceiling_goals::section_markdown(records));
+    out.push_str("\n### The performance issue's goals\n\n");
     for g in &goals {
         out.push_str(&g.render());
     }

@@ -7,12 +7,15 @@
 //! interesting numbers are the within-run ratios; this program only reads
 //! and formats, it measures nothing. `input` reads the file, `measures`
 //! derives what the tables and goals need, `markdown` and `goals` write
-//! RESULTS.md (with `text` for numbers and tables), `chart` draws
+//! RESULTS.md (with `text` for numbers and tables; `ceiling_goals` judges
+//! issue 16's goals against the raw ceiling, a table in RESULTS.md that is
+//! also printed to stdout, last, for compare.sh's reader), `chart` draws
 //! results.svg (with the axes and SVG pieces of the `plot` library, which
 //! soak_chart shares).
 //!
 //! `cargo run --release -p sse-kafka-perf --bin perf_summary -- perf/results/run.jsonl perf`
 
+mod ceiling_goals;
 mod chart;
 mod goals;
 mod input;
@@ -40,6 +43,7 @@ fn run(input_path: &str, out_dir: &str) -> Result<()> {
         std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
+    print!("{}", ceiling_goals::render_text(&input.records, input_path));
     Ok(())
 }
 

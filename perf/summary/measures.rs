@@ -7,9 +7,10 @@
 use crate::input::{Idle, Record, Scenario, Server};
 
 /// Server CPU seconds per million delivered events. The CPU was measured
-/// over `window_s` (warm-up plus window) while `events_per_s` is the window's
-/// delivery rate, so the events over the CPU window are estimated as
-/// rate × window. None when an input is missing or no events were delivered.
+/// over `window_s` (compare.sh reads it after the warm-up, over the
+/// generator's window, timed by its own clock) while `events_per_s` is the
+/// generator's delivery rate over its window, so the events over the CPU
+/// window are estimated as rate × window. None when an input is missing or no events were delivered.
 impl Record {
     /// The server's CPU seconds per million events delivered, over the
     /// run's CPU window.

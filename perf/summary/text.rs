@@ -1,7 +1,8 @@
 //! Numbers and Markdown pieces as the tables show them: thousands
 //! separators, fixed decimals, "—" for anything missing (a failed step
 //! must still render), ratios as "1.98×", tables with right-aligned number
-//! columns, and inline code that survives backticks.
+//! columns (and padded plain-text ones for the terminal), and inline code
+//! that survives backticks.
 
 pub const NONE: &str = "—";
 
@@ -82,6 +83,36 @@ pub fn table(headers: &[&str], text_cols: usize, rows: &[Vec<String>]) -> String
     out
 }
 
+/// A plain-text table for the terminal: columns padded to their widest
+/// cell (counted in characters: "×" and "—" are one column, not two or
+/// three bytes), two spaces apart, a rule under the headers.
+pub fn aligned(headers: &[&str], rows: &[Vec<String>]) -> String {
+    fn width(s: &str) -> usize {
+        s.chars().count()
+    }
+    fn line<'a>(cells: impl IntoIterator<Item = &'a str>, widths: &[usize]) -> String {
+        let padded: Vec<String> = cells
+            .into_iter()
+            .zip(widths)
+            .map(|(c, &w)| format!("{c}{}", " ".repeat(w.saturating_sub(width(c)))))
+            .collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    }
+    let mut widths: Vec<usize> = headers.iter().map(|h| width(h)).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(width(cell));
+        }
+    }
+    let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
+    let mut out = line(headers.iter().copied(), &widths);
+    out.push_str(&line(rule.iter().map(String::as_str), &widths));
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str), &widths));
+    }
+    out
+}
+
 /// Inline code that survives backticks inside the text (a shell command may
 /// contain them): the fence is one backtick longer than the longest run.
 pub fn inline_code(text: &str) -> String {
@@ -104,5 +135,17 @@ mod tests {
         assert_eq!(thousands(f64::NAN), NONE);
         assert_eq!(count(Some(10_000)), "10,000");
         assert_eq!(count(None), NONE);
+    }
+
+    #[test]
+    fn aligned_pads_by_characters() {
+        let rows = vec![
+            vec!["1.05×".to_owned(), "MET".to_owned()],
+            vec![NONE.to_owned(), "x".to_owned()],
+        ];
+        assert_eq!(
+            aligned(&["Ratio", "Result"], &rows),
+            "Ratio  Result\n-----  ------\n1.05×  MET\n—      x\n"
+        );
     }
 }
