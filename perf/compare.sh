@@ -60,16 +60,7 @@ cargo build --release --bin sse-kafka --bin sse-kafka-load >&2
 # raw_ceiling, http_publish and perf_summary (perf/Cargo.toml).
 cargo build --release -p sse-kafka-perf >&2
 . perf/lib.sh
-# A tuned host's connection queues (README, Tuning): past them a burst's
-# surplus is accepted by SYN cookie, before its request is in. Raised for
-# the run, put back after.
-old_queues="$(sysctl -n net.core.somaxconn) $(sysctl -n net.ipv4.tcp_max_syn_backlog)"
-sysctl -qw net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535
-restore_queues() {
-  read -r s q <<<"$old_queues"
-  sysctl -qw net.core.somaxconn="$s" net.ipv4.tcp_max_syn_backlog="$q"
-}
-trap 'restore_queues; cleanup' EXIT
+raise_connection_queues
 mkdir -p "$OUT"
 results="$OUT/run.jsonl"
 : >"$results"

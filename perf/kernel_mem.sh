@@ -101,15 +101,7 @@ LOAD_BIN=${LOAD_BIN:-./target/release/sse-kafka-load}
 ./examples/install-nisshi.sh
 . perf/lib.sh
 
-# A tuned host's connection queues (README, Tuning), as perf/compare.sh:
-# raised for the run, put back after.
-old_queues="$(sysctl -n net.core.somaxconn) $(sysctl -n net.ipv4.tcp_max_syn_backlog)"
-sysctl -qw net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535
-restore_queues() {
-  read -r s q <<<"$old_queues"
-  sysctl -qw net.core.somaxconn="$s" net.ipv4.tcp_max_syn_backlog="$q"
-}
-trap 'restore_queues; cleanup' EXIT
+raise_connection_queues
 
 # until_ok SECONDS COMMAND...: true once COMMAND succeeds, polled every 50 ms.
 until_ok() {

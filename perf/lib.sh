@@ -6,6 +6,20 @@ work=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
+# raise_connection_queues: a tuned host's connection queues (README,
+# Tuning) for the run, put back on exit: past them a burst's surplus is
+# accepted by SYN cookie, before its request is in.
+raise_connection_queues() {
+  old_queues="$(sysctl -n net.core.somaxconn) $(sysctl -n net.ipv4.tcp_max_syn_backlog)"
+  sysctl -qw net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535
+  trap 'restore_connection_queues; cleanup' EXIT
+}
+restore_connection_queues() {
+  local s q
+  read -r s q <<<"$old_queues"
+  sysctl -qw net.core.somaxconn="$s" net.ipv4.tcp_max_syn_backlog="$q"
+}
+
 # free_ports N: N distinct free loopback ports, held open together while
 # they are picked so none is handed out twice. They come from below the
 # kernel's ephemeral range: a port from inside it can be taken as a source
