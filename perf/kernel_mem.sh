@@ -17,7 +17,11 @@
 #   - /proc/meminfo's Slab, SUnreclaim, VmallocUsed (descriptor tables),
 #     PageTables;
 #   - `ss -tmn state established '( sport = :PORT )'`: the skmem of the
-#     server's K sockets, summed.
+#     server's K sockets, summed;
+#   - /proc/net/softnet_stat: per CPU, packets dropped at the backlog
+#     (net.core.netdev_max_backlog; loopback packets queue there);
+#   - the proxy's /metrics: bytes it wrote per connection while opening,
+#     and bytes per event during the burst (below).
 #
 # Both ends of every connection are on this host, so each kernel figure
 # counts the client too. How the slab deltas are split (the table's
@@ -62,7 +66,8 @@
 # eventpoll_epi beside tcp_bind_bucket...). The side goes by the members
 # (from /sys/kernel/slab; the table lists them). The "down" leg (after the
 # clients hung up and the proxy closed their sockets) is a second reading
-# of the same objects, and the two should agree.
+# of the same objects; it takes longer (teardown, a build's files
+# meanwhile), so it is the noisier of the two: read the "up" figures.
 #
 # After the idle readings, a burst: STALLED clients that send their
 # request and never read (4 KiB receive buffer, lib.sh slow_clients) join,
@@ -116,8 +121,6 @@ established() { ss -Htn state established "( sport = :$1 )" | wc -l; }
 all_accepted() {
   [ "$(established "$1")" -ge "$2" ] && [ -z "$(ss -Hltn "( sport = :$1 )" | awk '$2 != 0')" ]
 }
-# none_left PORT: no socket of the client port's connections in any state
-# but TIME-WAIT (whose minisocks are tw_sock_TCP, not TCP objects).
 # stop PID...: ends processes this script started and drops them from
 # lib.sh's list, so the exit trap never signals a PID the system may since
 # have given to another process (as perf/balance.sh).
@@ -131,6 +134,8 @@ stop() {
   done
   pids=("${keep[@]}")
 }
+# none_left PORT: no socket of the client port's connections in any state
+# but TIME-WAIT (whose minisocks are tw_sock_TCP, not TCP objects).
 none_left() { [ "$(ss -Htan "( sport = :$1 )" | awk '$1 != "LISTEN" && $1 != "TIME-WAIT"' | wc -l)" -eq 0 ]; }
 
 # snap NAME: the kernel's counters as they are now, into $work/NAME.*.
