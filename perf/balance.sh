@@ -109,20 +109,6 @@ all_accepted() {
     [ -z "$(ss -Hltn "( sport = :$1 )" | awk '$2 != 0')" ]
 }
 
-# stop PID...: ends processes this script started and waited for no longer,
-# and drops them from lib.sh's list, so the exit trap never signals a PID
-# the system may since have given to another process.
-stop() {
-  local p keep=() q
-  kill "$@" 2>/dev/null || true
-  for p in "$@"; do wait "$p" 2>/dev/null || true; done
-  for q in "${pids[@]}"; do
-    for p in "$@"; do [ "$q" = "$p" ] && continue 2; done
-    keep+=("$q")
-  done
-  pids=("${keep[@]}")
-}
-
 # listen_overflows: the kernel's count of connections an accept queue had
 # no room for (a burst retransmits them; they reach the same listener).
 listen_overflows() {

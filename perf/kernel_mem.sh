@@ -121,19 +121,6 @@ established() { ss -Htn state established "( sport = :$1 )" | wc -l; }
 all_accepted() {
   [ "$(established "$1")" -ge "$2" ] && [ -z "$(ss -Hltn "( sport = :$1 )" | awk '$2 != 0')" ]
 }
-# stop PID...: ends processes this script started and drops them from
-# lib.sh's list, so the exit trap never signals a PID the system may since
-# have given to another process (as perf/balance.sh).
-stop() {
-  local p keep=() q
-  kill "$@" 2>/dev/null || true
-  for p in "$@"; do wait "$p" 2>/dev/null || true; done
-  for q in "${pids[@]}"; do
-    for p in "$@"; do [ "$q" = "$p" ] && continue 2; done
-    keep+=("$q")
-  done
-  pids=("${keep[@]}")
-}
 # none_left PORT: no socket of the client port's connections in any state
 # but TIME-WAIT (whose minisocks are tw_sock_TCP, not TCP objects).
 none_left() { [ "$(ss -Htan "( sport = :$1 )" | awk '$1 != "LISTEN" && $1 != "TIME-WAIT"' | wc -l)" -eq 0 ]; }

@@ -6,6 +6,20 @@ work=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
+# stop PID...: ends processes this script started and waited for no longer,
+# and drops them from lib.sh's list, so the exit trap never signals a PID
+# the system may since have given to another process.
+stop() {
+  local p keep=() q
+  kill "$@" 2>/dev/null || true
+  for p in "$@"; do wait "$p" 2>/dev/null || true; done
+  for q in "${pids[@]}"; do
+    for p in "$@"; do [ "$q" = "$p" ] && continue 2; done
+    keep+=("$q")
+  done
+  pids=("${keep[@]}")
+}
+
 # raise_connection_queues: a tuned host's connection queues (README,
 # Tuning) for the run, put back on exit: past them a burst's surplus is
 # accepted by SYN cookie, before its request is in.

@@ -402,7 +402,8 @@ impl Outbox {
     }
 
     /// Whether the stream has no task now.
-    pub fn is_parked(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_parked(&self) -> bool {
         let revive = self.revive.0.take();
         let parked = revive.is_some();
         self.revive.0.set(revive);

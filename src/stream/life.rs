@@ -110,10 +110,18 @@ pub fn accept<H: 'static>(
             return;
         }
     };
-    let task = serve(Rc::clone(shard), Rc::clone(front), outbox, head, held);
+    spawn(
+        serve(Rc::clone(shard), Rc::clone(front), outbox, head, held),
+        queue,
+    );
+}
+
+/// Spawns a stream's task into `queue`, detached. It fails only while the
+/// executor stops, and the stream ends with it.
+fn spawn(task: impl Future<Output = ()> + 'static, queue: TaskQueueHandle) {
     match glommio::spawn_local_into(task, queue) {
         Ok(task) => drop(task.detach()),
-        Err(e) => debug!(error = %e, "could not spawn a connection's task"),
+        Err(e) => debug!(error = %e, "could not spawn a stream's task"),
     }
 }
 
@@ -216,12 +224,10 @@ fn park<H: 'static>(
         let Some(outbox) = parked.upgrade() else {
             return;
         };
-        let task = carry_on(shard, front, outbox, stream, State::Live, held);
-        match glommio::spawn_local_into(task, queue) {
-            Ok(task) => drop(task.detach()),
-            // Only while the executor stops: the stream ends with it.
-            Err(e) => debug!(error = %e, "could not bring a stream's task back"),
-        }
+        spawn(
+            carry_on(shard, front, outbox, stream, State::Live, held),
+            queue,
+        );
     });
     if let Err(revive) = outbox.park(revive) {
         revive();
@@ -318,11 +324,9 @@ fn begin_now(
 ) -> Result<Stream, Plan> {
     let ready = match &plan {
         Plan::Stream(p) => match p.topic {
-            TopicRef::Known(topic)
-                if p.body == Body::Events && p.last_event_id.is_none() && p.since.is_none() =>
-            {
+            TopicRef::Known(topic) if p.body == Body::Events => {
                 let route = front.requests.routes.info(p.route);
-                matches!(route.start, crate::config::Start::Live).then_some(topic)
+                start::plain_live(p.last_event_id.as_deref(), p.since, route).then_some(topic)
             }
             _ => None,
         },

@@ -36,8 +36,14 @@ impl Requested {
     /// Whether the stream starts live with no look-up at all (the common
     /// case, which then needs no boxed future).
     pub fn is_plain_live(&self, route: &RouteInfo) -> bool {
-        self.last_event_id.is_none() && self.since.is_none() && matches!(route.start, Start::Live)
+        plain_live(self.last_event_id.as_deref(), self.since, route)
     }
+}
+
+/// Whether a stream with this id and `since` on `route` starts live with
+/// no look-up at all (see [`Requested::is_plain_live`]).
+pub fn plain_live(last_event_id: Option<&[u8]>, since: Option<i64>, route: &RouteInfo) -> bool {
+    last_event_id.is_none() && since.is_none() && matches!(route.start, Start::Live)
 }
 
 /// Decides where the stream starts; an `event:reset` for an id that cannot
