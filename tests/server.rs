@@ -494,16 +494,30 @@ fn slow_client_catches_up_losslessly_without_delaying_others() {
     common::wait_until("a demotion", || {
         proxy.metric("sse_kafka_demotions_total") >= 1
     });
-    // ... and when it reads again it gets every record once, in order,
-    // from the partition cache (Kafka is not asked), then rejoins the live
-    // stream.
-    let mut slow_events = slow.take(4 * per);
-    assert_complete_and_ordered(&slow_events, 4, per);
-    assert!(proxy.metric("sse_kafka_catchup_cached_records_total") >= 1);
+    // ... taking along the frames it had not sent. How many that is
+    // depends on how many records the shard had when it wrote (one write
+    // pass may hold them all), so what it must read from the cache is
+    // produced after the demotion is seen.
+    let after = 50;
+    for p in 0..4 {
+        let records = (per..per + after)
+            .map(|i| (None, Some(format!("p{p}-{i}-{pad}").into_bytes())))
+            .collect();
+        broker.produce_many("items", p, records);
+    }
+    let events = fast.take(4 * after);
+    assert_eq!(events.len(), 4 * after);
+    // When it reads again it gets every record once, in order, the later
+    // ones from the partition cache (Kafka is not asked), then rejoins the
+    // live stream.
+    let all = per + after;
+    let mut slow_events = slow.take(4 * all);
+    assert_complete_and_ordered(&slow_events, 4, all);
+    assert!(proxy.metric("sse_kafka_catchup_cached_records_total") >= 4 * after as u64);
     assert_eq!(proxy.metric("sse_kafka_catchup_fetches_total"), 0);
-    produce_round(&broker, "items", 4, per..per + 1);
+    produce_round(&broker, "items", 4, all..all + 1);
     slow_events.extend(slow.take(4));
-    assert_complete_and_ordered(&slow_events, 4, per + 1);
+    assert_complete_and_ordered(&slow_events, 4, all + 1);
     assert_eq!(fast.take(4).len(), 4);
 }
 
