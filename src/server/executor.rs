@@ -64,6 +64,9 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(20);
 /// costs an `io_uring_enter`, nothing beside the writes.
 const LIVE_LATENCY: Duration = Duration::from_millis(1);
 
+/// The longest a shard sleeps with work it could run (see [`rouse`]).
+const ROUSE_EVERY: Duration = Duration::from_millis(50);
+
 /// The live queue's shares: the most glommio gives.
 const LIVE_SHARES: usize = 1000;
 
@@ -131,6 +134,30 @@ fn spawn_into(queue: TaskQueueHandle, task: impl Future<Output = ()> + 'static) 
     glommio::spawn_local_into(task, queue)
         .expect("a shard's task queues live as long as the shard")
         .detach();
+}
+
+/// A timer every [`ROUSE_EVERY`], until the shard ends: it bounds how long
+/// the executor can sleep with tasks it could run.
+///
+/// glommio 0.9 looks for preemption before it runs any task queue, and a
+/// preemption already due then reads as "nothing to run": the executor
+/// parks with runnable tasks queued until a timer or an I/O completion
+/// wakes it. A preemption is due when the preempt timer (the live queue's
+/// [`LIVE_LATENCY`]) expired while the thread was off the CPU, or when
+/// another thread's wake or the throughput timer wrote the executor's
+/// eventfd just then: a batch from the sidecar or a peer shard then waited
+/// for the ticker, up to a second (glommio/glommio#53, fixed after 0.9,
+/// the last release). With this timer it waits [`ROUSE_EVERY`] at most:
+/// `cargo bench --bench cross_shard` at N = 16 on 2 cores had no stall with
+/// it and one without (`CROSS_SHARD_ROUSE_MS=0`), where the peer's
+/// throughput fell 2.5 times. Cost: 20 wake-ups a second of an idle shard,
+/// each ~0.1 ms of CPU on this VM (sleeping costs glommio a membarrier):
+/// an idle 2-shard proxy went from 6.4 to 11.2 ms of CPU per second
+/// (`perf/idle_cpu.sh`, 3 rounds each). A busy shard is awake anyway.
+async fn rouse() {
+    loop {
+        glommio::timer::sleep(ROUSE_EVERY).await;
+    }
 }
 
 /// State every shard starts from: read-only, but for the process-wide
@@ -319,6 +346,7 @@ async fn run(spec: ShardSpec) {
         unavailable_timeout: shared.config.kafka.unavailable_timeout,
     };
     spawn_into(queues.connections, ticker::run(Rc::clone(&shard), settings));
+    let rouser = glommio::spawn_local(rouse());
     if let Some(admin) = spec.admin {
         let admin = socket::glommio_listener(admin);
         glommio::spawn_local(crate::ops::admin::serve(admin, Arc::clone(&shared.metrics))).detach();
@@ -376,5 +404,6 @@ async fn run(spec: ShardSpec) {
     while shard.metrics.connections_open.get() > 0 && Instant::now() < deadline {
         glommio::timer::sleep(DRAIN_CHECK).await;
     }
+    drop(rouser);
     info!(shard = shard.id.0, "shard stopped");
 }
