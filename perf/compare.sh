@@ -7,6 +7,7 @@
 #
 #   perf/compare.sh                       # everything, about 25 minutes
 #   SERVERS="sse-kafka nchan" SCENARIOS="A D" perf/compare.sh
+#   PROFILE=1 SERVERS=sse-kafka SCENARIOS="A B" OUT=/tmp/prof perf/compare.sh
 #
 # Scenarios (150-byte JSON values): A K=1,000 at 100 rec/s; B K=10,000 at
 # 10; C K=10,000 at 20; D the highest rate at K=10,000 with p99 < 100 ms
@@ -37,6 +38,10 @@ SWEEP_K=${SWEEP_K:-"1000 2500 5000 15000"}
 SWEEP_RATE=${SWEEP_RATE:-20}
 IDLE_K=${IDLE_K:-15000}
 OUT=${OUT:-perf/results}
+# PROFILE=1: perf/flamegraph.sh over each sse-kafka step's window, to
+# $OUT/flamegraph-SCENARIO-kK-rRATE.svg and .txt (the top symbols). perf's
+# own sampling then counts in that step's CPU: profile in a run apart.
+PROFILE=${PROFILE:-}
 # Where RESULTS.md and results.svg go: perf/ for the default OUT.
 RENDER=${RENDER:-$([ "$OUT" = perf/results ] && echo perf || echo "$OUT")}
 # The proxy binary (default: this checkout's release build), so two builds
@@ -171,12 +176,19 @@ measure() {
   local gen=$!
   # CPU over the window only (the connect burst of the warm-up is apart).
   sleep "$WARMUP"
+  local prof=
+  if [ -n "$PROFILE" ] && [ "$server" = sse-kafka ]; then
+    perf/flamegraph.sh "$SPID" "$SECS" "$OUT/flamegraph-$scenario-k$k-r$rate.svg" \
+      >"$OUT/flamegraph-$scenario-k$k-r$rate.txt" 2>/dev/null &
+    prof=$!
+  fi
   local t0 w0 t1 w1 b0 b1 rss
   # A server that died leaves zeros (and its step's generator errors).
   t0=$(cpu_ticks "$SPID" 2>/dev/null || echo 0); b0=$(busy_ticks 0); w0=$(date +%s.%N)
   sleep "$SECS"
   t1=$(cpu_ticks "$SPID" 2>/dev/null || echo 0); b1=$(busy_ticks 0); w1=$(date +%s.%N)
   rss=$(rss_kb "$SPID" 2>/dev/null || echo 0)
+  [ -z "$prof" ] || wait "$prof" || echo "flamegraph.sh failed ($server $scenario)" >&2
   wait "$gen" || echo "generator exited $? ($server $scenario): $(tail -3 "$work/load.err")" >&2
   stop_server
   local report
