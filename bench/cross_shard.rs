@@ -115,7 +115,7 @@ use sse_kafka::kafka::{ToShard, TopicTable};
 use sse_kafka::model::{Batch, Offset, Partition, Record, RecordAndOffset, TopicId};
 use sse_kafka::ops::metrics::ShardMetrics;
 use sse_kafka::shard::cache::Limits;
-use sse_kafka::shard::hub::{apply_batch, Hub};
+use sse_kafka::shard::hub::{apply_batch, Hub, StepAside};
 use sse_kafka::shard::outbox::Outbox;
 
 /// `sse_kafka::shard::mesh::MESH_CAPACITY`, which is `pub(crate)`: the
@@ -160,10 +160,6 @@ const TICK: Duration = Duration::from_secs(1);
 /// `server::SIDECAR_CHANNEL` (private): batches a sidecar may have in
 /// flight to its shard.
 const SIDECAR_CHANNEL: usize = 1024;
-
-/// `shard::intake::BATCHES_PER_WRITE_PASS` (private): the intake yields
-/// after this many batches in a row.
-const BATCHES_PER_WRITE_PASS: u32 = 32;
 
 /// A batch as a busy fetch hands it over: 16 records of 150-byte JSON.
 const RECORDS_PER_BATCH: usize = 16;
@@ -307,7 +303,7 @@ struct ShardState {
     hub: RefCell<Hub>,
     topics: TopicTable,
     metrics: ShardMetrics,
-    applied_in_a_row: Cell<u32>,
+    step_aside: StepAside,
     /// Whether live streams joined (their frames are then dropped after
     /// each batch, in place of the write pass).
     with_streams: bool,
@@ -348,7 +344,7 @@ impl ShardState {
             hub: RefCell::new(hub),
             topics: TopicTable::new(names.to_vec(), 1),
             metrics,
-            applied_in_a_row: Cell::new(0),
+            step_aside: StepAside::default(),
             with_streams: streams > 0,
             _streams: outboxes,
         }
@@ -372,13 +368,7 @@ impl ShardState {
                 .topic_mut(batch.topic)
                 .clear_pending_writes();
         }
-        let applied = self.applied_in_a_row.get() + 1;
-        if applied >= BATCHES_PER_WRITE_PASS {
-            self.applied_in_a_row.set(0);
-            futures_lite::future::yield_now().await;
-        } else {
-            self.applied_in_a_row.set(applied);
-        }
+        self.step_aside.after_batch().await;
     }
 }
 

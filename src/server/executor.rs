@@ -352,15 +352,13 @@ async fn run(spec: ShardSpec) {
         glommio::spawn_local(crate::ops::admin::serve(admin, Arc::clone(&shared.metrics))).detach();
     }
 
-    let listener = socket::glommio_listener(spec.listener);
+    let listener = socket::ClientListener::new(spec.listener);
     let accept = async {
         let mut accept_failed = Throttled::new();
         loop {
             match listener.accept().await {
-                Ok(stream) => {
-                    let ip = stream
-                        .peer_addr()
-                        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+                Ok((stream, peer)) => {
+                    let ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
                     match shared.admission.admit(ip) {
                         Ok(admitted) => {
                             // No keep-alive until the stream head is out (see `life::begin`).
@@ -378,7 +376,7 @@ async fn run(spec: ShardSpec) {
                                 Refused::Full => shard.metrics.refused_full.inc(),
                                 Refused::PerIp => shard.metrics.refused_per_ip.inc(),
                             }
-                            socket::answer_now(&stream, &refused.response());
+                            stream.answer_now(&refused.response());
                         }
                     }
                 }

@@ -4,7 +4,7 @@
 //! stream's live streams (see `topic` and `audiences`), which leaves the
 //! groups that got frames for the write pass (see `write_pass`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -121,6 +121,32 @@ impl Hub {
     /// Every open live stream, for shutdown.
     pub fn live_count(&self) -> usize {
         self.topics.iter().map(TopicStream::live_connections).sum()
+    }
+}
+
+/// Every this many batches the delivering tasks step aside for the write
+/// pass (see `write_pass`), which otherwise runs when they wait for the
+/// next batch: enough to share one pass among batches that queued up, few
+/// enough that a steady inflow cannot hold the writes back.
+const BATCHES_PER_WRITE_PASS: u32 = 32;
+
+/// The batches a delivering task applied in a row, to step aside for the
+/// write pass every [`BATCHES_PER_WRITE_PASS`] of them.
+#[derive(Debug, Default)]
+pub struct StepAside {
+    in_a_row: Cell<u32>,
+}
+
+impl StepAside {
+    /// Counts a batch applied; every [`BATCHES_PER_WRITE_PASS`]-th yields.
+    pub async fn after_batch(&self) {
+        let applied = self.in_a_row.get() + 1;
+        if applied >= BATCHES_PER_WRITE_PASS {
+            self.in_a_row.set(0);
+            futures_lite::future::yield_now().await;
+        } else {
+            self.in_a_row.set(applied);
+        }
     }
 }
 

@@ -3,7 +3,6 @@
 //! forwarded to the other shards first), and the batches other shards
 //! forward over the mesh; each batch is applied to the hub.
 
-use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,31 +10,24 @@ use std::time::Instant;
 use glommio::channels::channel_mesh::Receivers;
 use glommio::TaskQueueHandle;
 
-use super::hub::apply_batch;
+use super::hub::{apply_batch, StepAside};
 use super::mesh::Forwarder;
 use super::Shard;
 use crate::kafka::ToShard;
 use crate::model::Batch;
 
-/// Every this many batches the delivering tasks step aside for the write
-/// pass (see `write_pass`), which otherwise runs when they wait for the
-/// next batch: enough to share one pass among batches that queued up, few
-/// enough that a steady inflow cannot hold the writes back.
-const BATCHES_PER_WRITE_PASS: u32 = 32;
-
-/// Applies batches for one shard, counting how many in a row.
+/// Applies batches for one shard, stepping aside for its write pass.
 #[derive(Debug)]
 pub struct Intake {
     shard: Rc<Shard>,
-    /// Batches applied since the delivering tasks last stepped aside.
-    applied_in_a_row: Cell<u32>,
+    step_aside: StepAside,
 }
 
 impl Intake {
     pub fn new(shard: Rc<Shard>) -> Rc<Self> {
         Rc::new(Self {
             shard,
-            applied_in_a_row: Cell::new(0),
+            step_aside: StepAside::default(),
         })
     }
 
@@ -102,12 +94,6 @@ impl Intake {
         }
         apply_batch(&shard.hub, batch, &shard.metrics).await;
         shard.update_ready();
-        let applied = self.applied_in_a_row.get() + 1;
-        if applied >= BATCHES_PER_WRITE_PASS {
-            self.applied_in_a_row.set(0);
-            futures_lite::future::yield_now().await;
-        } else {
-            self.applied_in_a_row.set(applied);
-        }
+        self.step_aside.after_batch().await;
     }
 }

@@ -22,13 +22,12 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_lite::AsyncWriteExt;
-use glommio::net::TcpStream;
 use smallvec::SmallVec;
 
 use super::feed::{Feed, Place};
 use crate::model::Position;
 use crate::ops::metrics::ShardMetrics;
-use crate::sys::socket::{self, HangUps};
+use crate::sys::socket::{ClientSocket, HangUps};
 
 /// Slices per `sendmsg`: enough to drain a typical backlog in one call,
 /// small enough to live on the stack.
@@ -102,7 +101,7 @@ enum Mode {
 #[derive(Debug)]
 enum Socket {
     /// Open and free: anyone on the shard may send on it now.
-    Ready(TcpStream),
+    Ready(ClientSocket),
     /// The stream's task holds it, waiting for room with part of a frame in
     /// flight: nobody else may write until it is back.
     InFlight,
@@ -185,9 +184,9 @@ impl std::fmt::Debug for Revive {
 }
 
 impl Outbox {
-    /// The outbox of a stream on `stream`, which it owns from now on.
-    pub fn new(stream: TcpStream, keepalive_ticks: u32) -> Self {
-        Self::with_socket(Socket::Ready(stream), keepalive_ticks)
+    /// The outbox of a stream on `socket`, which it owns from now on.
+    pub fn new(socket: ClientSocket, keepalive_ticks: u32) -> Self {
+        Self::with_socket(Socket::Ready(socket), keepalive_ticks)
     }
 
     /// Keep-alive ticks that make up the stream's route's `keepalive`; an
@@ -201,7 +200,7 @@ impl Outbox {
     /// Sets `TCP_NODELAY` on the socket.
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         match &*self.socket.borrow() {
-            Socket::Ready(stream) => Ok(stream.set_nodelay(nodelay)?),
+            Socket::Ready(socket) => socket.set_nodelay(nodelay),
             _ => Err(io::ErrorKind::NotConnected.into()),
         }
     }
@@ -210,7 +209,7 @@ impl Outbox {
     /// `None` when nothing has.
     pub fn recv_now(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         match &*self.socket.borrow() {
-            Socket::Ready(stream) => socket::recv_now(stream, buf),
+            Socket::Ready(socket) => socket.recv_now(buf),
             _ => Err(io::ErrorKind::NotConnected.into()),
         }
     }
@@ -223,23 +222,22 @@ impl Outbox {
     /// request head always) it arms a poll for the next read, which nobody
     /// makes: the poll stays armed for the stream's life. Data is taken
     /// without waiting, and awaited with a one-byte `MSG_PEEK` receive,
-    /// which is done once data is there. (glommio also arms a read poll
-    /// when it wraps an accepted socket; when the request is read before
-    /// that poll is submitted, it too stays armed: one per stream, 2.9% of
-    /// the proxy's CPU at 10,000 streams in the kernel's `io_poll_find`,
-    /// see issue 16's note.)
+    /// which is done once data is there. (Waiting makes the socket a
+    /// glommio stream, whose creation arms a read poll too: see
+    /// [`ClientSocket`]; this one is done when the data comes.)
     pub async fn read(&self, buf: &mut [u8], wait: Duration) -> io::Result<usize> {
-        let Socket::Ready(stream) = self.socket.replace(Socket::InFlight) else {
+        let Socket::Ready(mut socket) = self.socket.replace(Socket::InFlight) else {
             return Err(io::ErrorKind::NotConnected.into());
         };
         let read = async {
             let deadline = std::time::Instant::now() + wait;
             let mut probe = [0u8; 1];
             loop {
-                if let Some(n) = socket::recv_now(&stream, buf)? {
+                if let Some(n) = socket.recv_now(buf)? {
                     return Ok(n);
                 }
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let stream = socket.waiting();
                 let peeked = futures_lite::future::or(
                     async { Some(stream.peek(&mut probe).await) },
                     async {
@@ -256,7 +254,7 @@ impl Outbox {
         }
         .await;
         if matches!(*self.socket.borrow(), Socket::InFlight) {
-            *self.socket.borrow_mut() = Socket::Ready(stream);
+            *self.socket.borrow_mut() = Socket::Ready(socket);
         }
         read
     }
@@ -287,7 +285,7 @@ impl Outbox {
 
     /// Marks the stream over and hands its socket to the caller to close
     /// (`None` if it had none). From now on nothing is sent on it.
-    pub fn close(&self) -> Option<TcpStream> {
+    pub fn close(&self) -> Option<ClientSocket> {
         match self.socket.replace(Socket::Closed) {
             Socket::Ready(stream) => Some(stream),
             _ => None,
@@ -369,11 +367,11 @@ impl Outbox {
     /// socket does not take: no shared copy for the common case.
     pub fn send_or_queue(&self, bytes: &[u8], metrics: &ShardMetrics) {
         let mut sent = 0;
-        if let Socket::Ready(stream) = &*self.socket.borrow() {
+        if let Socket::Ready(socket) = &*self.socket.borrow() {
             if self.own.borrow().queue.is_empty() {
                 // A failure is met again by the task's next write, which
                 // then ends the stream.
-                if let Ok(n) = socket::send_now(stream, bytes) {
+                if let Ok(n) = socket.send_now(bytes) {
                     sent = n;
                     metrics.bytes_sent.add(n as u64);
                 }
@@ -523,8 +521,8 @@ impl Outbox {
     /// added.
     pub fn poll_hang_up(&self, polls: &mut HangUps) -> bool {
         match &*self.socket.borrow() {
-            Socket::Ready(stream) => {
-                polls.add(stream, self.parked.get());
+            Socket::Ready(socket) => {
+                polls.add(socket, self.parked.get());
                 true
             }
             _ => false,
@@ -558,8 +556,8 @@ impl Outbox {
     pub fn try_send(&self, metrics: &ShardMetrics) -> io::Result<bool> {
         loop {
             let socket = self.socket.borrow();
-            let stream = match &*socket {
-                Socket::Ready(stream) => stream,
+            let ready = match &*socket {
+                Socket::Ready(ready) => ready,
                 Socket::InFlight | Socket::Memory => return Ok(false),
                 Socket::Closed => return Err(io::ErrorKind::NotConnected.into()),
             };
@@ -596,7 +594,7 @@ impl Outbox {
                 if parts.is_empty() {
                     return Ok(true);
                 }
-                match socket::send_vectored_now(stream, &parts) {
+                match ready.send_vectored_now(&parts) {
                     Ok(n) => (n, total),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -622,25 +620,25 @@ impl Outbox {
     /// its poll, so giving up loses nothing). Lets a stream whose client
     /// stopped reading look at its state (demoted? too far behind?).
     pub async fn flush_within(&self, metrics: &ShardMetrics, wait: Duration) -> io::Result<bool> {
-        self.set_write_timeout(Some(wait))?;
-        let flushed = self.flush(metrics).await;
-        self.set_write_timeout(None)?;
-        match flushed {
+        match self.flush_waiting(metrics, Some(wait)).await {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => Ok(false),
             Err(e) => Err(e),
         }
     }
 
-    fn set_write_timeout(&self, wait: Option<Duration>) -> io::Result<()> {
-        match &*self.socket.borrow() {
-            Socket::Ready(stream) => Ok(stream.set_write_timeout(wait)?),
-            _ => Ok(()),
-        }
-    }
-
     /// Writes everything queued, waiting for socket room as needed.
     pub async fn flush(&self, metrics: &ShardMetrics) -> io::Result<()> {
+        self.flush_waiting(metrics, None).await
+    }
+
+    /// Writes everything queued; a wait for room gives up after `wait`
+    /// (`TimedOut`).
+    async fn flush_waiting(
+        &self,
+        metrics: &ShardMetrics,
+        wait: Option<Duration>,
+    ) -> io::Result<()> {
         while !self.try_send(metrics)? {
             // Socket full: let glommio wait for room and write part of the
             // front frame (its writer sends straight from our slice).
@@ -654,14 +652,18 @@ impl Outbox {
                     },
                 }
             };
-            let Socket::Ready(mut stream) = self.socket.replace(Socket::InFlight) else {
+            let Socket::Ready(mut socket) = self.socket.replace(Socket::InFlight) else {
                 unreachable!("try_send found the socket ready");
             };
-            let written = stream.write(&front[offset..]).await;
+            let stream = socket.waiting();
+            let written = match stream.set_write_timeout(wait) {
+                Ok(()) => stream.write(&front[offset..]).await,
+                Err(e) => Err(e.into()),
+            };
             // Back before anything else runs: only a closed outbox stays
             // closed (the stream ended meanwhile).
             if matches!(*self.socket.borrow(), Socket::InFlight) {
-                *self.socket.borrow_mut() = Socket::Ready(stream);
+                *self.socket.borrow_mut() = Socket::Ready(socket);
             }
             let n = written?;
             if n == 0 {

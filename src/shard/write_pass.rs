@@ -178,7 +178,10 @@ mod tests {
             apply_w(&hub, &batch(0, 0, 0, 0..0), 1 << 20, &metrics).await;
             apply_w(&hub, &batch(1, 0, 0, 0..0), 1 << 20, &metrics).await;
             assert!(hub.borrow().topic(T).ready());
-            let outbox = Rc::new(Outbox::new(crate::sys::socket::stream_from(a.into()), 1));
+            let outbox = Rc::new(Outbox::new(
+                crate::sys::socket::ClientSocket::from_fd(a.into()),
+                1,
+            ));
             f(hub, outbox, metrics, peer).await;
         });
     }

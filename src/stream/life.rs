@@ -32,7 +32,6 @@ use std::future::Future;
 use std::io;
 use std::rc::Rc;
 
-use futures_lite::AsyncWriteExt;
 use glommio::TaskQueueHandle;
 use tracing::debug;
 
@@ -198,8 +197,8 @@ fn carry_on<H: 'static>(
         let socket = outbox.close();
         drop(closing);
         shard.metrics.connections_open.sub(1);
-        if let Some(mut socket) = socket {
-            let _ = socket.close().await;
+        if let Some(socket) = socket {
+            socket.close();
         }
         drop(held);
     }
@@ -275,9 +274,9 @@ async fn begin(
         // What a GET would get first, and no events.
         let mut head = Vec::new();
         http::write_stream_head(&mut head, plan.stream_head());
-        if let Some(mut stream) = outbox.close() {
-            let _ = stream.write_all(&head).await;
-            let _ = stream.close().await;
+        if let Some(mut socket) = outbox.close() {
+            let _ = socket.send_all(&head).await;
+            socket.close();
         }
         return None;
     }
@@ -425,9 +424,9 @@ async fn answer(shard: &Shard, outbox: &Outbox, bytes: &[u8]) {
     if !bytes.starts_with(b"HTTP/1.1 2") {
         shard.metrics.http_errors.inc();
     }
-    if let Some(mut stream) = outbox.close() {
-        let _ = stream.write_all(bytes).await;
-        let _ = stream.close().await;
+    if let Some(mut socket) = outbox.close() {
+        let _ = socket.send_all(bytes).await;
+        socket.close();
     }
 }
 
