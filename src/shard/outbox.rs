@@ -292,6 +292,15 @@ impl Outbox {
         }
     }
 
+    /// Whether the socket became glommio's (see [`ClientSocket::waiting`]).
+    #[cfg(test)]
+    pub(crate) fn waits_in_glommio(&self) -> bool {
+        match &*self.socket.borrow() {
+            Socket::Ready(socket) => socket.is_glommio(),
+            _ => false,
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn is_notified(&self) -> bool {
         self.wake.notified.get()

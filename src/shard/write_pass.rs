@@ -333,6 +333,54 @@ mod tests {
         });
     }
 
+    /// A stream's socket becomes glommio's only once it must wait: live
+    /// writes that fit leave it bare (no io_uring request armed on it),
+    /// and a full socket is waited on and drained all the same.
+    #[test]
+    fn a_socket_is_handed_to_glommio_only_when_it_must_wait() {
+        with_hub(|hub, outbox, m, peer| {
+            Box::pin(async move {
+                hub.borrow_mut().topic_mut(T).join(
+                    Rc::clone(&outbox),
+                    RENDER,
+                    &Selection::default(),
+                );
+                apply_w(&hub, &batch(0, 0, 3, 0..3), 1 << 20, &m).await;
+                assert_eq!(outbox.queued_frames(), 0);
+                assert!(!outbox.waits_in_glommio(), "nothing waited yet");
+                let big = big_batch(|_| "x".repeat(4000));
+                apply_w(&hub, &big, 1 << 30, &m).await;
+                assert!(outbox.queued_bytes() > 0, "the socket took 1.6 MB?");
+                assert!(!outbox.waits_in_glommio(), "the write pass never waits");
+                let mut reader = crate::sys::socket::glommio_unix(peer.into());
+                let read_all = async {
+                    let mut bytes = Vec::new();
+                    let mut buf = vec![0u8; 64 << 10];
+                    // Every event ends with a blank line.
+                    while bytes.windows(2).filter(|w| w == b"\n\n").count() < 400 {
+                        let n = futures_lite::AsyncReadExt::read(&mut reader, &mut buf)
+                            .await
+                            .unwrap();
+                        assert!(n > 0, "the writer closed early");
+                        bytes.extend_from_slice(&buf[..n]);
+                    }
+                    bytes
+                };
+                let (flushed, bytes) = futures_lite::future::zip(outbox.flush(&m), read_all).await;
+                flushed.unwrap();
+                assert!(outbox.waits_in_glommio(), "the flush waited for room");
+                assert_eq!(outbox.queued_bytes(), 0);
+                let mut events = Vec::new();
+                crate::codec::sse::Parser::new()
+                    .feed(&bytes, |e| events.push(e.data))
+                    .unwrap();
+                // 0..3, then 3..400 of the big batch (0..3 were sent).
+                assert_eq!(events.len(), 400, "every record, once");
+                assert_eq!(m.events_sent.get(), 400);
+            })
+        });
+    }
+
     #[test]
     fn missed_batch_turns_live_connections_into_cursors_at_the_old_heads() {
         with_hub(|hub, outbox, m, mut peer| {

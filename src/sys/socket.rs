@@ -122,6 +122,14 @@ impl ClientListener {
     }
 }
 
+/// A glommio stream on one end of a Unix socket pair (tests' clients).
+#[cfg(test)]
+pub fn glommio_unix(fd: std::os::fd::OwnedFd) -> glommio::net::UnixStream {
+    // SAFETY: `fd` is an open socket we owned and give up here; the stream
+    // now owns it and closes it when dropped.
+    unsafe { std::os::fd::FromRawFd::from_raw_fd(fd.into_raw_fd()) }
+}
+
 /// A client's connection. Bare while nothing has to wait on it: the shard
 /// sends and receives with non-blocking calls of its own, so the stream
 /// costs the kernel no armed poll and user space no glommio state. The
@@ -149,6 +157,11 @@ impl ClientSocket {
     #[cfg(test)]
     pub fn from_fd(fd: std::os::fd::OwnedFd) -> Self {
         Self::bare(Socket::from(fd))
+    }
+
+    #[cfg(test)]
+    pub fn is_glommio(&self) -> bool {
+        matches!(self.0, Held::Glommio(_))
     }
 
     /// The descriptor, borrowed for as long as the socket is.
