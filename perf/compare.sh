@@ -50,6 +50,9 @@ RENDER=${RENDER:-$([ "$OUT" = perf/results ] && echo perf || echo "$OUT")}
 # README).
 PROXY_FLAGS=${PROXY_FLAGS:-}
 export PROXY_CONFIG_EXTRA=${PROXY_CONFIG_EXTRA:-}
+# The proxy's kafka.fetch_max_wait (perf/lib.sh): nisshi holds every long
+# poll for all of it, so it is the Kafka path's share of the latency.
+export FETCH_MAX_WAIT=${FETCH_MAX_WAIT:-20ms}
 # sse-kafka-load flags for every step. Spinning 200 µs after events keeps
 # the generator from sleeping between packets, so no server pays an
 # inter-processor interrupt per packet to wake it (clients on other hosts
@@ -75,7 +78,7 @@ load=$bin/sse-kafka-load
 jq -cn --arg date "$(date -u +%FT%TZ)" --arg kernel "$(uname -r)" \
   --arg cpu "$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo) x $(nproc)" \
   --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo +dirty)" \
-  --arg command "SERVERS=\"$SERVERS\" SCENARIOS=\"$SCENARIOS\" SECS=$SECS WARMUP=$WARMUP PROXY_FLAGS=\"$PROXY_FLAGS\" PROXY_CONFIG_EXTRA=\"$PROXY_CONFIG_EXTRA\" LOAD_FLAGS=\"$LOAD_FLAGS\" perf/compare.sh" \
+  --arg command "SERVERS=\"$SERVERS\" SCENARIOS=\"$SCENARIOS\" SECS=$SECS WARMUP=$WARMUP PROXY_FLAGS=\"$PROXY_FLAGS\" PROXY_CONFIG_EXTRA=\"$PROXY_CONFIG_EXTRA\" FETCH_MAX_WAIT=$FETCH_MAX_WAIT LOAD_FLAGS=\"$LOAD_FLAGS\" perf/compare.sh" \
   '{meta: {date: $date, kernel: $kernel, cpu: $cpu, commit: $commit, command: $command}}' >>"$results"
 
 # The broker serves every sse-kafka step (beside the load, on CPU 1).

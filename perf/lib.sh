@@ -96,15 +96,16 @@ PY
 # route /items for topic items. nisshi holds a long-poll fetch for its whole
 # max_wait even when records arrive, so a short wait keeps its share of the
 # latency small; but it also treats the wait as a deadline for assembling
-# records (~5 ms), so not shorter than 10 ms. $PROXY_CONFIG_EXTRA (YAML,
-# e.g. "connections: {nodelay: false}") is appended.
+# records (~5 ms), so not shorter than 10 ms: $FETCH_MAX_WAIT, 20ms unless
+# set. $PROXY_CONFIG_EXTRA (YAML, e.g. "connections: {nodelay: false}") is
+# appended.
 write_proxy_config() {
   cat >"$work/proxy.yaml" <<YAML
 listen: 127.0.0.1:$1
 admin_listen: 127.0.0.1:$2
 kafka:
   bootstrap: ["127.0.0.1:$3"]
-  fetch_max_wait: 20ms
+  fetch_max_wait: ${FETCH_MAX_WAIT:-20ms}
 routes:
   - path: /items
     topic: items
