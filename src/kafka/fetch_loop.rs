@@ -112,8 +112,14 @@ impl Running {
             .unwrap_or(i32::MAX)
             .max(1);
         let fetch_from = |offset| {
-            self.fetcher
-                .fetch(Lane::Live, &name, partition, offset, max_bytes, max_wait)
+            self.fetcher.fetch(
+                Lane::live(partition),
+                &name,
+                partition,
+                offset,
+                max_bytes,
+                max_wait,
+            )
         };
         // The last record delivered (offset, timestamp): tells whether the
         // log is still the same one after the topic went missing.

@@ -14,10 +14,11 @@
 //! offset look-ups stay on rskafka's client.
 //!
 //! A [`Fetcher`] belongs to one sidecar (one thread, `!Send`). It finds each
-//! partition's leader with a metadata request, keeps one connection per
-//! broker for the live fetch loops' long polls and another for catch-up
-//! fetches (a broker answers one connection's requests in order, so a
-//! catch-up fetch never waits behind a long poll), and retries what a
+//! partition's leader with a metadata request, keeps connections per
+//! broker for the live fetch loops' long polls (partitions spread over up
+//! to [`LIVE_SLOTS`]) and another for catch-up fetches (a broker answers
+//! one connection's requests in order, so neither a catch-up fetch nor
+//! another partition's long poll waits behind a long poll), and retries what a
 //! leader change or a dropped connection breaks for up to [`RETRY_FOR`].
 
 use std::cell::RefCell;
@@ -64,10 +65,24 @@ const MAX_THROTTLE: Duration = Duration::from_secs(1);
 /// Which connection to a broker a fetch uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Lane {
-    /// The fetch loops' long polls.
-    Live,
+    /// The fetch loops' long polls, one connection per slot: a broker
+    /// answers a connection's requests in order, so one partition's long
+    /// poll held for all of `max_wait` would hold back another partition's
+    /// records behind it (see [`Lane::live`]).
+    Live(u16),
     /// Catch-up fetches, answered at once.
     Catchup,
+}
+
+/// Long-poll connections per broker and shard at most.
+pub const LIVE_SLOTS: u16 = 16;
+
+impl Lane {
+    /// The lane of a partition's long polls: partitions spread over
+    /// [`LIVE_SLOTS`] connections per broker.
+    pub fn live(partition: Partition) -> Self {
+        Lane::Live(u16::try_from(partition.0 % u32::from(LIVE_SLOTS)).unwrap_or(0))
+    }
 }
 
 /// One attempt's failure: worth another attempt, or final.
@@ -503,7 +518,14 @@ mod tests {
                 let started = Instant::now();
                 // The clock is paused: waits take no real time, and a fetch
                 // that never ends fails here instead of hanging the test.
-                let fetch = fetcher.fetch(Lane::Live, "t", Partition(0), Offset(0), 1 << 20, 100);
+                let fetch = fetcher.fetch(
+                    Lane::live(Partition(0)),
+                    "t",
+                    Partition(0),
+                    Offset(0),
+                    1 << 20,
+                    100,
+                );
                 let result = tokio::time::timeout(ANSWER_GRACE * 60, fetch)
                     .await
                     .expect("the fetch never ended");
@@ -533,6 +555,11 @@ mod tests {
         Close,
         /// No records, and this high watermark.
         Empty(i64),
+        /// Holds a fetch of partition 0 for ever (a long poll that waits
+        /// for records which never come); answers partition 1 at once
+        /// with no records. Like Kafka, each connection's requests are
+        /// answered in order.
+        HoldPartition0,
     }
 
     /// The state every fake broker answers from.
@@ -557,7 +584,7 @@ mod tests {
         out.extend(s.as_bytes());
     }
 
-    /// Metadata v4: every broker, and topic `t` with partition 0.
+    /// Metadata v4: every broker, and topic `t` with partitions 0 and 1.
     fn metadata_v4(c: &Cluster, out: &mut Vec<u8>) {
         out.extend(0i32.to_be_bytes()); // throttle
         out.extend((c.brokers.len() as i32).to_be_bytes());
@@ -573,24 +600,38 @@ mod tests {
         out.extend(0i16.to_be_bytes());
         put_str(out, "t");
         out.push(0); // not internal
-        out.extend(1i32.to_be_bytes());
-        out.extend(0i16.to_be_bytes());
-        out.extend(0i32.to_be_bytes()); // partition 0
-        out.extend(c.leader.to_be_bytes());
-        for _ in 0..2 {
-            // replicas, in sync replicas: the leader
-            out.extend(1i32.to_be_bytes());
+        out.extend(2i32.to_be_bytes());
+        for partition in 0..2i32 {
+            out.extend(0i16.to_be_bytes());
+            out.extend(partition.to_be_bytes());
             out.extend(c.leader.to_be_bytes());
+            for _ in 0..2 {
+                // replicas, in sync replicas: the leader
+                out.extend(1i32.to_be_bytes());
+                out.extend(c.leader.to_be_bytes());
+            }
         }
     }
 
-    /// Fetch v4 for topic `t` partition 0: an error code, no records.
-    fn fetch_v4(error: i16, high_watermark: i64, out: &mut Vec<u8>) {
+    /// The partition a Fetch v4 request asks for (its first; the fetcher
+    /// asks for one): past the header (client id), replica id, max wait,
+    /// min bytes, max bytes, isolation level, topic count and name, and
+    /// partition count.
+    fn fetched_partition(req: &[u8]) -> i32 {
+        let i16_at = |at: usize| i16::from_be_bytes([req[at], req[at + 1]]) as usize;
+        let client_id_end = 8 + 2 + i16_at(8);
+        let topic_at = client_id_end + 4 * 4 + 1 + 4;
+        let partition_at = topic_at + 2 + i16_at(topic_at) + 4;
+        i32::from_be_bytes(req[partition_at..partition_at + 4].try_into().unwrap())
+    }
+
+    /// Fetch v4 for topic `t` and a partition: an error code, no records.
+    fn fetch_v4(partition: i32, error: i16, high_watermark: i64, out: &mut Vec<u8>) {
         out.extend(0i32.to_be_bytes()); // throttle
         out.extend(1i32.to_be_bytes());
         put_str(out, "t");
         out.extend(1i32.to_be_bytes());
-        out.extend(0i32.to_be_bytes());
+        out.extend(partition.to_be_bytes());
         out.extend(error.to_be_bytes());
         out.extend(high_watermark.to_be_bytes());
         out.extend(high_watermark.to_be_bytes()); // last stable offset
@@ -652,11 +693,18 @@ mod tests {
                         }
                         on
                     };
+                    let partition = fetched_partition(&req);
                     match on {
                         OnFetch::Silent => std::future::pending::<()>().await,
+                        OnFetch::HoldPartition0 if partition == 0 => {
+                            std::future::pending::<()>().await
+                        }
+                        OnFetch::HoldPartition0 => fetch_v4(partition, 0, 0, &mut body),
                         OnFetch::Close => return,
-                        OnFetch::NotLeader => fetch_v4(6, -1, &mut body),
-                        OnFetch::Empty(high_watermark) => fetch_v4(0, high_watermark, &mut body),
+                        OnFetch::NotLeader => fetch_v4(partition, 6, -1, &mut body),
+                        OnFetch::Empty(high_watermark) => {
+                            fetch_v4(partition, 0, high_watermark, &mut body)
+                        }
                     }
                 }
                 other => panic!("the fake broker got api key {other}"),
@@ -702,7 +750,14 @@ mod tests {
     /// The clock is paused: waits take no real time, and a fetch that never
     /// ends fails here instead of hanging the test.
     async fn fetch_bounded(fetcher: &Fetcher) -> Result<Answer, FetchError> {
-        let fetch = fetcher.fetch(Lane::Live, "t", Partition(0), Offset(0), 1 << 20, 100);
+        let fetch = fetcher.fetch(
+            Lane::live(Partition(0)),
+            "t",
+            Partition(0),
+            Offset(0),
+            1 << 20,
+            100,
+        );
         tokio::time::timeout(ANSWER_GRACE * 60, fetch)
             .await
             .expect("the fetch never ended")
@@ -729,12 +784,15 @@ mod tests {
                 assert!(started.elapsed() >= ANSWER_GRACE + Duration::from_millis(100));
                 assert_eq!(cluster.borrow().fetches[&1], 1);
                 let connections = fetcher.connections.borrow();
-                assert!(!connections.contains_key(&(addr.clone(), Lane::Live)));
+                assert!(!connections.contains_key(&(addr.clone(), Lane::live(Partition(0)))));
                 assert!(
                     connections.contains_key(&(addr, Lane::Catchup)),
                     "metadata's"
                 );
-                assert!(fetcher.leaders.borrow().is_empty());
+                assert!(!fetcher
+                    .leaders
+                    .borrow()
+                    .contains_key(&("t".to_owned(), Partition(0))));
             })
             .await;
     }
@@ -761,6 +819,57 @@ mod tests {
                 assert!(started.elapsed() >= ANSWER_GRACE);
                 assert!(cluster.borrow().fetches.is_empty());
                 assert!(fetcher.connections.borrow().is_empty(), "dropped");
+            })
+            .await;
+    }
+
+    /// Partition 0's long poll is held by the broker, which answers a
+    /// connection's requests in order: partition 1's long poll, on its own
+    /// connection, is answered all the same. On one shared connection it
+    /// would wait behind partition 0's for all of `max_wait` (nisshi holds
+    /// every long poll that long), and with many partitions a record
+    /// waited for the sum.
+    // Real time: a paused clock would jump to the held fetch's deadline
+    // whenever both wait on the sockets.
+    #[tokio::test]
+    async fn one_partitions_held_long_poll_does_not_hold_back_anothers() {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let cluster = fake_cluster(&[OnFetch::HoldPartition0]).await;
+                let addr = cluster.borrow().brokers[0].1.to_string();
+                let fetcher = Fetcher::new(vec![addr.clone()], "test");
+                let held = fetcher.fetch(
+                    Lane::live(Partition(0)),
+                    "t",
+                    Partition(0),
+                    Offset(0),
+                    1 << 20,
+                    100,
+                );
+                let other = fetcher.fetch(
+                    Lane::live(Partition(1)),
+                    "t",
+                    Partition(1),
+                    Offset(0),
+                    1 << 20,
+                    100,
+                );
+                let mut held = std::pin::pin!(held);
+                let answer = tokio::select! {
+                    biased;
+                    _ = &mut held => panic!("partition 0's fetch was answered"),
+                    answer = other => answer.expect("partition 1's fetch"),
+                };
+                // Behind partition 0's on one connection, it would have
+                // ended in `NoAnswer` after `ANSWER_GRACE`.
+                assert!(answer.records.is_empty());
+                assert_eq!(cluster.borrow().fetches[&1], 2);
+                assert_ne!(Lane::live(Partition(0)), Lane::live(Partition(1)));
+                assert_eq!(
+                    Lane::live(Partition(0)),
+                    Lane::live(Partition(u32::from(LIVE_SLOTS)))
+                );
             })
             .await;
     }
