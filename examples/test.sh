@@ -57,6 +57,13 @@ if ! command -v haproxy >/dev/null && [ ! -x /usr/sbin/haproxy ]; then
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq haproxy
 fi
+# systemd-analyze (Debian package `systemd`) checks the unit in
+# examples/systemd/ (tests/operations.rs); no running systemd is needed.
+if ! command -v systemd-analyze >/dev/null; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq systemd
+fi
 # The load generator is its own package; one of the server's tests runs
 # its binary (tests/server.rs), which cargo does not build for them.
 cargo build --release -p sse-kafka-load

@@ -57,7 +57,8 @@
 //!    filters, Kafka's key partitioner, topic names.
 //! 3. [`config`] — the validated model every front end builds, and its YAML
 //!    front end with file:line:field errors.
-//! 4. [`ops`] — Prometheus counters and the admin listener.
+//! 4. [`ops`] — build info, the log, Prometheus counters, the admin
+//!    listener and the service manager's notifications.
 //! 5. [`guard`] — guarded routes: a request's token found, verified
 //!    against the guard's keys (re-read when their file changes) and its
 //!    roles checked, verified tokens remembered per shard.

@@ -5,25 +5,43 @@
 #![deny(unsafe_code)]
 #![warn(rust_2018_idioms)]
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use sse_kafka::config::{self, DocumentFormat, Flag, Overrides};
+use sse_kafka::ops::build::LONG_VERSION;
+use sse_kafka::ops::logs::{self, LogFormat};
 use sse_kafka::server;
 use sse_kafka::sys::cpus;
 
 #[derive(Parser)]
 #[command(
     name = "sse-kafka",
-    version,
+    version = LONG_VERSION,
     about = "Streams Kafka topics to HTTP clients as Server-Sent Events"
 )]
 struct Cli {
+    /// Log filter: a level (`info`, `debug`, `trace`) for sse-kafka's own
+    /// lines, other crates staying at `warn`; or `tracing` directives
+    /// (`info,rskafka=debug`). Wins over RUST_LOG. Default: sse-kafka at
+    /// info, other crates at warn.
+    #[arg(long, global = true, env = "SSE_KAFKA_LOG")]
+    log: Option<String>,
+    /// How log lines are written to stderr: `text`, or `json` (one object
+    /// per line) for log shippers.
+    #[arg(long, global = true, value_enum, env = "SSE_KAFKA_LOG_FORMAT", default_value_t = Format::Text)]
+    log_format: Format,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -70,14 +88,15 @@ enum Form {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     let cli = Cli::parse();
+    let format = match cli.log_format {
+        Format::Text => LogFormat::Text,
+        Format::Json => LogFormat::Json,
+    };
+    if let Err(e) = logs::init(format, cli.log.as_deref()) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     match cli.command {
         Command::Check { config } => match config::load(&config) {
             Ok(cfg) => {

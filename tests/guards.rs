@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use common::{
     config_for, flow, get, get_bearer, metric_sum, quoted, raw_request, rejections, total,
-    wait_until, Answer, Broker, Keys, Proxy, SseClient,
+    wait_until, Answer, Broker, Keys, Launch, Proxy, SseClient,
 };
 use serde_json::{json, Value};
 use sse_kafka::codec::event_id;
@@ -140,11 +140,15 @@ routes:
 /// A broker with the topic `items` (one partition), fresh keys, and a
 /// proxy on `cpus` running every guard.
 fn start(cpus: &str) -> (Broker, Keys, Proxy) {
+    start_with(cpus, &Launch::default())
+}
+
+fn start_with(cpus: &str, launch: &Launch<'_>) -> (Broker, Keys, Proxy) {
     let broker = Broker::start();
     broker.create_topic("items", 1);
     let keys = Keys::new();
     std::fs::copy(keys.path("jwks.json"), keys.path(ROTATING)).unwrap();
-    let proxy = Proxy::start(&config_for(&broker, &guards_yaml(&keys)), cpus);
+    let proxy = Proxy::start_with(&config_for(&broker, &guards_yaml(&keys)), cpus, launch);
     (broker, keys, proxy)
 }
 
@@ -483,9 +487,17 @@ fn tokens_that_do_not_verify_get_401_invalid_token_counted_by_reason() {
 /// A request's header fields, by name.
 type Headers = Vec<(&'static str, String)>;
 
+/// Also: at the most verbose log (every crate at debug, sse-kafka at
+/// trace), no token, good or bad, reaches a log line.
 #[test]
 fn a_token_comes_from_the_header_else_the_query_else_the_cookie() {
-    let (_broker, keys, proxy) = start("0,1");
+    let (_broker, keys, proxy) = start_with(
+        "0,1",
+        &Launch {
+            args: &["--log", "debug,sse_kafka=trace"],
+            ..Launch::default()
+        },
+    );
     let tokens = keys.mint(&[good(), with(good(), "corrupt", json!(true))]);
     let (good, bad) = (&tokens[0], &tokens[1]);
     let bearer = |scheme: &str, t: &str| format!("{scheme} {t}");
@@ -626,6 +638,35 @@ fn a_token_comes_from_the_header_else_the_query_else_the_cookie() {
         "{}",
         preflight.head
     );
+
+    // A request the server cannot parse, a token in its target and
+    // headers: its error must not quote them either.
+    let broken = raw_request(
+        proxy.addr,
+        format!(
+            "GET /orders?access_token={good} HTTP/1.1\r\nhost: test\r\n\
+             cookie: access_token={bad}\r\nnot a header\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert!(String::from_utf8_lossy(&broken).starts_with("HTTP/1.1 400"));
+    let log = proxy.log_lines();
+    assert!(
+        log.iter().any(|l| l.contains("guard refused a request")),
+        "the log is at debug: {log:#?}"
+    );
+    // Each token whole, and its payload and signature (the header part,
+    // `{"alg":...}`, is the same in every token).
+    for token in [good, bad] {
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts.len(), 3, "{token}");
+        for secret in [token.as_str(), parts[1], parts[2]] {
+            assert!(
+                !log.iter().any(|l| l.contains(secret)),
+                "a log line holds a token's {secret}"
+            );
+        }
+    }
 }
 
 /// The data of the next `n` events, in order.

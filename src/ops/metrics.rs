@@ -393,7 +393,66 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
     );
     let _ = writeln!(out, "# TYPE sse_kafka_ready gauge");
     let _ = writeln!(out, "sse_kafka_ready {}", u8::from(ready));
+    let _ = writeln!(
+        out,
+        "# HELP sse_kafka_build_info The version and commit of the running binary (always 1).\n# TYPE sse_kafka_build_info gauge\nsse_kafka_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+        crate::ops::build::VERSION,
+        crate::ops::build::COMMIT
+    );
+    render_process(&mut out);
     out
+}
+
+/// The `process_*` families of the Prometheus client libraries (left out
+/// when `/proc` cannot be read).
+fn render_process(out: &mut String) {
+    let Ok(p) = crate::sys::process::stats() else {
+        return;
+    };
+    let mut family = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    family(
+        "process_cpu_seconds_total",
+        "counter",
+        "Total user and system CPU time spent in seconds.",
+        p.cpu_seconds,
+    );
+    family(
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory size in bytes.",
+        p.resident_bytes as f64,
+    );
+    family(
+        "process_virtual_memory_bytes",
+        "gauge",
+        "Virtual memory size in bytes.",
+        p.virtual_bytes as f64,
+    );
+    family(
+        "process_open_fds",
+        "gauge",
+        "Number of open file descriptors.",
+        p.open_fds as f64,
+    );
+    if let Some(max) = p.max_fds {
+        family(
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+            max as f64,
+        );
+    }
+    family(
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since unix epoch in seconds.",
+        p.start_time_seconds,
+    );
 }
 
 pub fn all_ready(shards: &[std::sync::Arc<ShardMetrics>]) -> bool {
@@ -426,12 +485,22 @@ mod tests {
         ));
         assert!(text.contains("sse_kafka_connections_open 1\n"));
         assert!(text.contains("sse_kafka_ready 0\n"));
-        // Every sample line is `name value` or `name{reason="..."} value`,
-        // every family has HELP and TYPE.
+        assert!(text.contains(&format!(
+            "sse_kafka_build_info{{version=\"{}\",commit=\"{}\"}} 1\n",
+            crate::ops::build::VERSION,
+            crate::ops::build::COMMIT
+        )));
+        assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+        // Every sample line is `name value` or `name{label="..."} value`,
+        // every family has HELP and TYPE; the counters are integers.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').expect("sample line");
-            assert!(name.starts_with("sse_kafka_"));
-            value.parse::<u64>().expect("integer value");
+            if name.starts_with("process_") {
+                value.parse::<f64>().expect("number");
+            } else {
+                assert!(name.starts_with("sse_kafka_"), "{name}");
+                value.parse::<u64>().expect("integer value");
+            }
             let family = name.split('{').next().unwrap();
             assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
         }

@@ -347,6 +347,9 @@ async fn run(spec: ShardSpec) {
     };
     spawn_into(queues.connections, ticker::run(Rc::clone(&shard), settings));
     let rouser = glommio::spawn_local(rouse());
+    if shard.id.0 == 0 {
+        glommio::spawn_local(crate::ops::notify::when_ready(Arc::clone(&shared.metrics))).detach();
+    }
     if let Some(admin) = spec.admin {
         let admin = socket::glommio_listener(admin);
         glommio::spawn_local(crate::ops::admin::serve(admin, Arc::clone(&shared.metrics))).detach();

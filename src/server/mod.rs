@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use glommio::channels::channel_mesh::MeshBuilder;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing::{info, warn};
 
@@ -148,18 +148,24 @@ pub fn run(config: Config, cpus: &[usize]) -> Result<(), ServerError> {
     let admin_text = admin_bound.map_or_else(|| "none".to_owned(), |a| a.to_string());
     info!("sse-kafka serving listen={bound} admin={admin_text} cpus={cpus:?}");
 
-    let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(ServerError::Signals)?;
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(ServerError::Signals)?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             let mut received = 0;
             for signal in signals.forever() {
+                if signal == SIGHUP {
+                    // Its default action would end every stream.
+                    warn!("SIGHUP: the config is not re-read yet; restart to apply a new one");
+                    continue;
+                }
                 received += 1;
                 if received > 1 {
                     // A second signal while draining: stop now.
                     std::process::exit(1);
                 }
                 info!(signal, "shutting down: draining streams");
+                crate::ops::notify::stopping();
                 for c in &controls {
                     let _ = c.send(Control::Shutdown);
                 }

@@ -36,7 +36,7 @@ pub use http::{http_get, raw_request};
 #[allow(unused_imports)]
 pub use producer::{KeyValue, ProducerOnly};
 #[allow(unused_imports)]
-pub use proxy::{config_for, Proxy};
+pub use proxy::{config_for, Launch, Proxy};
 #[allow(unused_imports)]
 pub use python::{produce_with_confluent_records, run_python_client, spawn_python_client};
 #[allow(unused_imports)]

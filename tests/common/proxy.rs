@@ -14,6 +14,15 @@ use super::broker::Broker;
 use super::http::http_get;
 use super::wait_until;
 
+/// How to start the proxy beyond its config: flags after `run`'s own, and
+/// environment variables set (`Some`) or removed (`None`; `RUST_LOG` is
+/// `info` unless one of these changes it).
+#[derive(Default)]
+pub struct Launch<'a> {
+    pub args: &'a [&'a str],
+    pub env: &'a [(&'a str, Option<&'a str>)],
+}
+
 pub struct Proxy {
     child: Child,
     pub addr: SocketAddr,
@@ -34,7 +43,17 @@ pub fn config_for(broker: &Broker, rest: &str) -> String {
 impl Proxy {
     /// Starts the proxy and waits until it reports ready.
     pub fn start(config: &str, cpus: &str) -> Proxy {
-        Self::launch(config, cpus, None).ready()
+        Self::launch(config, cpus, None, &Launch::default()).ready()
+    }
+
+    /// Starts the proxy as `launch` says and waits until it reports ready.
+    pub fn start_with(config: &str, cpus: &str, launch: &Launch<'_>) -> Proxy {
+        Self::launch(config, cpus, None, launch).ready()
+    }
+
+    /// Starts the proxy as `launch` says and waits only until it listens.
+    pub fn start_unready_with(config: &str, cpus: &str, launch: &Launch<'_>) -> Proxy {
+        Self::launch(config, cpus, None, launch)
     }
 
     /// Waits until the proxy reports ready.
@@ -49,17 +68,17 @@ impl Proxy {
 
     /// Starts the proxy and waits only until it listens.
     pub fn start_unready(config: &str, cpus: &str) -> Proxy {
-        Self::launch(config, cpus, None)
+        Self::launch(config, cpus, None, &Launch::default())
     }
 
     /// Starts the proxy with at most `fds` open descriptors (util-linux
     /// `prlimit`, which then runs it in its place) and waits until it is
     /// ready.
     pub fn start_with_fd_limit(config: &str, cpus: &str, fds: u64) -> Proxy {
-        Self::launch(config, cpus, Some(fds)).ready()
+        Self::launch(config, cpus, Some(fds), &Launch::default()).ready()
     }
 
-    fn launch(config: &str, cpus: &str, fds: Option<u64>) -> Proxy {
+    fn launch(config: &str, cpus: &str, fds: Option<u64>, launch: &Launch<'_>) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sse-kafka.yaml");
         std::fs::write(&path, config).unwrap();
@@ -72,12 +91,20 @@ impl Proxy {
                 c
             }
         };
-        let mut child = command
+        command
             .arg("run")
             .arg("--config")
             .arg(&path)
             .args(["--cpus", cpus])
-            .env("RUST_LOG", "info")
+            .args(launch.args)
+            .env("RUST_LOG", "info");
+        for (name, value) in launch.env {
+            match value {
+                Some(v) => command.env(name, v),
+                None => command.env_remove(name),
+            };
+        }
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -112,6 +139,16 @@ impl Proxy {
             log,
             _dir: dir,
         }
+    }
+
+    /// The `/metrics` text.
+    pub fn metrics_text(&self) -> String {
+        http_get(self.admin, "/metrics").expect("metrics")
+    }
+
+    /// The log lines so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     pub fn metric(&self, name: &str) -> u64 {
